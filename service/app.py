@@ -1,0 +1,132 @@
+"""The Flask application: authentication, error answers, health, and the API blueprint."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+
+from flask import Response, jsonify, request
+from flask_openapi3 import Info, OpenAPI
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+from . import db
+from .api import api, is_authorize_path
+from .authorizer import Authorizer
+from .errors import ApiError, Denied
+from .models import database
+from .policy import DEFAULT_POLICY_DIR, Policy
+
+log = logging.getLogger("audience_authz")
+MAX_BODY_BYTES = 1024 * 1024
+OPEN_PATHS = {"/healthz"}
+
+
+def tokens_from_env() -> list[str]:
+    return [t.strip() for t in os.environ.get("AUDIENCE_AUTHZ_TOKENS", "").split(",") if t.strip()]
+
+
+def generated_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def _validation_error(exc: ValidationError) -> Response:
+    if request.content_length and request.get_json(silent=True) is None and request.method != "GET":
+        return _error(400, "malformed_json", "the request body is not a JSON object")
+    first = exc.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+    return _error(400, "invalid_request", f"{where}: {first['msg']}")
+
+
+def create_app(database_url: str | None = None, policy_dir=None, tokens: list[str] | None = None) -> OpenAPI:
+    app = OpenAPI(
+        __name__,
+        info=Info(title="audience-authz", version="1.0.0",
+                  description="Authorization for audience sharing between ad accounts"),
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer"}},
+        doc_prefix="",
+        doc_ui=False,
+        validation_error_status=400,
+        validation_error_callback=_validation_error,
+    )
+    app.config["MAX_CONTENT_LENGTH"] = int(os.environ.get("AUDIENCE_AUTHZ_MAX_BODY", MAX_BODY_BYTES))
+    app.json.sort_keys = False
+    db.init(database_url)
+    app.extensions["authz"] = Authorizer(Policy.load(policy_dir or DEFAULT_POLICY_DIR))
+    app.config["TOKENS"] = tokens if tokens is not None else tokens_from_env()
+    app.register_api(api)
+    _register_hooks(app)
+    _register_health(app)
+    return app
+
+
+def _register_hooks(app: OpenAPI) -> None:
+    @app.before_request
+    def authenticate():
+        if request.path in OPEN_PATHS:
+            return None
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not any(
+                hmac.compare_digest(token.encode(), known.encode()) for known in app.config["TOKENS"]):
+            response = _error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        database.connect(reuse_if_open=True)
+        return None
+
+    @app.teardown_request
+    def release_connection(_exc):
+        if not database.is_closed():
+            database.close()
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError):
+        return _error(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(Denied)
+    def denied(exc: Denied):
+        return jsonify(exc.body()), 403
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}.get(
+            exc.code, "bad_request")
+        return _error(exc.code or 400, code, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def server_fault(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        if is_authorize_path():  # fail closed: an error is a deny
+            authz = app.extensions["authz"]
+            return jsonify({"decision": "deny", "reasons": [
+                {"code": "internal_error", "message": authz.policy.message("internal_error")}],
+                "effects": [], "policy_version": authz.policy.version, "decision_id": None}), 500
+        return _error(500, "internal_error", "the service could not complete the request")
+
+
+def _register_health(app: OpenAPI) -> None:
+    @app.get("/healthz", summary="Liveness")
+    def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: database reachable and policy loaded")
+    def readyz():
+        authz = app.extensions["authz"]
+        try:
+            database.execute_sql("SELECT 1").fetchone()
+            db_ok = True
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            log.warning("readiness: database unreachable: %s", exc)
+            db_ok = False
+        body = {"database": "ok" if db_ok else "unreachable", "policy_version": authz.policy.version,
+                "policy": "loaded", "status": "ready" if db_ok else "not_ready"}
+        return body, 200 if db_ok else 503

@@ -1,0 +1,137 @@
+"""Side effects: planned from the policy's decision, applied in set-based SQL.
+
+The policy says *which* effects an action carries (the effects column of the allow
+line that decided); this module works out *what* they touch and applies them inside the
+action's transaction, recording one event per effect.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .models import AdGroup, AdGroupAudience, Event, Share, database, utcnow
+
+KNOWN = {"end_share", "remove_from_list", "disconnect_audience", "propagate_update"}
+DISCONNECT_OUTCOMES = {"broaden", "pause"}  # what an ad group whose include list empties does
+_CHUNK = 500
+
+
+def _recipients_clause(one_recipient: str | None) -> tuple[str, list]:
+    p = database.obj.param
+    sql = (f"SELECT recipient_account_id FROM audience_share"
+           f" WHERE audience_id = {p} AND status = 'active'")
+    return (sql + f" AND recipient_account_id = {p}", [one_recipient]) if one_recipient else (sql, [])
+
+
+def _affected_recipients(req, decision, gathered) -> str | None:
+    """Whose share ends: one recipient, or (None) every recipient."""
+    if req.action == "delete" and gathered.relation == "recipient":
+        return req.principal
+    if req.action == "stop_sharing":
+        return req.target_account_id
+    return None
+
+
+def plan(req, decision, gathered) -> list[dict]:
+    """The effects of an allowed action, in the order they apply."""
+    names = {name for name, _ in decision.effects}
+    audience_id = req.audience_id
+    if "propagate_update" in names:
+        return [{"type": "propagate_update", "audience_id": audience_id,
+                 "account_ids": active_recipients(audience_id, None)}]
+    one = _affected_recipients(req, decision, gathered)
+    recipients = active_recipients(audience_id, one)
+    groups = _targeting_of_recipient_groups(audience_id, one) if "disconnect_audience" in names else {}
+    on_empty = decision.effect_arg("disconnect_audience")
+    planned: list[dict] = []
+    for account_id in recipients:
+        if "end_share" in names:
+            planned.append({"type": "end_share", "audience_id": audience_id, "account_id": account_id})
+        for ad_group_id, before in groups.get(account_id, []):
+            after = {mode: [a for a in ids if a != audience_id] for mode, ids in before.items()}
+            empty = not after["include"] and not after["exclude"]
+            planned.append({
+                "type": "disconnect_audience", "ad_group_id": ad_group_id, "account_id": account_id,
+                "audience_id": audience_id, "before": before, "after": after,
+                "no_audience_targeting": empty,
+            })
+            if on_empty == "pause" and before["include"] and not after["include"]:
+                planned.append({"type": "pause_ad_group", "ad_group_id": ad_group_id,
+                                "account_id": account_id, "audience_id": audience_id})
+        if "remove_from_list" in names:
+            planned.append({"type": "remove_from_list", "audience_id": audience_id,
+                            "account_id": account_id})
+    return planned
+
+
+def active_recipients(audience_id: str, one: str | None) -> list[str]:
+    sql, params = _recipients_clause(one)
+    rows = database.execute_sql(sql + " ORDER BY recipient_account_id", [audience_id, *params])
+    return [r[0] for r in rows]
+
+
+def _targeting_of_recipient_groups(audience_id: str, one: str | None) -> dict[str, list]:
+    """account -> [(ad group, {include: [...], exclude: [...]})] for recipients' groups using it."""
+    p = database.obj.param
+    recipients, params = _recipients_clause(one)
+    sql = f"""
+        SELECT g.account_id, g.id, x.mode, x.audience_id
+        FROM ad_group_audience t
+        JOIN ad_group g ON g.id = t.ad_group_id
+        JOIN ad_group_audience x ON x.ad_group_id = g.id
+        WHERE t.audience_id = {p} AND g.account_id IN ({recipients})
+        ORDER BY g.account_id, g.id, x.mode, x.position"""
+    groups: dict[str, dict[str, dict]] = {}
+    for account_id, ad_group_id, mode, member in database.execute_sql(sql, [audience_id, audience_id, *params]):
+        targeting = groups.setdefault(account_id, {}).setdefault(
+            ad_group_id, {"include": [], "exclude": []})
+        targeting[mode].append(member)
+    return {acc: list(by_group.items()) for acc, by_group in groups.items()}
+
+
+def attached_ad_groups(audience_id: str, account_id: str) -> list[str]:
+    query = (AdGroupAudience.select(AdGroupAudience.ad_group)
+             .join(AdGroup).where((AdGroupAudience.audience == audience_id) & (AdGroup.account == account_id))
+             .order_by(AdGroupAudience.ad_group))
+    return [row.ad_group_id for row in query]
+
+
+def apply(planned: list[dict], *, actor: str, stop_action: str, decision_id: str) -> None:
+    """Apply planned effects in set-based statements and record each as an event."""
+    now = utcnow()
+    by_type: dict[str, list[dict]] = {}
+    for effect in planned:
+        by_type.setdefault(effect["type"], []).append(effect)
+    disconnects = by_type.get("disconnect_audience", [])
+    for chunk in _chunks(disconnects):
+        AdGroupAudience.delete().where(
+            (AdGroupAudience.audience == chunk[0]["audience_id"])
+            & AdGroupAudience.ad_group.in_([e["ad_group_id"] for e in chunk])).execute()
+        AdGroup.update(updated_at=now).where(AdGroup.id.in_([e["ad_group_id"] for e in chunk])).execute()
+    for chunk in _chunks(by_type.get("pause_ad_group", [])):
+        AdGroup.update(status="paused").where(AdGroup.id.in_([e["ad_group_id"] for e in chunk])).execute()
+    for chunk in _chunks(by_type.get("end_share", [])):
+        Share.update(status="stopped", stopped_at=now, stopped_by=actor, stop_action=stop_action).where(
+            (Share.audience == chunk[0]["audience_id"]) & (Share.status == "active")
+            & Share.recipient_account.in_([e["account_id"] for e in chunk])).execute()
+    record(planned, decision_id=decision_id, extra={"end_share": {"action": stop_action, "actor": actor}})
+
+
+def record(items: list[dict], *, decision_id: str | None, extra: dict | None = None) -> None:
+    """Append events (effects or state changes), in order."""
+    now = utcnow()
+    rows = []
+    for item in items:
+        payload = dict(item, **(extra or {}).get(item["type"], {}))
+        rows.append({
+            "type": item["type"], "audience_id": item.get("audience_id"),
+            "account_id": item.get("account_id"), "decision_id": decision_id,
+            "payload": json.dumps(payload, separators=(",", ":")), "at": now,
+        })
+    for chunk in _chunks(rows):
+        Event.insert_many(chunk).execute()
+
+
+def _chunks(items: list, size: int = _CHUNK):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -142,8 +142,10 @@ def allowed_actions(authz: Authorizer, gathered) -> list[str]:
             if policy.decide(gathered.relation, act, hypothetical.get(act, facts)).allowed]
 
 
-def _visible(authz: Authorizer, principal: str, audience_id: str, action: str) -> Outcome:
-    outcome = authz.check(Request(principal, action, audience_id), plan_effects=False)
+def _visible(authz: Authorizer, principal: str, audience_id: str, action: str,
+             target_account_id: str | None = None) -> Outcome:
+    """The decision on ``action``; an audience id the store does not know is a 404."""
+    outcome = authz.check(Request(principal, action, audience_id, target_account_id=target_account_id))
     if outcome.decision.reason == "unknown_audience":
         raise NotFound("audience", audience_id)
     return outcome
@@ -265,10 +267,7 @@ def delete_audience(authz: Authorizer, principal: str, audience_id: str) -> dict
 def share(authz: Authorizer, principal: str, audience_id: str, account_ids: list[str]) -> dict:
     def work():
         _lock_audiences([audience_id])
-        outcomes = [authz.check(Request(principal, "share", audience_id, target_account_id=target))
-                    for target in account_ids]
-        if outcomes[0].decision.reason == "unknown_audience":
-            raise NotFound("audience", audience_id)
+        outcomes = [_visible(authz, principal, audience_id, "share", target) for target in account_ids]
         denied = _denied_if_any(outcomes)
         if denied:
             return denied
@@ -299,10 +298,7 @@ def list_shares(authz: Authorizer, principal: str, audience_id: str) -> dict:
 def stop_sharing(authz: Authorizer, principal: str, audience_id: str, account_id: str | None) -> dict:
     def work():
         _lock_audiences([audience_id])
-        outcome = _visible(authz, principal, audience_id, "stop_sharing") if account_id is None else \
-            authz.check(Request(principal, "stop_sharing", audience_id, target_account_id=account_id))
-        if outcome.decision.reason == "unknown_audience":
-            raise NotFound("audience", audience_id)
+        outcome = _visible(authz, principal, audience_id, "stop_sharing", account_id)
         if not outcome.allowed:
             return Denied([outcome])
         fx.apply(outcome.effects, actor=principal, stop_action="stop", decision_id=outcome.decision_id)

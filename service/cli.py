@@ -22,18 +22,33 @@ def main():
 @click.option("--database", "database_url", default=None, help=DATABASE_HELP)
 @click.option("--policy-dir", default=str(DEFAULT_POLICY_DIR), show_default=True,
               type=click.Path(exists=True, file_okay=False))
-def serve(host, port, database_url, policy_dir):
-    """Serve the HTTP API (Flask's threaded server)."""
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="gunicorn worker processes")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
+              help="threads per worker")
+@click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn (not for production)")
+def serve(host, port, database_url, policy_dir, workers, threads, dev):
+    """Serve the HTTP API under gunicorn (production) or, with --dev, Flask's own server."""
+    from . import db
     from .app import create_app, generated_token, tokens_from_env
+    from .policy import Policy
 
     tokens = tokens_from_env()
     if not tokens:
         tokens = [generated_token()]
         click.echo(f"AUDIENCE_AUTHZ_TOKENS is not set; this server's token is: {tokens[0]}", err=True)
-    app = create_app(database_url, policy_dir, tokens)
-    click.echo(f"serving on http://{host}:{port} (policy {app.extensions['authz'].policy.version})",
-               err=True)
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    policy = Policy.load(policy_dir)  # fail before forking when the policy cannot load
+    db.init(database_url)  # create the tables once, before the workers start
+    db.close()
+    click.echo(f"serving on http://{host}:{port} with {'Flask (development)' if dev else f'gunicorn, {workers} worker(s)'}"
+               f" (policy {policy.version})", err=True)
+    app_kwargs = {"database_url": database_url, "policy_dir": policy_dir, "tokens": tokens}
+    if dev:
+        create_app(**app_kwargs).run(host=host, port=port, threaded=True, use_reloader=False)
+    else:
+        from .server import run
+
+        run(app_kwargs, host=host, port=port, workers=workers, threads=threads)
 
 
 @main.command()

@@ -44,6 +44,15 @@ def init(url: str | None = None, create: bool = True):
     return db
 
 
+def close() -> None:
+    """Close the database (e.g. in a parent process before gunicorn forks its workers)."""
+    if database.obj is not None:
+        if hasattr(database.obj, "close_all"):
+            database.obj.close_all()
+        elif not database.obj.is_closed():
+            database.obj.close()
+
+
 def is_postgres() -> bool:
     return isinstance(database.obj, PostgresqlDatabase)
 

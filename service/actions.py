@@ -391,13 +391,6 @@ def get_ad_group(authz: Authorizer, principal: str, ad_group_id: str) -> dict:
 
 def upsert_ad_group(authz: Authorizer, principal: str, ad_group_id: str, name: str,
                     include: list[str], exclude: list[str]) -> dict:
-    both = set(include) & set(exclude)
-    if both:
-        raise ApiError(400, "invalid_targeting",
-                       f"an audience cannot be both included and excluded: {sorted(both)}")
-    if len(set(include)) != len(include) or len(set(exclude)) != len(exclude):
-        raise ApiError(400, "invalid_targeting", "an audience is listed twice")
-
     def work():
         _lock_audiences([*include, *exclude])
         outcome = authz.check(Request(principal, "edit_ad_group", "", ad_group_id=ad_group_id))

@@ -12,7 +12,7 @@ from .schemas import (AccountBody, ActingAccount, AdGroupBody, AudienceCreateBod
                       AuthorizeBody, BatchBody, BusinessCenterBody, IdPath, LookalikeBody, Page,
                       ShareBody, ShareTargetPath)
 
-api = APIBlueprint("api", __name__, url_prefix="/v1")
+api = APIBlueprint("api", __name__, url_prefix="/v1", abp_security=[{"bearer": []}])
 ENTITIES, AUDIENCES, SHARING, AD_GROUPS, DECIDE, FEEDS = (
     Tag(name=n) for n in ("entities", "audiences", "sharing", "ad groups", "authorize", "feeds"))
 

@@ -130,3 +130,5 @@ def _register_health(app: OpenAPI) -> None:
         body = {"database": "ok" if db_ok else "unreachable", "policy_version": authz.policy.version,
                 "policy": "loaded", "status": "ready" if db_ok else "not_ready"}
         return body, 200 if db_ok else 503
+
+    app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))

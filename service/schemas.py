@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from .policy import AUDIENCE_ACTIONS
 
@@ -99,6 +99,13 @@ class AdGroupBody(Strict):
     name: Name
     include: list[Id] = Field(default_factory=list, max_length=100)
     exclude: list[Id] = Field(default_factory=list, max_length=100)
+
+    @model_validator(mode="after")
+    def _each_audience_once(self) -> "AdGroupBody":
+        listed = [*self.include, *self.exclude]
+        if len(set(listed)) != len(listed):
+            raise ValueError("an audience may appear once, in include or in exclude")
+        return self
 
 
 class Principal(Strict):

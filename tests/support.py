@@ -194,3 +194,13 @@ def world_factory(api: Api, *, terms: bool = True, share_with_recipient: bool = 
             api.ok(api.post(f"/v1/audiences/{w.id(name)}/shares", {"account_ids": [w.recipient]},
                             account=w.owner), 201)
     return w
+
+
+def last_event_id(api: Api) -> int:
+    """The id of the newest event (0 when there is none), paging through the feed."""
+    after = 0
+    while True:
+        page = api.ok(api.get(f"/v1/events?after={after}&limit=1000"))
+        if not page["events"]:
+            return after
+        after = page["next_after"]

@@ -231,16 +231,22 @@ def edit_audience(authz: Authorizer, principal: str, audience_id: str, name: str
                      "remove": max(0, audience.member_count - members["count"]),
                      "replace": members["count"]}[members["op"]]
             audience.member_count = changes["member_count"] = count
-        audience.revision += 1
-        audience.updated_at = utcnow()
-        audience.save()
-        _event("audience_updated", outcome, audience_id=audience_id, account_id=principal,
-               revision=audience.revision, changes=changes)
-        for effect in outcome.effects:
-            effect["revision"] = audience.revision
-        fx.record(outcome.effects, decision_id=outcome.decision_id)
-        return {"audience": audience_view(audience, "owner", []), "effects": outcome.effects}
+        return _save_revision(audience, outcome, "audience_updated", changes=changes)
     return _with_actions(authz, principal, run(work))
+
+
+def _save_revision(audience: Audience, outcome: Outcome, event: str, **payload) -> dict:
+    """Save an owner's change as a new revision; record it and the effects the policy named
+    (propagate_update: every recipient sees the new revision at once)."""
+    audience.revision += 1
+    audience.updated_at = utcnow()
+    audience.save()
+    _event(event, outcome, audience_id=audience.id, account_id=outcome.request.principal,
+           revision=audience.revision, **payload)
+    for effect in outcome.effects:
+        effect["revision"] = audience.revision
+    fx.record(outcome.effects, decision_id=outcome.decision_id)
+    return {"audience": audience_view(audience, "owner", []), "effects": outcome.effects}
 
 
 def delete_audience(authz: Authorizer, principal: str, audience_id: str) -> dict:
@@ -353,15 +359,7 @@ def refresh_lookalike(authz: Authorizer, principal: str, audience_id: str) -> di
             return Denied([outcome])
         audience = Audience.get_by_id(audience_id)
         audience.member_count = audience.seed_audience.member_count * 10
-        audience.revision += 1
-        audience.updated_at = utcnow()
-        audience.save()
-        _event("lookalike_refreshed", outcome, audience_id=audience_id, account_id=principal,
-               revision=audience.revision)
-        for effect in outcome.effects:
-            effect["revision"] = audience.revision
-        fx.record(outcome.effects, decision_id=outcome.decision_id)
-        return {"audience": audience_view(audience, "owner", []), "effects": outcome.effects}
+        return _save_revision(audience, outcome, "lookalike_refreshed")
     return _with_actions(authz, principal, run(work))
 
 

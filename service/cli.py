@@ -86,3 +86,48 @@ def check(policy_dir):
         click.echo(f"{len(problems)} problem(s)", err=True)
         sys.exit(1)
     click.echo("policy OK")
+
+
+def _load_policy_or_exit(policy_dir):
+    from .policy import Policy, PolicyError
+
+    try:
+        return Policy.load(policy_dir)
+    except PolicyError as exc:
+        for file, line, message in exc.problems:
+            click.echo(f"{file}:{line}: {message}")
+        click.echo("the policy does not load; run `audience-authz policy check`", err=True)
+        sys.exit(1)
+
+
+@policy.command("test")
+@click.argument("tests", required=False, type=click.Path(exists=True))
+@click.option("--policy-dir", default=str(DEFAULT_POLICY_DIR), show_default=True,
+              type=click.Path(exists=True, file_okay=False), help="the policy to test (e.g. a candidate)")
+@click.option("--coverage/--no-coverage", default=True, show_default=True,
+              help="also fail when a policy line, deny reason code, matrix cell or account action is untested")
+@click.option("-q", "--quiet", is_flag=True, help="report only failures, errors and gaps")
+def test_policy(tests, policy_dir, coverage, quiet):
+    """Run the policy unit tests (TESTS: a YAML file or directory; default POLICY_DIR/tests)."""
+    from pathlib import Path
+
+    from .policytest import run_suite
+
+    policy = _load_policy_or_exit(policy_dir)
+    report = run_suite(policy, tests or Path(policy_dir) / "tests", coverage=coverage)
+    labels = {"pass": click.style("ok   ", fg="green"), "fail": click.style("FAIL ", fg="red"),
+              "error": click.style("ERROR", fg="red", bold=True)}
+    for result in report.results:
+        if quiet and result.status == "pass":
+            continue
+        click.echo(f"{labels[result.status]} {result.case.where}  {result.case.name}")
+        for message in result.messages:
+            click.echo(f"        {message}")
+    for gap in report.gaps:
+        click.echo(f"{click.style('UNTESTED', fg='yellow')} {gap}")
+    summary = (f"{report.count('pass')} passed, {report.count('fail')} failed, {report.count('error')} errors"
+               f"{f', {len(report.gaps)} coverage gaps' if coverage else ''} (policy {policy.version})")
+    if not report.results:
+        summary = f"no test cases found; {summary}"
+    click.echo(summary, err=not report.ok)
+    sys.exit(0 if report.ok else 1)

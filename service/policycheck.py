@@ -123,10 +123,16 @@ def _yaml_mapping(path: Path) -> tuple[yaml.MappingNode | None, list[Problem]]:
         node = yaml.compose(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        return None, [(path.name, mark.line + 1 if mark else 0, f"not valid YAML: {exc}")]
+        return None, [(path.name, mark.line + 1 if mark else 0, f"not valid YAML: {yaml_error(exc)}")]
     if not isinstance(node, yaml.MappingNode):
         return None, [(path.name, 1, "must be a mapping")]
     return node, []
+
+
+def yaml_error(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line (PyYAML's own message spans several, with a caret)."""
+    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    return ", ".join(p for p in parts if p) or " ".join(str(exc).split())
 
 
 def _facts_problems(directory: Path) -> list[Problem]:
@@ -159,7 +165,7 @@ def _reasons_problems(directory: Path) -> list[Problem]:
     node, found = _yaml_mapping(directory / "reasons.yaml")
     if node is None:
         return found
-    deny = next((v for k, v in node.value if k.value == "deny"), None)
+    deny_key, deny = next(((k, v) for k, v in node.value if k.value == "deny"), (None, None))
     if not isinstance(deny, yaml.MappingNode):
         return [("reasons.yaml", node.start_mark.line + 1, "needs a 'deny:' mapping of reason codes to messages")]
     codes = set()
@@ -174,7 +180,7 @@ def _reasons_problems(directory: Path) -> list[Problem]:
             found.append(("reasons.yaml", line, f"reason code {key.value!r} needs a message"))
     for code in SERVICE_REASONS:
         if code not in codes:
-            found.append(("reasons.yaml", deny.start_mark.line + 1, f"the service gives {code!r}; list it"))
+            found.append(("reasons.yaml", deny_key.start_mark.line + 1, f"the service gives {code!r}; list it"))
     return found
 
 
@@ -326,11 +332,12 @@ class _Search:
                 env_facts.__dict__.update(point)
                 first = self._first(applicable, env)
                 if first is None:
-                    undecided = undecided or point
+                    if undecided is None:
+                        undecided = point
                 elif first.line in unhit:
                     unhit.discard(first.line)
                     witnesses[first.line] = (rel, act, point)
-                if (undecided or not must_decide) and not unhit & {r.line for r in applicable}:
+                if (undecided is not None or not must_decide) and not unhit & {r.line for r in applicable}:
                     break
             if must_decide and undecided is not None:
                 found.append(("policy.csv", 0, f"no line decides ({rel}, {act}) when {_describe(undecided)}:"

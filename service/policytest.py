@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from . import effects as fx
+from .policycheck import yaml_error
 from .policy import (ACCOUNT_ACTIONS, ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, RELATIONS, Decision,
                      Policy)
 
@@ -122,7 +123,7 @@ def read_cases(path: Path, label: str | None = None) -> list[Case]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 0
-        return [Case(label, line, "<file>", problems=[f"not valid YAML: {exc}"])]
+        return [Case(label, line, "<file>", problems=[f"not valid YAML: {yaml_error(exc)}"])]
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         return [Case(label, 1, "<file>", problems=["a test file is a mapping with a list of 'cases'"])]
     problems = [f"unknown key {k!r} (known: {', '.join(sorted(FILE_KEYS))})" for k in data if k not in FILE_KEYS]
@@ -188,7 +189,8 @@ def _vocabulary_problems(policy: Policy, case: Case) -> list[str]:
             continue
         kind = _FACT_TYPES.get(spec.get("type", "str"), str)
         if type(value) is not kind:  # noqa: E721 - exact: true is not an int, 1 is not a bool
-            found.append(f"fact {name!r} is a {kind.__name__} in facts.yaml, not {value!r}")
+            found.append(f"fact {name!r} is {'an' if kind is int else 'a'} {kind.__name__} in facts.yaml,"
+                         f" not {value!r}")
     if case.decision not in ("allow", "deny"):
         found.append(f"decision must be allow or deny, not {case.decision!r}")
     elif case.decision == "deny" and case.reason not in policy.reasons:

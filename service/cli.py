@@ -151,7 +151,7 @@ def test_policy(tests, policy_dir, coverage, quiet):
                f"{f', {len(report.gaps)} coverage gaps' if coverage else ''} (policy {policy.version})")
     if not report.results:
         summary = f"no test cases found; {summary}"
-    click.echo(summary, err=not report.ok)
+    click.echo(summary)
     sys.exit(0 if report.ok else 1)
 
 
@@ -203,7 +203,7 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, fmt, 
     try:
         query = policydiff.select(last, since_at)
         with click.progressbar(query.iterator(), length=query.count(), label="replaying decisions",
-                               file=sys.stderr) as rows:
+                               file=sys.stderr, hidden=not sys.stderr.isatty()) as rows:
             report = policydiff.replay(rows, candidate, baseline, examples)
     except Exception as exc:  # noqa: BLE001 - e.g. no decision_log table at that URL
         click.echo(f"cannot read the decision log: {exc}", err=True)

@@ -392,7 +392,8 @@ class _Search:
                     holds += 1
                     blockers[self._first(applicable, env).line] += 1
                     covering.update(r.line for r in applicable if r.line < line and self._holds(r, env))
-        scope = "" if exhaustive else f" (searched the {POINT_BUDGET} requests per action nearest the defaults)"
+        scope = "" if exhaustive else (f" (not a proof: the search stopped after the {POINT_BUDGET} requests per"
+                                       " action nearest the defaults)")
         if not holds:
             return f"never decides: its condition {rule.cond!r} holds for no request{scope}"
         covered_by = [str(n) for n, c in sorted(covering.items()) if c == holds]

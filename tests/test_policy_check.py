@@ -109,3 +109,17 @@ def test_a_missing_file(tmp_path):
     result = cli("policy", "check", policy)
     assert result.exit_code == 1
     assert result.stdout.splitlines() == ["reasons.yaml:0: file is missing"]
+
+
+def test_past_the_search_budget_the_report_says_it_is_no_proof(tmp_path, monkeypatch):
+    import service.policycheck
+
+    monkeypatch.setattr(service.policycheck, "POINT_BUDGET", 40)
+    policy = copy_policy(tmp_path / "policy")
+    replace(policy / "policy.csv", SHARE_ALLOW + "\n",
+            "p, owner, share, r.f.target_is_self and r.f.same_bc, deny, share_to_self,\n" + SHARE_ALLOW + "\n")
+    result = cli("policy", "check", policy)
+    line = line_of(policy / "policy.csv", "r.f.target_is_self and r.f.same_bc")
+    reported = [p for p in result.stdout.splitlines() if p.startswith(f"policy.csv:{line}: never decides:")]
+    assert reported and reported[0].endswith(
+        "(not a proof: the search stopped after the 40 requests per action nearest the defaults)"), result.output

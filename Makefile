@@ -31,5 +31,8 @@ test: install
 policy-check: install
 	$(BIN)/audience-authz policy check
 
+policy-test: install
+	$(BIN)/audience-authz policy test
+
 clean:
 	rm -rf $(VENV) *.egg-info audience-authz.db audience-authz.db-wal audience-authz.db-shm

@@ -12,12 +12,11 @@ from flask_openapi3 import Info, OpenAPI
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from . import db
+from . import db, policyapi, reload
 from .api import api, is_authorize_path
-from .authorizer import Authorizer
 from .errors import ApiError, Denied
 from .models import database
-from .policy import DEFAULT_POLICY_DIR, Policy
+from .policy import DEFAULT_POLICY_DIR
 
 log = logging.getLogger("audience_authz")
 MAX_BODY_BYTES = 1024 * 1024
@@ -46,7 +45,8 @@ def _validation_error(exc: ValidationError) -> Response:
     return _error(400, "invalid_request", f"{where}: {first['msg']}")
 
 
-def create_app(database_url: str | None = None, policy_dir=None, tokens: list[str] | None = None) -> OpenAPI:
+def create_app(database_url: str | None = None, policy_dir=None, tokens: list[str] | None = None,
+               policy_snapshots=None, policy_poll: float = 1.0) -> OpenAPI:
     app = OpenAPI(
         __name__,
         info=Info(title="audience-authz", version="1.0.0",
@@ -60,9 +60,11 @@ def create_app(database_url: str | None = None, policy_dir=None, tokens: list[st
     app.config["MAX_CONTENT_LENGTH"] = int(os.environ.get("AUDIENCE_AUTHZ_MAX_BODY", MAX_BODY_BYTES))
     app.json.sort_keys = False
     db.init(database_url)
-    app.extensions["authz"] = Authorizer(Policy.load(policy_dir or DEFAULT_POLICY_DIR))
+    # the policy, kept on the last good version of the files (service/reload.py)
+    app.extensions["authz"] = reload.start(app, policy_dir or DEFAULT_POLICY_DIR, policy_snapshots, policy_poll)
     app.config["TOKENS"] = tokens if tokens is not None else tokens_from_env()
     app.register_api(api)
+    app.register_api(policyapi.api)
     _register_hooks(app)
     _register_health(app)
     return app
@@ -128,7 +130,7 @@ def _register_health(app: OpenAPI) -> None:
             log.warning("readiness: database unreachable: %s", exc)
             db_ok = False
         body = {"database": "ok" if db_ok else "unreachable", "policy_version": authz.policy.version,
-                "policy": "loaded", "status": "ready" if db_ok else "not_ready"}
+                "policy": "loaded", **reload.STATS.readiness(), "status": "ready" if db_ok else "not_ready"}
         return body, 200 if db_ok else 503
 
     app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))

@@ -27,28 +27,50 @@ def main():
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
               help="threads per worker")
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn (not for production)")
-def serve(host, port, database_url, policy_dir, workers, threads, dev):
+@click.option("--policy-poll", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="seconds between checks of the policy files for changes (0: only SIGHUP and POST /v1/policy/reload)")
+def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_poll):
     """Serve the HTTP API under gunicorn (production) or, with --dev, Flask's own server."""
+    import os
+    import shutil
+    import tempfile
+
     from . import db
     from .app import create_app, generated_token, tokens_from_env
-    from .policy import Policy
+    from .policy import PolicyError
+    from .reload import Reloader, Snapshots
 
     tokens = tokens_from_env()
     if not tokens:
         tokens = [generated_token()]
         click.echo(f"AUDIENCE_AUTHZ_TOKENS is not set; this server's token is: {tokens[0]}", err=True)
-    policy = Policy.load(policy_dir)  # fail before forking when the policy cannot load
+    # Vet the policy before forking, and keep it as the workers' last good snapshot.
+    master = os.getpid()
+    snapshots = Snapshots(tempfile.mkdtemp(prefix="audience-authz-policy-"))
+    try:
+        policy = Reloader(policy_dir, snapshots).initial().policy
+    except PolicyError as exc:
+        shutil.rmtree(snapshots.root, ignore_errors=True)
+        for file, line, message in exc.problems:
+            click.echo(f"{file}:{line}: {message}", err=True)
+        click.echo("the policy fails `policy check` or its tests; not serving it", err=True)
+        sys.exit(1)
     db.init(database_url)  # create the tables once, before the workers start
     db.close()
     click.echo(f"serving on http://{host}:{port} with {'Flask (development)' if dev else f'gunicorn, {workers} worker(s)'}"
                f" (policy {policy.version})", err=True)
-    app_kwargs = {"database_url": database_url, "policy_dir": policy_dir, "tokens": tokens}
-    if dev:
-        create_app(**app_kwargs).run(host=host, port=port, threaded=True, use_reloader=False)
-    else:
-        from .server import run
+    app_kwargs = {"database_url": database_url, "policy_dir": policy_dir, "tokens": tokens,
+                  "policy_snapshots": str(snapshots.root), "policy_poll": policy_poll}
+    try:
+        if dev:
+            create_app(**app_kwargs).run(host=host, port=port, threaded=True, use_reloader=False)
+        else:
+            from .server import run
 
-        run(app_kwargs, host=host, port=port, workers=workers, threads=threads)
+            run(app_kwargs, host=host, port=port, workers=workers, threads=threads)
+    finally:
+        if os.getpid() == master:  # gunicorn's workers leave through this frame too
+            shutil.rmtree(snapshots.root, ignore_errors=True)
 
 
 @main.command()
@@ -70,7 +92,7 @@ def demo(database_url):
 
 @main.group()
 def policy():
-    """Policy authoring tools: check, test, matrix."""
+    """Policy authoring tools: check, test, matrix, diff."""
 
 
 @policy.command()
@@ -86,3 +108,110 @@ def check(policy_dir):
         click.echo(f"{len(problems)} problem(s)", err=True)
         sys.exit(1)
     click.echo("policy OK")
+
+
+def _load_policy_or_exit(policy_dir):
+    from .policy import Policy, PolicyError
+
+    try:
+        return Policy.load(policy_dir)
+    except PolicyError as exc:
+        for file, line, message in exc.problems:
+            click.echo(f"{file}:{line}: {message}")
+        click.echo("the policy does not load; run `audience-authz policy check`", err=True)
+        sys.exit(1)
+
+
+@policy.command("test")
+@click.argument("tests", required=False, type=click.Path(exists=True))
+@click.option("--policy-dir", default=str(DEFAULT_POLICY_DIR), show_default=True,
+              type=click.Path(exists=True, file_okay=False), help="the policy to test (e.g. a candidate)")
+@click.option("--coverage/--no-coverage", default=True, show_default=True,
+              help="also fail when a policy line, deny reason code, matrix cell or account action is untested")
+@click.option("-q", "--quiet", is_flag=True, help="report only failures, errors and gaps")
+def test_policy(tests, policy_dir, coverage, quiet):
+    """Run the policy unit tests (TESTS: a YAML file or directory; default POLICY_DIR/tests)."""
+    from pathlib import Path
+
+    from .policytest import run_suite
+
+    policy = _load_policy_or_exit(policy_dir)
+    report = run_suite(policy, tests or Path(policy_dir) / "tests", coverage=coverage)
+    labels = {"pass": click.style("ok   ", fg="green"), "fail": click.style("FAIL ", fg="red"),
+              "error": click.style("ERROR", fg="red", bold=True)}
+    for result in report.results:
+        if quiet and result.status == "pass":
+            continue
+        click.echo(f"{labels[result.status]} {result.case.where}  {result.case.name}")
+        for message in result.messages:
+            click.echo(f"        {message}")
+    for gap in report.gaps:
+        click.echo(f"{click.style('UNTESTED', fg='yellow')} {gap}")
+    summary = (f"{report.count('pass')} passed, {report.count('fail')} failed, {report.count('error')} errors"
+               f"{f', {len(report.gaps)} coverage gaps' if coverage else ''} (policy {policy.version})")
+    if not report.results:
+        summary = f"no test cases found; {summary}"
+    click.echo(summary)
+    sys.exit(0 if report.ok else 1)
+
+
+@policy.command()
+@click.option("--policy-dir", default=str(DEFAULT_POLICY_DIR), show_default=True,
+              type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["markdown", "html"]), default="markdown", show_default=True)
+@click.option("-o", "--output", type=click.File("w"), default="-", help="write here instead of standard output")
+def matrix(policy_dir, fmt, output):
+    """Print the owner/recipient table and the sharing rules, derived from the policy itself."""
+    from . import policymatrix
+
+    policy = _load_policy_or_exit(policy_dir)
+    output.write(policymatrix.markdown(policy) if fmt == "markdown" else policymatrix.html_page(policy))
+
+
+@policy.command()
+@click.option("--candidate", "candidate_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="the policy directory to try")
+@click.option("--database", "database_url", default=None, help=DATABASE_HELP)
+@click.option("--last", type=click.IntRange(1), default=None, help="replay the newest N decisions")
+@click.option("--since", default=None, help="replay decisions at or after this ISO 8601 time (UTC if no offset)")
+@click.option("--baseline", "baseline_dir", default=str(DEFAULT_POLICY_DIR), show_default=True,
+              type=click.Path(exists=True, file_okay=False),
+              help="the policy the log was decided by, to compare allow reasons and effects")
+@click.option("--examples", default=3, show_default=True, type=click.IntRange(0, 100), help="examples per change")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--fail-on-change", is_flag=True, help="exit 1 when any decision would change")
+def diff(candidate_dir, database_url, last, since, baseline_dir, examples, fmt, fail_on_change):
+    """Replay the stored decision log against a candidate policy; report what would change."""
+    import json
+
+    from . import db, policydiff
+    from .policycheck import check_policy
+
+    problems = check_policy(candidate_dir)
+    if problems:
+        for file, line, message in problems:
+            click.echo(f"{file}:{line}: {message}")
+        click.echo("the candidate fails `policy check`; fix it first", err=True)
+        sys.exit(2)
+    candidate = _load_policy_or_exit(candidate_dir)
+    baseline = _load_policy_or_exit(baseline_dir)
+    try:
+        since_at = policydiff.parse_since(since) if since else None
+    except ValueError:
+        raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
+    db.init(database_url, create=False)
+    try:
+        query = policydiff.select(last, since_at)
+        with click.progressbar(query.iterator(), length=query.count(), label="replaying decisions",
+                               file=sys.stderr, hidden=not sys.stderr.isatty()) as rows:
+            report = policydiff.replay(rows, candidate, baseline, examples)
+    except Exception as exc:  # noqa: BLE001 - e.g. no decision_log table at that URL
+        click.echo(f"cannot read the decision log: {exc}", err=True)
+        sys.exit(2)
+    finally:
+        db.close()
+    if fmt == "json":
+        click.echo(json.dumps(report.as_dict(), indent=2))
+    else:
+        click.echo(policydiff.text(report, candidate_dir), nl=False)
+    sys.exit(1 if fail_on_change and report.changed else 0)

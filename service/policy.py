@@ -173,7 +173,9 @@ class Policy:
             if lines:
                 enforcer.get_model().add_policies("p", "p", lines)
             self._enforcers[(rel, act)] = enforcer
-        self._by_values = {r.values: r for r in self.rules}
+        self._by_values = {}
+        for rule in self.rules:  # an exact repeat of a line never decides: the first one does
+            self._by_values.setdefault(rule.values, rule)
 
     # -- deciding --------------------------------------------------------------------------
     def facts(self, **values) -> object:

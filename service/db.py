@@ -47,7 +47,7 @@ def init(url: str | None = None, create: bool = True):
         db = connect(url.replace(scheme + "://", "postgresql+pool://", 1),
                      max_connections=_env_int("AUDIENCE_AUTHZ_DB_POOL_SIZE", DEFAULT_POOL_SIZE),
                      timeout=_env_int("AUDIENCE_AUTHZ_DB_POOL_TIMEOUT", DEFAULT_POOL_TIMEOUT),
-                     stale_timeout=300, autorollback=True)
+                     stale_timeout=300)
     elif scheme == "sqlite":
         # BEGIN IMMEDIATE: a writer takes the lock up front, so two actions never deadlock
         db = connect(url, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE", autoconnect=True)

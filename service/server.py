@@ -52,10 +52,13 @@ def prepare_metrics_dir() -> str:
         return str(path)
     path = tempfile.mkdtemp(prefix="audience-authz-metrics-")
     os.environ[MULTIPROC_ENV] = path
-    owner = os.getpid()
-    # forked workers inherit atexit handlers: only the process that made it removes it
-    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(path, ignore_errors=True))
+    atexit.register(_remove_dir, path, os.getpid())
     return path
+
+
+def _remove_dir(path: str, owner: int) -> None:
+    if os.getpid() == owner:  # forked workers inherit atexit handlers; only the master removes it
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _child_exit(server, worker) -> None:

@@ -130,7 +130,6 @@ def _register_health(app: OpenAPI) -> None:
             db_ok = True
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             log.warning("readiness: database unreachable: %s", exc)
-            metrics.database_error(exc)
             db_ok = False
         body = {"database": "ok" if db_ok else "unreachable", "policy_version": authz.policy.version,
                 "policy": "loaded", "status": "ready" if db_ok else "not_ready"}

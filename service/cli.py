@@ -56,7 +56,7 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev):
     else:
         from .server import run
 
-        run(app_kwargs, host=host, port=port, workers=workers, threads=threads, logconfig=logs.config())
+        run(app_kwargs, host=host, port=port, workers=workers, threads=threads)
 
 
 def _init_database(database_url):

@@ -15,8 +15,8 @@ The metrics (every name starts with ``audience_authz_``):
 * ``policy_info{version}``: 1 for the policy version in force (0 for one replaced by a reload)
 * ``policy_reload_failures_total``: policy reloads that failed (the old policy stayed);
   a hot reload increments it through ``reload_failed()``
-* ``database_errors_total{error}``: requests that failed on a database error, and failed
-  readiness probes, by the error's class
+* ``database_errors_total{error}``: requests that failed on a database error (a server
+  fault), by the error's class
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ POLICY_INFO = Gauge("audience_authz_policy_info", "1 for the policy version in f
 RELOAD_FAILURES = Counter("audience_authz_policy_reload_failures_total",
                           "Policy reloads that failed (the policy in force stayed)")
 DATABASE_ERRORS = Counter("audience_authz_database_errors_total",
-                          "Requests and readiness probes that failed on a database error", ["error"])
+                          "Requests that failed on a database error", ["error"])
 
 _DATABASE_ERRORS = (peewee.PeeweeException, MaxConnectionsExceeded)
 _policy_version: str | None = None

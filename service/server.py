@@ -67,8 +67,9 @@ def _child_exit(server, worker) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
-def run(app_kwargs: dict, *, host: str, port: int, workers: int, threads: int, timeout: int = 30,
-        logconfig: dict | None = None) -> None:
+def run(app_kwargs: dict, *, host: str, port: int, workers: int, threads: int, timeout: int = 30) -> None:
+    from . import logs
+
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
@@ -80,7 +81,6 @@ def run(app_kwargs: dict, *, host: str, port: int, workers: int, threads: int, t
         "loglevel": "info",
         "child_exit": _child_exit,
         "control_socket_disable": True,  # one fixed path per user: servers side by side would share it
+        "logconfig_dict": logs.config(),  # gunicorn's own lines as JSON too
     }
-    if logconfig is not None:
-        options["logconfig_dict"] = logconfig
     Server(app_kwargs, options).run()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
 
+import psycopg2
 import pytest
 
 from tests.support import ROOT, postgres_database
@@ -48,3 +50,13 @@ def json_lines(text: str) -> list[dict]:
             assert isinstance(record, dict), line
             records.append(record)
     return records
+
+
+def break_decision_log(url: str) -> None:
+    """Make every decision fail to be logged: a real database error on each decision."""
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url[len("sqlite:///"):]) as conn:
+            conn.execute("ALTER TABLE decision_log RENAME TO decision_log_away")
+    else:
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute("ALTER TABLE decision_log RENAME TO decision_log_away")

@@ -12,9 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from service.client import AuthzClient, Check, Denied, RequestError, Unavailable
-from tests.ops import empty_database, json_lines  # noqa: F401 - fixture
+from tests.ops import break_decision_log, empty_database, json_lines  # noqa: F401 - fixture
 from tests.support import Api, LiveServer, free_port, world_factory
-from tests.test_observability import _break_decision_log
 
 
 @pytest.fixture
@@ -48,12 +47,13 @@ def test_action_calls_do_what_the_api_does(client, uid):
     client.upsert_business_center(bc, "BC")
     client.upsert_account(owner, "owner", bc)
     assert client.upsert_account(recipient, "recipient", bc)["business_center_id"] == bc
+    created = client.create_audience(owner, "A", "customer_file", audience_id=f"aud_{uid}")
+    audience = created["audience"]["id"]
+    assert audience == f"aud_{uid}" and created["audience"]["relation"] == "owner"
     with pytest.raises(Denied) as no_terms:
-        created = client.create_audience(owner, "A", "customer_file", audience_id=f"aud_{uid}")
-        client.share(owner, created["audience"]["id"], [recipient])
+        client.share(owner, audience, [recipient])
     assert no_terms.value.codes == ["terms_not_accepted"]
     assert client.accept_terms(owner)["terms_accepted_at"]
-    audience = f"aud_{uid}"
     assert client.share(owner, audience, [recipient])["recipients"] == [recipient]
     assert [s["account_id"] for s in client.list_shares(owner, audience)["shares"]] == [recipient]
     assert client.get_audience(recipient, audience)["relation"] == "recipient"
@@ -122,7 +122,7 @@ def test_a_service_answering_500_is_a_deny_and_only_idempotent_calls_are_retried
     with LiveServer(empty_database) as live:
         api = Api(live.base_url, live.token)
         w = world_factory(api)
-        _break_decision_log(empty_database)  # every decision now fails: 500
+        break_decision_log(empty_database)  # every decision now fails: 500
         client = AuthzClient(live.base_url, live.token, timeout=30, retries=2, backoff=0.01)
         shares_path = f"/v1/audiences/{w.A}/shares"
         authorized, shared = _served(live, "/v1/authorize"), _served(live, shares_path)

@@ -3,6 +3,7 @@ database, and pooled connections that go back to the pool."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import signal
@@ -30,7 +31,7 @@ def _refuses_connections(port: int) -> bool:
 
 def test_sigterm_stops_accepting_and_lets_a_request_in_flight_finish(tmp_path):
     url = f"sqlite:///{tmp_path / 'authz.db'}"
-    with LiveServer(url, extra_args=["--workers", "2"]) as live:
+    with LiveServer(url, extra_args=["--workers", "2"]) as live, contextlib.ExitStack() as stack:
         # A batch of 1000 checks whose body arrives slowly, as from a slow client: the
         # request is in a worker, reading its body, when the server is told to stop.
         checks = [{"principal": {"account_id": f"p_{i}"}, "action": "view", "resource": {"audience_id": "aud"}}
@@ -38,6 +39,7 @@ def test_sigterm_stops_accepting_and_lets_a_request_in_flight_finish(tmp_path):
         body = json.dumps({"checks": checks}).encode()
         rid = f"slow-{uuid.uuid4().hex}"
         conn = socket.create_connection(("127.0.0.1", live.port), timeout=60)
+        stack.callback(conn.close)  # a failed test must not leave the server waiting for the body
         conn.sendall((f"POST /v1/authorize/batch HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       f"Authorization: Bearer {live.token}\r\nContent-Type: application/json\r\n"
                       f"Content-Length: {len(body)}\r\nX-Request-Id: {rid}\r\nConnection: close\r\n\r\n").encode()
@@ -53,7 +55,6 @@ def test_sigterm_stops_accepting_and_lets_a_request_in_flight_finish(tmp_path):
         response = http.client.HTTPResponse(conn)
         response.begin()
         answer = json.loads(response.read())
-        conn.close()
         assert response.status == 200
         assert len(answer["results"]) == 1000
         assert {r["reasons"][0]["code"] for r in answer["results"]} == {"unknown_principal"}

@@ -17,7 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# `run` serves under gunicorn, as in production (`serve --dev` would be Flask's own server)
 run: install
+	$(BIN)/audience-authz migrate --database $(DATABASE)
 	$(BIN)/audience-authz demo --database $(DATABASE)
 	$(BIN)/audience-authz serve --host $(HOST) --port $(PORT) --database $(DATABASE)
 
@@ -33,6 +35,10 @@ policy-check: install
 
 policy-test: install
 	$(BIN)/audience-authz policy test
+
+.PHONY: migrate
+migrate: install
+	$(BIN)/audience-authz migrate --database $(DATABASE)
 
 clean:
 	rm -rf $(VENV) *.egg-info audience-authz.db audience-authz.db-wal audience-authz.db-shm

@@ -13,6 +13,7 @@ import uuid
 import peewee as pw
 
 from . import effects as fx
+from . import metrics
 from .authorizer import Authorizer, Outcome
 from .db import is_postgres, transaction
 from .errors import ApiError, Denied, NotFound
@@ -39,6 +40,8 @@ def run(work):
                 raise
     if isinstance(result, Denied):
         raise result
+    if isinstance(result, dict) and result.get("effects"):
+        metrics.effects_applied(result["effects"])  # counted once committed
     return result
 
 

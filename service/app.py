@@ -12,7 +12,7 @@ from flask_openapi3 import Info, OpenAPI
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from . import db, policyapi, reload
+from . import db, docs, logs, metrics, policyapi, reload
 from .api import api, is_authorize_path
 from .errors import ApiError, Denied
 from .models import database
@@ -67,13 +67,16 @@ def create_app(database_url: str | None = None, policy_dir=None, tokens: list[st
     app.register_api(policyapi.api)
     _register_hooks(app)
     _register_health(app)
+    logs.register(app)
+    metrics.register(app, app.extensions["authz"].policy.version)
+    docs.register(app)
     return app
 
 
 def _register_hooks(app: OpenAPI) -> None:
     @app.before_request
     def authenticate():
-        if request.path in OPEN_PATHS:
+        if request.path in OPEN_PATHS or docs.is_docs_path(request.path):
             return None
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
@@ -107,6 +110,7 @@ def _register_hooks(app: OpenAPI) -> None:
     @app.errorhandler(Exception)
     def server_fault(exc: Exception):
         log.exception("unhandled error on %s %s", request.method, request.path)
+        metrics.database_error(exc)
         if is_authorize_path():  # fail closed: an error is a deny
             authz = app.extensions["authz"]
             return jsonify({"decision": "deny", "reasons": [

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from . import effects as fx
+from . import metrics
 from .facts import Gathered, Request, gather
 from .models import database, utcnow
 from .policy import Decision, Policy
@@ -70,6 +71,7 @@ class Authorizer:
             outcome.explanation = explanation(policy, gathered, decision)
         if log:
             log_decision(outcome)
+            metrics.decision(req.action, decision.decision, decision.reason)
         return outcome
 
 

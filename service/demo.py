@@ -4,7 +4,9 @@ source's table (include A, exclude A, include A+B+C, exclude A+B+C, include A ex
 
 from __future__ import annotations
 
-from . import actions
+import json
+
+from . import bulk
 from .authorizer import Authorizer
 from .models import Audience
 
@@ -28,23 +30,34 @@ AD_GROUPS = [
 ]
 
 
-def load(authz: Authorizer) -> list[str]:
-    """Load the scenario; returns what was done (nothing when it is already there)."""
+def records() -> list[dict]:
+    """The scenario as lines of the bulk import (service/bulk.py), in the order they apply."""
+    lines = [{"kind": "business_center", "id": bc_id, "name": name, "cross_bc_allowlisted": allowlisted}
+             for bc_id, name, allowlisted in BUSINESS_CENTERS]
+    lines += [{"kind": "account", "id": account_id, "name": name, "business_center_id": bc_id}
+              for account_id, name, bc_id in ACCOUNTS]
+    lines.append({"kind": "terms_acceptance", "account_id": "acc_owner"})
+    for audience_id, name, source in AUDIENCES:
+        lines.append({"kind": "audience", "account_id": "acc_owner", "id": audience_id, "name": name,
+                      "source": source, "member_count": 10000})
+        lines.append({"kind": "share", "account_id": "acc_owner", "audience_id": audience_id,
+                      "account_ids": ["acc_recipient"]})
+    lines += [{"kind": "ad_group", "account_id": "acc_recipient", "id": ad_group_id,
+               "name": ad_group_id.replace("_", " "), "include": include, "exclude": exclude}
+              for ad_group_id, include, exclude in AD_GROUPS]
+    return lines
+
+
+def load(authz: Authorizer, on_line=None) -> list[str]:
+    """Load the scenario through the actions (and so the policy); returns what was done
+    (nothing when it is already there). ``on_line()`` after each line (a progress bar)."""
     if Audience.select().where(Audience.id == "aud_A").exists():
         return []
-    done = []
-    for bc_id, name, allowlisted in BUSINESS_CENTERS:
-        actions.upsert_business_center(bc_id, name, allowlisted)
-    for account_id, name, bc_id in ACCOUNTS:
-        actions.upsert_account(account_id, name, bc_id)
-    done.append(f"{len(BUSINESS_CENTERS)} Business Centers, {len(ACCOUNTS)} accounts")
-    actions.accept_terms(authz, "acc_owner", "acc_owner")
-    for audience_id, name, source in AUDIENCES:
-        actions.create_audience(authz, "acc_owner", audience_id, name, source, 10000)
-        actions.share(authz, "acc_owner", audience_id, ["acc_recipient"])
-    done.append("audiences aud_A, aud_B, aud_C owned by acc_owner, shared with acc_recipient")
-    for ad_group_id, include, exclude in AD_GROUPS:
-        actions.upsert_ad_group(authz, "acc_recipient", ad_group_id, ad_group_id.replace("_", " "),
-                                include, exclude)
-    done.append(f"{len(AD_GROUPS)} ad groups of acc_recipient: " + ", ".join(a for a, _, _ in AD_GROUPS))
-    return done
+    summary = bulk.import_lines(authz, [json.dumps(r) for r in records()], on_line=on_line)
+    if not summary.ok:
+        raise RuntimeError(f"the demo data did not load: {summary.problems}")
+    return [
+        f"{len(BUSINESS_CENTERS)} Business Centers, {len(ACCOUNTS)} accounts",
+        "audiences aud_A, aud_B, aud_C owned by acc_owner, shared with acc_recipient",
+        f"{len(AD_GROUPS)} ad groups of acc_recipient: " + ", ".join(a for a, _, _ in AD_GROUPS),
+    ]

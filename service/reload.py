@@ -32,6 +32,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import metrics
 from .authorizer import Authorizer
 from .policy import POLICY_FILES, Policy, PolicyError
 from .policycheck import Problem, check_policy
@@ -212,11 +213,13 @@ class Reloader:
             if policy.version == previous.version:
                 return Outcome("unchanged", previous.version, previous.version)
             self.authz.policy = policy  # one assignment: every later decision uses the new policy
+            metrics.policy_loaded(policy.version)
             log.warning("policy reloaded (%s): %s -> %s", source, previous.version, policy.version)
             return Outcome("loaded", policy.version, previous.version)
 
     def _refused(self, source: str, problems: list[Problem]) -> Outcome:
         serving = self.authz.policy.version if self.authz else ""
+        metrics.reload_failed()
         with STATS.lock:
             STATS.refused_total += 1
             STATS.last_error = {"at": _now(), "source": source, "kept_version": serving or None,

@@ -153,6 +153,11 @@ def test_the_reload_endpoint(policy, serve):
     ready = _ready(api)
     assert ready["policy_reloads"] == {"loaded": 1, "refused": 1, "last_loaded_at": ready["policy_reloads"]["last_loaded_at"]}
     assert ready["last_reload_error"]["source"] == "api"
+    # the metrics say the same: one refusal counted, the reloaded version in force
+    metrics = api.get("/metrics").body
+    assert "audience_authz_policy_reload_failures_total 1.0" in metrics
+    assert f'audience_authz_policy_info{{version="{loaded["policy_version"]}"}} 1.0' in metrics
+    assert f'audience_authz_policy_info{{version="{old}"}} 0.0' in metrics
 
 
 def _workers(master: int) -> set[int]:

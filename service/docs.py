@@ -1,0 +1,55 @@
+"""``/docs``: the API's OpenAPI document in Swagger UI, served by the service itself.
+
+The page and its scripts (bundled by the flask-openapi3-swagger package; nothing is fetched
+from the internet) are open to read without a token: they hold the contract, no data.
+The document is embedded in the page, so it loads without a token too; "Authorize" in the
+page takes the bearer token for "Try it out".
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+
+from flask import Blueprint, current_app, render_template_string
+
+PREFIX = "/docs"
+_ASSETS = importlib.resources.files("flask_openapi3_swagger") / "templates" / "swagger"
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>{{ title }}: API</title>
+  <link rel="stylesheet" href="{{ url_for('docs.static', filename='css/swagger-ui.css') }}">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script id="openapi" type="application/json">{{ spec|tojson }}</script>
+<script src="{{ url_for('docs.static', filename='js/swagger-ui-bundle.js') }}"></script>
+<script>
+  window.ui = SwaggerUIBundle({
+    spec: JSON.parse(document.getElementById("openapi").textContent),
+    dom_id: "#swagger-ui",
+    deepLinking: true,
+    presets: [SwaggerUIBundle.presets.apis],
+    layout: "BaseLayout"
+  });
+</script>
+</body>
+</html>
+"""
+
+
+def is_docs_path(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+def register(app) -> None:
+    docs = Blueprint("docs", __name__, static_folder=str(_ASSETS), static_url_path=PREFIX + "/static")
+
+    @docs.get(PREFIX)
+    def page():
+        spec = current_app.api_doc
+        return render_template_string(_PAGE, spec=spec, title=spec["info"]["title"])
+
+    app.register_blueprint(docs)

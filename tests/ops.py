@@ -1,0 +1,62 @@
+"""Helpers of the production tests: fresh databases, the CLI in a subprocess, JSON log lines."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import uuid
+
+import psycopg2
+import pytest
+
+from tests.support import ROOT, postgres_database
+
+DATABASES = ["sqlite", "postgresql"]
+
+
+@contextlib.contextmanager
+def fresh_database(kind: str, tmp_path):
+    """The URL of a new, empty database of ``kind``."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / f'authz-{uuid.uuid4().hex[:8]}.db'}"
+    else:
+        with postgres_database() as url:
+            yield url
+
+
+@pytest.fixture(params=DATABASES)
+def empty_database(request, tmp_path):
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+def cli(*args: str, env: dict | None = None, input: str | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess:
+    """``audience-authz ARGS`` in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "service", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, input=input, timeout=timeout)
+
+
+def json_lines(text: str) -> list[dict]:
+    """Every non-empty line of ``text`` parsed as a JSON object (fails on any other line)."""
+    records = []
+    for line in text.splitlines():
+        if line.strip():
+            record = json.loads(line)
+            assert isinstance(record, dict), line
+            records.append(record)
+    return records
+
+
+def break_decision_log(url: str) -> None:
+    """Make every decision fail to be logged: a real database error on each decision."""
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url[len("sqlite:///"):]) as conn:
+            conn.execute("ALTER TABLE decision_log RENAME TO decision_log_away")
+    else:
+        with psycopg2.connect(url) as conn, conn.cursor() as cur:
+            cur.execute("ALTER TABLE decision_log RENAME TO decision_log_away")

@@ -32,4 +32,12 @@ def run(app_kwargs: dict, *, host: str, port: int, workers: int, threads: int, t
         "graceful_timeout": 30,  # SIGTERM: stop accepting, finish requests in flight
         "accesslog": None,
         "loglevel": "warning",
+        "worker_exit": _flush_decision_log,
     }).run()
+
+
+def _flush_decision_log(_arbiter, _worker) -> None:
+    """A worker that stops writes the decisions it has batched (service/decision_log.py)."""
+    from .decision_log import writer
+
+    writer.flush_at_exit()

@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 TOKEN = "bench-token"
 SMALL_SCALE = 0.001  # 1k audiences: the store the main one is compared with
+BATCH = 10  # checks per /v1/authorize/batch request in the batch run
 
 TARGETS = {  # metric: (comparison, bound), from issue 4
     "policy_vs_cedarpy": ("<=", 0.5),
@@ -335,10 +336,10 @@ def server_cpu_seconds(pid: int) -> float | None:
     return total / tick
 
 
-def wrk(url: str, seconds: float, body_file: Path | None, server_pid: int) -> dict:
+def wrk(url: str, seconds: float, body_file: Path | None, server_pid: int, path: str | None = None) -> dict:
     args = ["wrk", "-t2", "-c8", f"-d{max(1, round(seconds))}s", "-s", str(BENCH / "wrk" / "authz.lua"), url]
     if body_file is not None:
-        args += ["--", str(body_file)]
+        args += ["--", str(body_file), *([path] if path else [])]
     env = {**os.environ, "AUTHZ_TOKEN": TOKEN}
     cpu_before = server_cpu_seconds(server_pid)
     out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=seconds + 60)
@@ -368,6 +369,10 @@ def http_side(store: Path, sizes, authz_factory, workers: int, threads: int, sec
     requests = workload.draw(store, sizes, 5000, seed=11)
     bodies = tmp / "bodies.jsonl"
     bodies.write_text("".join(json.dumps(workload.as_body(r), separators=(",", ":")) + "\n" for r in requests))
+    batches = tmp / "batches.jsonl"  # /v1/authorize/batch with BATCH checks: the HTTP cost shared
+    batches.write_text("".join(json.dumps({"checks": [workload.as_body(r) for r in requests[i:i + BATCH]]},
+                                          separators=(",", ":")) + "\n"
+                               for i in range(0, len(requests) - BATCH + 1, BATCH)))
     sample = requests[:200]
     authz = authz_factory()
     expected = [authz.check(r, log=False, plan_effects=False).decision.decision for r in sample]
@@ -379,10 +384,11 @@ def http_side(store: Path, sizes, authz_factory, workers: int, threads: int, sec
         for _ in range(rounds):  # alternate, so load from elsewhere falls on both
             authorize_runs.append(wrk(base + "/v1/authorize", seconds, bodies, pid))
             ping_runs.append(wrk(base + "/healthz", seconds, None, pid))
+        batch_run = wrk(base + "/v1/authorize/batch", seconds, batches, pid, "/v1/authorize/batch")
         answers = [post(base, workload.as_body(r))["decision"] for r in sample]
     logged = _count(store, "decision_log") - before
-    asked = sum(run["requests"] for run in authorize_runs) + len(sample)
-    errors = sum(run[k] for run in authorize_runs + ping_runs for k in run if k.startswith("errors_"))
+    asked = sum(run["requests"] for run in authorize_runs) + len(sample) + batch_run["requests"] * BATCH
+    errors = sum(run[k] for run in authorize_runs + ping_runs + [batch_run] for k in run if k.startswith("errors_"))
 
     def median_of(runs, key):
         return statistics.median(run[key] for run in runs)
@@ -396,7 +402,8 @@ def http_side(store: Path, sizes, authz_factory, workers: int, threads: int, sec
         "http_rps_vs_ping": round(http_rps / ping_rps, 3),
         "http_cpu_us_per_request": _median_or_none(authorize_runs, "server_cpu_us_per_request"),
         "ping_cpu_us_per_request": _median_or_none(ping_runs, "server_cpu_us_per_request"),
-        "authorize_runs": authorize_runs, "ping_runs": ping_runs, "wrk_errors": errors,
+        "batch_decisions_per_s": round(batch_run["rps"] * BATCH, 1), "batch_size": BATCH,
+        "authorize_runs": authorize_runs, "ping_runs": ping_runs, "batch_run": batch_run, "wrk_errors": errors,
         "cross_check": {"requests": len(sample),
                         "mismatches": sum(a != e for a, e in zip(answers, expected))},
         "decision_log": {"requests_answered_at_least": asked, "rows_written": logged,
@@ -446,6 +453,7 @@ def table(results: dict) -> str:
         ("http_rps_vs_ping", "", "authorize / ping"),
         ("http_cpu_us_per_request", "µs", "server CPU per authorize (all processes)"),
         ("ping_cpu_us_per_request", "µs", "server CPU per ping"),
+        ("batch_decisions_per_s", "/s", f"decisions via /v1/authorize/batch, {BATCH} per request"),
         (results["scale_key"], "", "p50 decision, main store / 1k store"),
         ("stop_sharing_10k_s", "s", f"stop sharing, {f.get('stop_sharing_ad_groups', 0):,} ad groups"),
     ]
@@ -557,7 +565,7 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
     if http:
         figures.update({k: http[k] for k in ("http_rps", "http_p50_ms", "http_p99_ms", "ping_rps",
                                              "http_rps_vs_ping", "http_cpu_us_per_request",
-                                             "ping_cpu_us_per_request")})
+                                             "ping_cpu_us_per_request", "batch_decisions_per_s")})
     results.update({
         "figures": figures,
         "targets": verdicts(figures, scale_key),

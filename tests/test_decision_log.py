@@ -40,7 +40,9 @@ def test_authorize_decisions_are_in_the_feed_right_away(api):
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_every_decision_of_a_multi_worker_server_is_stored_by_its_stop(database, tmp_path):
     def run(url: str) -> tuple[list[str], str]:
-        with LiveServer(url, token=TOKEN, extra_args=["--workers", "2", "--threads", "4"]) as live:
+        # a long flush interval: what is buffered at the stop is written by the stop itself
+        with LiveServer(url, token=TOKEN, extra_args=["--workers", "2", "--threads", "4"],
+                        env={"AUDIENCE_AUTHZ_DECISION_LOG_FLUSH_S": "600"}) as live:
             api = Api(live.base_url, TOKEN)
             w = world_factory(api)
             checks = [(account, action) for account in (w.owner, w.recipient, w.peer, w.other)

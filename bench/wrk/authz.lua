@@ -1,9 +1,10 @@
--- wrk script of the benchmark. With a file argument (`-- FILE`), each request is a POST
--- of a random line of FILE (one JSON body of /v1/authorize per line) with the bearer
--- token from AUTHZ_TOKEN; without one, a plain GET of the URL (the ping). At the end it
--- prints one line "WRK_JSON {...}" with the figures the benchmark reads.
+-- wrk script of the benchmark. With a file argument (`-- FILE [PATH]`), each request is a
+-- POST to PATH (default /v1/authorize) of a random line of FILE (one JSON body per line)
+-- with the bearer token from AUTHZ_TOKEN; without one, a plain GET of the URL (the ping).
+-- At the end it prints one line "WRK_JSON {...}" with the figures the benchmark reads.
 local bodies = {}
 local headers = {}
+local path = "/v1/authorize"
 
 function init(args)
   if args[1] then
@@ -12,6 +13,7 @@ function init(args)
     end
     headers["Content-Type"] = "application/json"
     headers["Authorization"] = "Bearer " .. (os.getenv("AUTHZ_TOKEN") or "")
+    path = args[2] or path
   end
   math.randomseed(os.time() + (tonumber(tostring({}):sub(8)) or 0))
 end
@@ -20,7 +22,7 @@ function request()
   if #bodies == 0 then
     return wrk.format("GET")
   end
-  return wrk.format("POST", "/v1/authorize", headers, bodies[math.random(#bodies)])
+  return wrk.format("POST", path, headers, bodies[math.random(#bodies)])
 end
 
 function done(summary, latency, requests)

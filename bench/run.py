@@ -172,7 +172,10 @@ def scale_rounds(stores: list[tuple[str, Path, object]], n: int, rounds: int) ->
     falls on both; each round's p50, and the median of them per store."""
     from bench import workload
 
+    from service.facts import gather
+
     per_store = {label: [] for label, _, _ in stores}
+    facts_query = {label: [] for label, _, _ in stores}
     samples = {}
     requests = {label: (workload.draw(path, sizes, n, seed=3), workload.draw(path, sizes, n, seed=5))
                 for label, path, sizes in stores}
@@ -183,8 +186,11 @@ def scale_rounds(stores: list[tuple[str, Path, object]], n: int, rounds: int) ->
             seconds = decision_latency(authz, warm, measured)
             per_store[label].append(percentiles(seconds)["p50"])
             samples[label] = samples.get(label, []) + seconds
+            facts_query[label].append(percentiles(timed(lambda r: gather(authz.policy, r), measured))["p50"])
     return {label: {"p50_rounds": values, "p50": round(statistics.median(values), 2),
-                    "all": percentiles(samples[label])} for label, values in per_store.items()}
+                    "all": percentiles(samples[label]),
+                    "facts_query_p50": round(statistics.median(facts_query[label]), 2)}
+            for label, values in per_store.items()}
 
 
 def policy_only(authz, requests) -> tuple[dict, list]:
@@ -278,6 +284,45 @@ def stop_sharing_runs(store: Path, groups: int, runs: int) -> dict:
     return {"ad_groups": recipients * per_recipient, "recipients": recipients, "runs_s": [round(s, 3) for s in seconds],
             "median_s": round(statistics.median(seconds), 3), "last": results[-1],
             "complete": all(r["complete"] for r in results)}
+
+
+def wsgi_side(store: Path, requests) -> dict:
+    """The Flask app called in process (no sockets, no gunicorn): what the framework part
+    of a request costs, POST /v1/authorize against GET /healthz, in a tight loop."""
+    import io
+
+    from werkzeug.test import EnvironBuilder
+
+    from bench import workload
+    from service import db
+    from service.app import create_app
+    from service.decision_log import writer
+
+    writer.flush()
+    db.close()
+    app = create_app(f"sqlite:///{store}", tokens=[TOKEN])
+    base = EnvironBuilder(path="/v1/authorize", method="POST", data=b"{}", headers={
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}).get_environ()
+    ping = EnvironBuilder(path="/healthz", method="GET").get_environ()
+    bodies = [json.dumps(workload.as_body(r), separators=(",", ":")).encode() for r in requests]
+
+    def start_response(status, headers, exc_info=None):
+        if not status.startswith("200"):
+            raise RuntimeError(f"unexpected {status}")
+
+    def authorize(body):
+        environ = dict(base, CONTENT_LENGTH=str(len(body)))
+        environ["wsgi.input"] = io.BytesIO(body)
+        b"".join(app(environ, start_response))
+
+    def healthz(_):
+        b"".join(app(dict(ping), start_response))
+
+    for body in bodies[:500]:
+        authorize(body)
+    out = {"authorize": percentiles(timed(authorize, bodies)), "ping": percentiles(timed(healthz, bodies))}
+    writer.flush()
+    return out
 
 
 # -- over HTTP ------------------------------------------------------------------------------
@@ -443,9 +488,13 @@ def table(results: dict) -> str:
     rows = [
         ("inproc_decision_us", "µs", "full decision in process, p50"),
         ("policy_only_us", "µs", "Policy.decide alone, p50"),
+        ("facts_query_us", "µs", "the facts statement alone (facts.gather), p50"),
+        ("facts_query_1k_us", "µs", "the same on the 1k store"),
         ("cedarpy_decision_us", "µs", "cedarpy, same rules and requests, p50"),
         ("policy_vs_cedarpy", "", "policy_only / cedarpy"),
         ("naive_casbin_us", "µs", f"stock pycasbin, {f.get('naive_casbin_lines', 0):,} ACL lines, p50"),
+        ("wsgi_authorize_us", "µs", "POST /v1/authorize through the Flask app in process, p50"),
+        ("wsgi_ping_us", "µs", "GET /healthz the same way, p50"),
         ("http_rps", "req/s", "POST /v1/authorize, 8 connections"),
         ("http_p50_ms", "ms", "latency p50"),
         ("http_p99_ms", "ms", "latency p99"),
@@ -536,6 +585,9 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
     loads["stop_sharing"] = load_average()
     stop = stop_sharing_runs(main_store, stop_groups, runs=3)
 
+    log("the Flask app in process (WSGI, no HTTP server)")
+    wsgi = wsgi_side(main_store, measured)
+
     http = None
     if with_http:
         log(f"HTTP: gunicorn {workers} worker(s) x {threads} thread(s), wrk 8 connections, "
@@ -553,12 +605,16 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
     figures = {
         "inproc_decision_us": scale["main"]["p50"],
         "policy_only_us": policy["p50"],
+        "facts_query_us": scale["main"]["facts_query_p50"],
+        "facts_query_1k_us": scale["1k"]["facts_query_p50"],
         "cedarpy_decision_us": cedar["parsed_policy_set"]["p50"],
         "cedarpy_policy_text_us": cedar["policy_text_each_call"]["p50"],
         "policy_vs_cedarpy": round(policy["p50"] / cedar["parsed_policy_set"]["p50"], 3),
         "naive_casbin_us": naive["p50"],
         "naive_casbin_lines": naive["lines"],
         scale_key: round(scale["main"]["p50"] / scale["1k"]["p50"], 3),
+        "wsgi_authorize_us": wsgi["authorize"]["p50"],
+        "wsgi_ping_us": wsgi["ping"]["p50"],
         "stop_sharing_10k_s": stop["median_s"],
         "stop_sharing_ad_groups": stop["ad_groups"],
     }
@@ -571,7 +627,7 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
         "targets": verdicts(figures, scale_key),
         "details": {"decision_by_store": scale, "policy_only": policy, "cedarpy": {
             k: v for k, v in cedar.items() if k != "cross_check"}, "naive_casbin": naive,
-            "stop_sharing": stop, "http": http},
+            "stop_sharing": stop, "wsgi": wsgi, "http": http},
         "cross_check": {"cedar": cedar["cross_check"], "http": http["cross_check"] if http else None},
         "load_average": loads,
         "seconds": round(time.time() - started, 1),

@@ -29,7 +29,8 @@ def test_bench_measures_everything_and_agrees_with_cedar(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = results["figures"]
     for key in ("inproc_decision_us", "policy_only_us", "cedarpy_decision_us", "policy_vs_cedarpy",
-                "naive_casbin_us", "scale_ratio_2k_vs_1k", "stop_sharing_10k_s"):
+                "naive_casbin_us", "scale_ratio_2k_vs_1k", "stop_sharing_10k_s", "facts_query_us",
+                "wsgi_authorize_us", "wsgi_ping_us"):
         assert figures[key] > 0, key
     checked = results["cross_check"]["cedar"]
     assert checked["requests"] == 400

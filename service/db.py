@@ -17,8 +17,8 @@ SQLITE_PRAGMAS = {
     "synchronous": "normal",  # durable at each WAL checkpoint; safe against process crashes
     "foreign_keys": 1,
     "busy_timeout": 10000,
-    # reads straight from the OS page cache, no read() system call per B-tree page: the
-    # hot path's indexed lookups cost about the same on a 1k-row and a 1M-row store
+    # pages read straight from the OS page cache, without a read() system call per B-tree
+    # page of the hot path's lookups
     "mmap_size": 1 << 30,
     "cache_size": -16384,  # 16 MiB of page cache per connection
 }

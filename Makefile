@@ -7,7 +7,7 @@ PORT ?= 8080
 DATABASE ?= sqlite:///audience-authz.db
 export AUDIENCE_AUTHZ_TOKENS ?= dev-token
 
-.PHONY: install run demo test policy-check policy-test clean
+.PHONY: install run demo test policy-check policy-test clean bench bench-quick bench-install
 
 install: $(VENV)/.installed
 
@@ -42,3 +42,20 @@ migrate: install
 
 clean:
 	rm -rf $(VENV) *.egg-info audience-authz.db audience-authz.db-wal audience-authz.db-shm
+
+# The benchmark (bench/run.py; README "Performance"): a 1M-audience store, the service beside
+# cedarpy and stock pycasbin, HTTP under gunicorn with wrk. bench-quick: a tenth, < 2 minutes.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+bench: bench-install
+	$(BIN)/python -m bench.run --scale 1 --out bench-results.json
+
+bench-quick: bench-install
+	$(BIN)/python -m bench.run --scale 0.1 --out bench-results-quick.json
+
+bench-install: $(VENV)/.bench-installed
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
+
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $@

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, request
 from flask_openapi3 import APIBlueprint, Tag
 
-from . import actions
+from . import actions, decision_log
 from .authorizer import Authorizer
 from .facts import Request
 from .schemas import (AccountBody, ActingAccount, AdGroupBody, AudienceCreateBody, AudiencePatchBody,
@@ -147,6 +147,7 @@ def get_events(query: Page):
 
 @api.get("/decisions", tags=[FEEDS], summary="The decision log, in order")
 def get_decisions(query: Page):
+    decision_log.writer.flush()  # this process's batched rows first, so a reader sees its own
     return actions.decisions(query.after, query.limit)
 
 

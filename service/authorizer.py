@@ -7,15 +7,12 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
+from . import decision_log
 from . import effects as fx
 from . import metrics
 from .facts import Gathered, Request, gather
-from .models import database, utcnow
+from .models import utcnow
 from .policy import Decision, Policy
-
-_LOG_SQL = ("INSERT INTO decision_log (decision_id, at, principal, action, resource, decision,"
-            " reasons, policy_version, relation, facts, rule_line)"
-            " VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})")
 
 
 @dataclass
@@ -97,11 +94,21 @@ def log_decision(outcome: Outcome) -> None:
         resource["target_account_id"] = req.target_account_id
     if req.ad_group_id is not None:
         resource["ad_group_id"] = req.ad_group_id
-    database.execute_sql(_LOG_SQL.format(p=database.obj.param), [
+    decision_log.writer.write((
         outcome.decision_id, utcnow(), req.principal, req.action,
         json.dumps(resource, separators=(",", ":")), outcome.decision.decision,
         json.dumps(outcome.reasons, separators=(",", ":")), outcome.policy_version,
-        outcome.gathered.relation, json.dumps(dataclasses.asdict(outcome.gathered.facts),
-                                              separators=(",", ":")),
+        outcome.gathered.relation, json.dumps(_facts_dict(outcome.gathered.facts), separators=(",", ":")),
         outcome.decision.rule.line if outcome.decision.rule else None,
-    ])
+    ))
+
+
+def _facts_dict(facts) -> dict:
+    """The facts as a plain dict (what dataclasses.asdict gives, without its deep copies)."""
+    names = _FACT_NAMES.get(type(facts))
+    if names is None:
+        names = _FACT_NAMES[type(facts)] = tuple(f.name for f in dataclasses.fields(facts))
+    return {name: getattr(facts, name) for name in names}
+
+
+_FACT_NAMES: dict[type, tuple[str, ...]] = {}

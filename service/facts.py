@@ -13,7 +13,9 @@ from .models import Account, AdGroup, database
 from .policy import ACCOUNT_ACTIONS
 
 # One row: the principal, the audience (with its seed and its owner's Business Center),
-# the relation, the target account and the ad group named in the request.
+# the relation, and, when the request names them, the target account and the ad group.
+# A part the request does not name is a NULL column instead of a lookup of a key that
+# cannot exist, so the statement has one fixed form per shape of request (at most eight).
 _FACTS_SQL = """
 SELECT
   pa.id, pa.business_center_id, pa.terms_accepted_at,
@@ -21,25 +23,30 @@ SELECT
   obc.cross_bc_allowlisted,
   (SELECT 1 FROM audience_share s
     WHERE s.audience_id = {p} AND s.recipient_account_id = {p} AND s.status = 'active'),
-  ta.id, ta.business_center_id,
-  (SELECT 1 FROM audience_share s
-    WHERE s.audience_id = {p} AND s.recipient_account_id = {p} AND s.status = 'active'),
-  g.id, g.account_id,
+  {target},
+  {ad_group},
   {attached}
 FROM (SELECT 1 AS one) AS one
-LEFT JOIN account pa ON pa.id = {p}
-LEFT JOIN audience a ON a.id = {p}
-LEFT JOIN audience seed ON seed.id = a.seed_audience_id
-LEFT JOIN account oa ON oa.id = a.owner_account_id
+LEFT JOIN account pa {account_index} ON pa.id = {p}
+LEFT JOIN audience a {audience_index} ON a.id = {p}
+LEFT JOIN audience seed {audience_index} ON seed.id = a.seed_audience_id
+LEFT JOIN account oa {account_index} ON oa.id = a.owner_account_id
 LEFT JOIN business_center obc ON obc.id = oa.business_center_id
-LEFT JOIN account ta ON ta.id = {p}
-LEFT JOIN ad_group g ON g.id = {p}
+{target_join}
+{ad_group_join}
 """
+# The covering indexes of models.py answer these lookups from one B-tree. SQLite's planner
+# prefers the primary key's own index unless ANALYZE has run, so it is named for SQLite;
+# PostgreSQL's planner (kept informed by autovacuum) chooses by itself.
+_SQLITE_HINTS = {"account_index": "INDEXED BY account_facts", "audience_index": "INDEXED BY audience_facts"}
+_TARGET_SQL = """ta.id, ta.business_center_id,
+  (SELECT 1 FROM audience_share s
+    WHERE s.audience_id = {p} AND s.recipient_account_id = {p} AND s.status = 'active')"""
 _ATTACHED_SQL = """(SELECT COUNT(*) FROM ad_group_audience aga
     JOIN ad_group ag ON ag.id = aga.ad_group_id
     WHERE aga.audience_id = {p} AND ag.account_id = {p})"""
 
-_statements: dict[tuple[str, bool], str] = {}
+_statements: dict[tuple, str] = {}
 
 
 @dataclass(frozen=True)
@@ -61,13 +68,19 @@ class Gathered:
     owner_account_id: str | None
 
 
-def _statement(with_attached: bool) -> str:
+def _statement(with_target: bool, with_ad_group: bool, with_attached: bool) -> str:
     param = database.obj.param
-    key = (param, with_attached)
+    key = (param, with_target, with_ad_group, with_attached)
     sql = _statements.get(key)
     if sql is None:
-        attached = _ATTACHED_SQL.format(p=param) if with_attached else "0"
-        sql = _statements[key] = _FACTS_SQL.format(p=param, attached=attached)
+        hints = _SQLITE_HINTS if param == "?" else {"account_index": "", "audience_index": ""}
+        sql = _statements[key] = _FACTS_SQL.format(
+            p=param, **hints,
+            target=_TARGET_SQL.format(p=param) if with_target else "NULL, NULL, NULL",
+            ad_group="g.id, g.account_id" if with_ad_group else "NULL, NULL",
+            attached=_ATTACHED_SQL.format(p=param) if with_attached else "0",
+            target_join=f"LEFT JOIN account ta {hints['account_index']} ON ta.id = {param}" if with_target else "",
+            ad_group_join=f"LEFT JOIN ad_group g ON g.id = {param}" if with_ad_group else "")
     return sql
 
 
@@ -79,14 +92,21 @@ def gather(policy, req: Request, ad_group_override: tuple[str, str] | None = Non
     """
     if req.action in ACCOUNT_ACTIONS:
         return _gather_account(policy, req)
+    target, ad_group = req.target_account_id, req.ad_group_id
     with_attached = req.action == "delete"
-    target, ad_group = req.target_account_id or "", req.ad_group_id or ""
     # parameters in the order their placeholders stand in the statement
-    params = [req.audience_id, req.principal, req.audience_id, target]
+    params = [req.audience_id, req.principal]
+    if target is not None:
+        params += [req.audience_id, target]
     if with_attached:
         params += [req.audience_id, req.principal]
-    params += [req.principal, req.audience_id, target, ad_group]
-    row = database.execute_sql(_statement(with_attached), params).fetchone()
+    params += [req.principal, req.audience_id]
+    if target is not None:
+        params.append(target)
+    if ad_group is not None:
+        params.append(ad_group)
+    sql = _statement(target is not None, ad_group is not None, with_attached)
+    row = database.execute_sql(sql, params).fetchone()
     (p_id, p_bc, p_terms, a_id, a_owner, a_type, a_source, a_status, seed_status, allowlisted,
      p_share, t_id, t_bc, t_share, g_id, g_account, attached) = row
     if ad_group_override is not None and g_id is None:

@@ -80,7 +80,15 @@ def run(app_kwargs: dict, *, host: str, port: int, workers: int, threads: int, t
         "accesslog": None,  # the app writes one JSON access line per request (service/logs.py)
         "loglevel": "info",
         "child_exit": _child_exit,
+        "worker_exit": _flush_decision_log,
         "control_socket_disable": True,  # one fixed path per user: servers side by side would share it
         "logconfig_dict": logs.config(),  # gunicorn's own lines as JSON too
     }
     Server(app_kwargs, options).run()
+
+
+def _flush_decision_log(_arbiter, _worker) -> None:
+    """A worker that stops writes the decisions it has batched (service/decision_log.py)."""
+    from .decision_log import writer
+
+    writer.flush_at_exit()

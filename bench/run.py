@@ -1,0 +1,645 @@
+"""The benchmark: the service beside its peers, on a realistic store, in one run.
+
+    python -m bench.run                 # full size (make bench)
+    python -m bench.run --scale 0.1     # a tenth (make bench-quick)
+
+Measures, and writes to ``--out`` (bench-results.json) with a readable table on stdout:
+
+* inproc_decision_us: p50 of ``Authorizer.check`` (facts query + enforcer + effects
+  planning + decision log) on random requests over the store; policy_only_us:
+  ``Policy.decide`` alone on the same requests' facts;
+* cedarpy_decision_us: the same rules in Cedar (bench/cedar/) evaluated by cedarpy, policy
+  set parsed once, only the entities a request needs; naive_casbin_us: stock pycasbin with
+  one ACL line per share; policy_vs_cedarpy = policy_only_us / cedarpy_decision_us;
+* http_rps, http_p50_ms, http_p99_ms of POST /v1/authorize under ``audience-authz serve``
+  (gunicorn) with 8 connections (wrk), ping_rps of GET /healthz of the same server in the
+  same run, http_rps_vs_ping;
+* scale_ratio_<size>_vs_1k: p50 decision on the main store over the same on a 1k store;
+* stop_sharing_10k_s: stopping one audience applied in 10,000 recipient ad groups.
+
+It also cross-checks decisions: every measured request is decided by the service and by
+Cedar (from entities read with the benchmark's own SQL) and any disagreement is reported
+(``cross_check.mismatches`` must be 0), and a sample is asked again over HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import click
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+TOKEN = "bench-token"
+SMALL_SCALE = 0.001  # 1k audiences: the store the main one is compared with
+BATCH = 10  # checks per /v1/authorize/batch request in the batch run
+
+TARGETS = {  # metric: (comparison, bound), from issue 4
+    "policy_vs_cedarpy": ("<=", 0.5),
+    "http_rps_vs_ping": (">=", 0.85),
+    "scale_ratio": ("<=", 1.2),
+    "stop_sharing_10k_s": ("<=", 1.0),
+    "inproc_decision_us": ("<=", 100.0),
+}
+
+
+def log(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def percentiles(seconds: list[float]) -> dict:
+    """p50/p90/p99/mean in microseconds."""
+    ordered = sorted(seconds)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e6
+
+    return {"p50": round(statistics.median(ordered) * 1e6, 2), "p90": round(at(0.90), 2),
+            "p99": round(at(0.99), 2), "mean": round(statistics.fmean(ordered) * 1e6, 2), "n": len(ordered)}
+
+
+def timed(fn, items) -> list[float]:
+    clock = time.perf_counter
+    out = []
+    for item in items:
+        started = clock()
+        fn(item)
+        out.append(clock() - started)
+    return out
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# -- the machine ----------------------------------------------------------------------------
+
+def machine() -> dict:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError):
+        mem = Path("/proc/meminfo").read_text().splitlines()[0].split(":", 1)[1].strip()
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for name in ("pycasbin", "cedarpy", "flask", "flask-openapi3", "pydantic", "peewee", "gunicorn"):
+        with contextlib.suppress(PackageNotFoundError):
+            versions[name] = version(name)
+    versions["sqlite"] = sqlite3.sqlite_version
+    wrk = shutil.which("wrk")
+    if wrk:
+        out = subprocess.run([wrk, "--version"], capture_output=True, text=True)
+        versions["wrk"] = (out.stdout or out.stderr).split("[")[0].strip()
+    return {"cpus": os.cpu_count(), "cpu_model": model, "memory": mem, "python": platform.python_version(),
+            "platform": platform.platform(), "versions": versions, "load_average_at_start": load_average()}
+
+
+# -- stores ---------------------------------------------------------------------------------
+
+def ensure_store(store_dir: Path, scale: float, rebuild: bool, progress: bool) -> tuple[Path, object]:
+    from bench.build_store import STORE_FORMAT, Sizes, build, store_meta
+
+    sizes = Sizes.scaled(scale)
+    path = store_dir / f"store-{sizes.audiences}.db"
+    meta = store_meta(path)
+    wanted = {"format": STORE_FORMAT, "sizes": sizes.__dict__}
+    if rebuild or meta is None or {k: meta.get(k) for k in wanted} != wanted:
+        log(f"building store {path.name}: {sizes}")
+        started = time.perf_counter()
+        build(path, sizes, progress=progress)
+        log(f"  built in {time.perf_counter() - started:.1f} s")
+    else:
+        log(f"reusing store {path} ({sizes.audiences:,} audiences)")
+    # earlier runs' logs out, so a kept store does not grow run after run
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM decision_log")
+    conn.execute("DELETE FROM event")
+    conn.commit()
+    conn.close()
+    return path, sizes
+
+
+def bind(path: Path):
+    """Point the service's models at ``path``; returns a fresh Authorizer."""
+    from service import db
+    from service.authorizer import Authorizer
+    from service.decision_log import writer
+    from service.policy import Policy
+
+    if db.database.obj is not None:
+        writer.flush()
+        db.close()
+    db.init(f"sqlite:///{path}")
+    return Authorizer(Policy.load())
+
+
+# -- in process -----------------------------------------------------------------------------
+
+def decision_latency(authz, warm, measured) -> list[float]:
+    """Seconds of each full decision (Authorizer.check, logged), after a warm-up."""
+    from service.decision_log import writer
+
+    for req in warm:
+        authz.check(req, log=False)
+    out = timed(authz.check, measured)
+    writer.flush()
+    return out
+
+
+def scale_rounds(stores: list[tuple[str, Path, object]], n: int, rounds: int) -> dict:
+    """Alternate the stores, ``rounds`` times, so that load from elsewhere on the machine
+    falls on both; each round's p50, and the median of them per store."""
+    from bench import workload
+
+    from service.facts import gather
+
+    per_store = {label: [] for label, _, _ in stores}
+    facts_query = {label: [] for label, _, _ in stores}
+    samples = {}
+    requests = {label: (workload.draw(path, sizes, n, seed=3), workload.draw(path, sizes, n, seed=5))
+                for label, path, sizes in stores}
+    for _ in range(rounds):
+        for label, path, _sizes in stores:
+            authz = bind(path)
+            warm, measured = requests[label]
+            seconds = decision_latency(authz, warm, measured)
+            per_store[label].append(percentiles(seconds)["p50"])
+            samples[label] = samples.get(label, []) + seconds
+            facts_query[label].append(percentiles(timed(lambda r: gather(authz.policy, r), measured))["p50"])
+    return {label: {"p50_rounds": values, "p50": round(statistics.median(values), 2),
+                    "all": percentiles(samples[label]),
+                    "facts_query_p50": round(statistics.median(facts_query[label]), 2)}
+            for label, values in per_store.items()}
+
+
+def policy_only(authz, requests) -> tuple[dict, list]:
+    from service.facts import gather
+
+    policy = authz.policy
+    gathered = [(req, gather(policy, req)) for req in requests]
+    seconds = timed(lambda pair: policy.decide(pair[1].relation, pair[0].action, pair[1].facts), gathered)
+    return percentiles(seconds), gathered
+
+
+def cedar_side(store: Path, authz, requests, policy_file: Path | None) -> dict:
+    """cedarpy on the same requests, and the cross-check of every decision."""
+    from bench.cedar import Cedar
+
+    cedar = Cedar(store, policy_file)
+    prepared = [cedar.prepare(req) for req in requests]
+    parsed = percentiles(timed(cedar.decide, prepared))
+    text = percentiles(timed(lambda p: cedar.decide(p, cedar.text), prepared[:500]))
+    mismatches, reason_mismatches, examples = 0, 0, []
+    allowed = 0
+    for req, prep in zip(requests, prepared):
+        outcome = authz.check(req, log=False, plan_effects=False)
+        result = cedar.decide(prep)
+        codes = cedar.reason_codes(result)
+        allowed += outcome.allowed
+        if result.allowed != outcome.allowed:
+            mismatches += 1
+        elif not outcome.allowed and outcome.decision.reason not in codes:
+            reason_mismatches += 1
+        else:
+            continue
+        if len(examples) < 5:
+            examples.append({"request": req.__dict__, "service": [outcome.decision.decision, outcome.decision.reason],
+                             "cedar": [result.decision.value, sorted(codes)],
+                             "cedar_errors": result.diagnostics.errors[:2]})
+    cedar.close()
+    return {"parsed_policy_set": parsed, "policy_text_each_call": text,
+            "cross_check": {"requests": len(requests), "allowed": allowed, "mismatches": mismatches,
+                            "reason_mismatches": reason_mismatches, "examples": examples}}
+
+
+def naive_casbin(store: Path, lines: int, requests, max_requests: int, max_seconds: float) -> dict:
+    """Stock pycasbin (casbin.Enforcer, file adapter), one ACL line per active share."""
+    import random
+
+    import casbin
+
+    conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    rows = conn.execute("SELECT recipient_account_id, audience_id FROM audience_share WHERE status = 'active'"
+                        " ORDER BY id LIMIT ?", [lines]).fetchall()
+    conn.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        policy_csv = Path(tmp) / "policy.csv"
+        with policy_csv.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            for recipient, audience in rows:
+                writer.writerow(["p", recipient, audience, "^(view|apply|delete)$"])
+        started = time.perf_counter()
+        enforcer = casbin.Enforcer(str(BENCH / "naive_casbin" / "model.conf"), str(policy_csv))
+        load_s = time.perf_counter() - started
+    rng = random.Random(13)
+    asks = []
+    for i, req in enumerate(requests[:max_requests]):  # half hits (a random line), half as drawn
+        if i % 2 == 0 and rows:
+            recipient, audience = rng.choice(rows)
+            asks.append((recipient, audience, "view"))
+        else:
+            asks.append((req.principal, req.audience_id, req.action))
+    seconds, deadline = [], time.perf_counter() + max_seconds
+    for ask in asks:
+        started = time.perf_counter()
+        enforcer.enforce(*ask)
+        seconds.append(time.perf_counter() - started)
+        if time.perf_counter() > deadline and len(seconds) >= 5:
+            break
+    return {"lines": len(rows), "load_s": round(load_s, 3), **percentiles(seconds)}
+
+
+def stop_sharing_runs(store: Path, groups: int, runs: int) -> dict:
+    from bench import stop_sharing
+
+    recipients = 100 if groups >= 1000 else max(1, groups // 10)
+    per_recipient = max(1, groups // recipients)
+    authz = bind(store)
+    results = []
+    for _ in range(runs):
+        fixture = stop_sharing.create_fixture(uuid.uuid4().hex[:8], recipients, per_recipient)
+        results.append(stop_sharing.measure(authz, fixture))
+    seconds = [r["seconds"] for r in results]
+    return {"ad_groups": recipients * per_recipient, "recipients": recipients, "runs_s": [round(s, 3) for s in seconds],
+            "median_s": round(statistics.median(seconds), 3), "last": results[-1],
+            "complete": all(r["complete"] for r in results)}
+
+
+def wsgi_side(store: Path, requests) -> dict:
+    """The Flask app called in process (no sockets, no gunicorn): what the framework part
+    of a request costs, POST /v1/authorize against GET /healthz, in a tight loop."""
+    import io
+
+    from werkzeug.test import EnvironBuilder
+
+    from bench import workload
+    from service import db
+    from service.app import create_app
+    from service.decision_log import writer
+
+    writer.flush()
+    db.close()
+    app = create_app(f"sqlite:///{store}", tokens=[TOKEN])
+    base = EnvironBuilder(path="/v1/authorize", method="POST", data=b"{}", headers={
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}).get_environ()
+    ping = EnvironBuilder(path="/healthz", method="GET").get_environ()
+    bodies = [json.dumps(workload.as_body(r), separators=(",", ":")).encode() for r in requests]
+
+    def start_response(status, headers, exc_info=None):
+        if not status.startswith("200"):
+            raise RuntimeError(f"unexpected {status}")
+
+    def authorize(body):
+        environ = dict(base, CONTENT_LENGTH=str(len(body)))
+        environ["wsgi.input"] = io.BytesIO(body)
+        b"".join(app(environ, start_response))
+
+    def healthz(_):
+        b"".join(app(dict(ping), start_response))
+
+    for body in bodies[:500]:
+        authorize(body)
+    out = {"authorize": percentiles(timed(authorize, bodies)), "ping": percentiles(timed(healthz, bodies))}
+    writer.flush()
+    return out
+
+
+# -- over HTTP ------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def server(store: Path, workers: int, threads: int, log_path: Path):
+    port = free_port()
+    env = {**os.environ, "AUDIENCE_AUTHZ_TOKENS": TOKEN}
+    args = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
+            "--database", f"sqlite:///{store}", "--workers", str(workers), "--threads", str(threads)]
+    with log_path.open("w") as out:
+        process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(base + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.2)
+        yield base, process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)  # graceful: workers flush their decision log
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def server_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of the server process and its workers (Linux /proc), or None."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    try:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if entry.name == str(pid) or fields[1] == str(pid):  # fields[1] is the parent pid
+                    total += int(fields[11]) + int(fields[12])  # utime, stime
+    except OSError:
+        return None
+    return total / tick
+
+
+def wrk(url: str, seconds: float, body_file: Path | None, server_pid: int, path: str | None = None) -> dict:
+    args = ["wrk", "-t2", "-c8", f"-d{max(1, round(seconds))}s", "-s", str(BENCH / "wrk" / "authz.lua"), url]
+    if body_file is not None:
+        args += ["--", str(body_file), *([path] if path else [])]
+    env = {**os.environ, "AUTHZ_TOKEN": TOKEN}
+    cpu_before = server_cpu_seconds(server_pid)
+    out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=seconds + 60)
+    cpu_after = server_cpu_seconds(server_pid)
+    for line in out.stdout.splitlines():
+        if line.startswith("WRK_JSON "):
+            result = json.loads(line[len("WRK_JSON "):])
+            if cpu_before is not None and cpu_after is not None and result["requests"]:
+                result["server_cpu_us_per_request"] = round((cpu_after - cpu_before) / result["requests"] * 1e6, 1)
+            return result
+    raise RuntimeError(f"wrk gave no result: {out.stdout[-1000:]} {out.stderr[-1000:]}")
+
+
+def post(base: str, body: dict) -> dict:
+    request = urllib.request.Request(base + "/v1/authorize", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def http_side(store: Path, sizes, authz_factory, workers: int, threads: int, seconds: float,
+              rounds: int, tmp: Path) -> dict:
+    from bench import workload
+
+    if shutil.which("wrk") is None:
+        raise click.ClickException("wrk is not installed (make bench installs it: apt-get install wrk)")
+    requests = workload.draw(store, sizes, 5000, seed=11)
+    bodies = tmp / "bodies.jsonl"
+    bodies.write_text("".join(json.dumps(workload.as_body(r), separators=(",", ":")) + "\n" for r in requests))
+    batches = tmp / "batches.jsonl"  # /v1/authorize/batch with BATCH checks: the HTTP cost shared
+    batches.write_text("".join(json.dumps({"checks": [workload.as_body(r) for r in requests[i:i + BATCH]]},
+                                          separators=(",", ":")) + "\n"
+                               for i in range(0, len(requests) - BATCH + 1, BATCH)))
+    sample = requests[:200]
+    authz = authz_factory()
+    expected = [authz.check(r, log=False, plan_effects=False).decision.decision for r in sample]
+    before = _count(store, "decision_log")
+    authorize_runs, ping_runs = [], []
+    with server(store, workers, threads, tmp / "server.log") as (base, pid):
+        wrk(base + "/v1/authorize", min(3, seconds), bodies, pid)  # warm-up: caches, connections
+        wrk(base + "/healthz", min(2, seconds), None, pid)
+        for _ in range(rounds):  # alternate, so load from elsewhere falls on both
+            authorize_runs.append(wrk(base + "/v1/authorize", seconds, bodies, pid))
+            ping_runs.append(wrk(base + "/healthz", seconds, None, pid))
+        batch_run = wrk(base + "/v1/authorize/batch", seconds, batches, pid, "/v1/authorize/batch")
+        answers = [post(base, workload.as_body(r))["decision"] for r in sample]
+    logged = _count(store, "decision_log") - before
+    asked = sum(run["requests"] for run in authorize_runs) + len(sample) + batch_run["requests"] * BATCH
+    errors = sum(run[k] for run in authorize_runs + ping_runs + [batch_run] for k in run if k.startswith("errors_"))
+
+    def median_of(runs, key):
+        return statistics.median(run[key] for run in runs)
+
+    http_rps, ping_rps = median_of(authorize_runs, "rps"), median_of(ping_runs, "rps")
+    return {
+        "workers": workers, "threads": threads, "connections": 8, "seconds_per_run": seconds, "rounds": rounds,
+        "http_rps": round(http_rps, 1), "http_p50_ms": round(median_of(authorize_runs, "p50_us") / 1000, 3),
+        "http_p99_ms": round(median_of(authorize_runs, "p99_us") / 1000, 3),
+        "ping_rps": round(ping_rps, 1), "ping_p50_ms": round(median_of(ping_runs, "p50_us") / 1000, 3),
+        "http_rps_vs_ping": round(http_rps / ping_rps, 3),
+        "http_cpu_us_per_request": _median_or_none(authorize_runs, "server_cpu_us_per_request"),
+        "ping_cpu_us_per_request": _median_or_none(ping_runs, "server_cpu_us_per_request"),
+        "batch_decisions_per_s": round(batch_run["rps"] * BATCH, 1), "batch_size": BATCH,
+        "authorize_runs": authorize_runs, "ping_runs": ping_runs, "batch_run": batch_run, "wrk_errors": errors,
+        "cross_check": {"requests": len(sample),
+                        "mismatches": sum(a != e for a, e in zip(answers, expected))},
+        "decision_log": {"requests_answered_at_least": asked, "rows_written": logged,
+                         "complete": logged >= asked},
+    }
+
+
+def _median_or_none(runs: list[dict], key: str):
+    values = [run[key] for run in runs if key in run]
+    return round(statistics.median(values), 1) if values else None
+
+
+def _count(store: Path, table: str) -> int:
+    conn = sqlite3.connect(store)
+    try:
+        return conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+# -- report ---------------------------------------------------------------------------------
+
+def verdicts(figures: dict, scale_key: str) -> dict:
+    out = {}
+    for name, (op, bound) in TARGETS.items():
+        key = scale_key if name == "scale_ratio" else name
+        value = figures.get(key)
+        if value is None or (name == "stop_sharing_10k_s" and figures.get("stop_sharing_ad_groups") != 10_000):
+            continue
+        met = value <= bound if op == "<=" else value >= bound
+        out[key] = {"value": value, "target": f"{op} {bound:g}", "met": met}
+    return out
+
+
+def table(results: dict) -> str:
+    f, t = results["figures"], results["targets"]
+    rows = [
+        ("inproc_decision_us", "µs", "full decision in process, p50"),
+        ("policy_only_us", "µs", "Policy.decide alone, p50"),
+        ("facts_query_us", "µs", "the facts statement alone (facts.gather), p50"),
+        ("facts_query_1k_us", "µs", "the same on the 1k store"),
+        ("cedarpy_decision_us", "µs", "cedarpy, same rules and requests, p50"),
+        ("policy_vs_cedarpy", "", "policy_only / cedarpy"),
+        ("naive_casbin_us", "µs", f"stock pycasbin, {f.get('naive_casbin_lines', 0):,} ACL lines, p50"),
+        ("wsgi_authorize_us", "µs", "POST /v1/authorize through the Flask app in process, p50"),
+        ("wsgi_ping_us", "µs", "GET /healthz the same way, p50"),
+        ("http_rps", "req/s", "POST /v1/authorize, 8 connections"),
+        ("http_p50_ms", "ms", "latency p50"),
+        ("http_p99_ms", "ms", "latency p99"),
+        ("ping_rps", "req/s", "GET /healthz, same server"),
+        ("http_rps_vs_ping", "", "authorize / ping"),
+        ("http_cpu_us_per_request", "µs", "server CPU per authorize (all processes)"),
+        ("ping_cpu_us_per_request", "µs", "server CPU per ping"),
+        ("batch_decisions_per_s", "/s", f"decisions via /v1/authorize/batch, {BATCH} per request"),
+        (results["scale_key"], "", "p50 decision, main store / 1k store"),
+        ("stop_sharing_10k_s", "s", f"stop sharing, {f.get('stop_sharing_ad_groups', 0):,} ad groups"),
+    ]
+    lines = [f"{'metric':<26} {'value':>12}  {'target':<9} {'met':<4} what", "-" * 92]
+    for key, unit, what in rows:
+        if key not in f:
+            continue
+        value = f[key]
+        shown = f"{value:,.3f}" if isinstance(value, float) and value < 10 else f"{value:,.1f}"
+        verdict = t.get(key)
+        lines.append(f"{key:<26} {shown + (' ' + unit if unit else ''):>12}  "
+                     f"{verdict['target'] if verdict else '':<9} "
+                     f"{('yes' if verdict['met'] else 'NO') if verdict else '':<4} {what}")
+    checks = results["cross_check"]
+    lines.append("-" * 92)
+    lines.append(f"cross-check vs Cedar: {checks['cedar']['requests']:,} requests, "
+                 f"{checks['cedar']['mismatches']} decision mismatches, "
+                 f"{checks['cedar']['reason_mismatches']} reason mismatches"
+                 + (f"; over HTTP: {checks['http']['requests']} requests, {checks['http']['mismatches']} mismatches"
+                    if checks.get("http") else ""))
+    return "\n".join(lines)
+
+
+# -- the command ----------------------------------------------------------------------------
+
+@click.command()
+@click.option("--scale", default=1.0, show_default=True, help="store size: 1 = 1M audiences, 0.1 = 100k")
+@click.option("--out", default="bench-results.json", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--store-dir", default=str(BENCH / ".stores"), show_default=True, type=click.Path(file_okay=False))
+@click.option("--rebuild", is_flag=True, help="build the stores even when a matching one is kept")
+@click.option("--requests", "n_requests", default=None, type=int, help="measured requests per store (and as many warm-up)")
+@click.option("--rounds", default=3, show_default=True, help="alternating rounds (scale ratio, HTTP)")
+@click.option("--http/--no-http", "with_http", default=True, show_default=True)
+@click.option("--http-seconds", default=None, type=float, help="seconds of each wrk run")
+@click.option("--workers", default=None, type=int, help="gunicorn workers (default: CPU count)")
+@click.option("--threads", default=8, show_default=True, help="gunicorn threads per worker (serve's default)")
+@click.option("--stop-groups", default=10_000, show_default=True, help="recipient ad groups of the stop-sharing run")
+@click.option("--naive-lines", default=None, type=int, help="ACL lines of the naive Casbin peer (default 100k x scale)")
+@click.option("--cedar-policy", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="another Cedar policy file (to see the cross-check catch a wrong translation)")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_seconds, workers, threads,
+         stop_groups, naive_lines, cedar_policy, progress):
+    """Run the benchmark and write OUT (JSON) plus a table on stdout."""
+    started = time.time()
+    store_dir = Path(store_dir)
+    store_dir.mkdir(parents=True, exist_ok=True)
+    n_requests = n_requests or (5000 if scale >= 1 else 2000)
+    http_seconds = http_seconds or (8.0 if scale >= 1 else 4.0)
+    workers = workers or os.cpu_count() or 1
+    naive_lines = naive_lines or max(10, int(100_000 * scale))
+    results = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "scale": scale, "machine": machine()}
+
+    from bench import workload
+
+    main_store, sizes = ensure_store(store_dir, scale, rebuild, progress)
+    small_store, small_sizes = ensure_store(store_dir, SMALL_SCALE, rebuild, progress)
+    results["store"] = {"path": str(main_store), "sizes": sizes.__dict__, "bytes": main_store.stat().st_size}
+    label = f"{sizes.audiences // 1_000_000}m" if sizes.audiences >= 1_000_000 else f"{sizes.audiences // 1000}k"
+    scale_key = f"scale_ratio_{label}_vs_1k"
+    results["scale_key"] = scale_key
+    loads = {}
+
+    log(f"in process: {n_requests:,} random requests per store, {rounds} alternating rounds")
+    loads["in_process"] = load_average()
+    scale = scale_rounds([("1k", small_store, small_sizes), ("main", main_store, sizes)], n_requests, rounds)
+    authz = bind(main_store)
+    measured = workload.draw(main_store, sizes, n_requests, seed=5)
+    policy, _ = policy_only(authz, measured)
+
+    log("cedarpy, and the cross-check of every request")
+    loads["cedar"] = load_average()
+    cedar = cedar_side(main_store, authz, measured, Path(cedar_policy) if cedar_policy else None)
+
+    log(f"naive pycasbin with {naive_lines:,} ACL lines")
+    loads["naive_casbin"] = load_average()
+    naive = naive_casbin(main_store, naive_lines, measured, max_requests=30, max_seconds=20)
+
+    log(f"stop sharing with {stop_groups:,} recipient ad groups")
+    loads["stop_sharing"] = load_average()
+    stop = stop_sharing_runs(main_store, stop_groups, runs=3)
+
+    log("the Flask app in process (WSGI, no HTTP server)")
+    wsgi = wsgi_side(main_store, measured)
+
+    http = None
+    if with_http:
+        log(f"HTTP: gunicorn {workers} worker(s) x {threads} thread(s), wrk 8 connections, "
+            f"{rounds} x {http_seconds:g} s per endpoint")
+        loads["http"] = load_average()
+        from service import db
+        from service.decision_log import writer
+        writer.flush()
+        db.close()
+        with tempfile.TemporaryDirectory() as tmp:
+            http = http_side(main_store, sizes, lambda: bind(main_store), workers, threads, http_seconds,
+                             rounds, Path(tmp))
+    loads["end"] = load_average()
+
+    figures = {
+        "inproc_decision_us": scale["main"]["p50"],
+        "policy_only_us": policy["p50"],
+        "facts_query_us": scale["main"]["facts_query_p50"],
+        "facts_query_1k_us": scale["1k"]["facts_query_p50"],
+        "cedarpy_decision_us": cedar["parsed_policy_set"]["p50"],
+        "cedarpy_policy_text_us": cedar["policy_text_each_call"]["p50"],
+        "policy_vs_cedarpy": round(policy["p50"] / cedar["parsed_policy_set"]["p50"], 3),
+        "naive_casbin_us": naive["p50"],
+        "naive_casbin_lines": naive["lines"],
+        scale_key: round(scale["main"]["p50"] / scale["1k"]["p50"], 3),
+        "wsgi_authorize_us": wsgi["authorize"]["p50"],
+        "wsgi_ping_us": wsgi["ping"]["p50"],
+        "stop_sharing_10k_s": stop["median_s"],
+        "stop_sharing_ad_groups": stop["ad_groups"],
+    }
+    if http:
+        figures.update({k: http[k] for k in ("http_rps", "http_p50_ms", "http_p99_ms", "ping_rps",
+                                             "http_rps_vs_ping", "http_cpu_us_per_request",
+                                             "ping_cpu_us_per_request", "batch_decisions_per_s")})
+    results.update({
+        "figures": figures,
+        "targets": verdicts(figures, scale_key),
+        "details": {"decision_by_store": scale, "policy_only": policy, "cedarpy": {
+            k: v for k, v in cedar.items() if k != "cross_check"}, "naive_casbin": naive,
+            "stop_sharing": stop, "wsgi": wsgi, "http": http},
+        "cross_check": {"cedar": cedar["cross_check"], "http": http["cross_check"] if http else None},
+        "load_average": loads,
+        "seconds": round(time.time() - started, 1),
+    })
+    Path(out).write_text(json.dumps(results, indent=2) + "\n")
+    click.echo(table(results))
+    click.echo(f"\nmachine: {results['machine']['cpus']} CPUs ({results['machine']['cpu_model']}), "
+               f"load average during the run: {', '.join(f'{k} {v[0]}' for k, v in loads.items())}")
+    click.echo(f"written to {out} in {results['seconds']} s")
+    if cedar["cross_check"]["mismatches"] or (http and (http["cross_check"]["mismatches"] or http["wrk_errors"])):
+        raise SystemExit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Every decision is logged, also those of /v1/authorize, whose rows a server writes in
+batches (service/decision_log.py): readable at once through the feed of the same server,
+and all stored when a multi-worker server stops."""
+
+from __future__ import annotations
+
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg2
+import pytest
+
+from tests.support import Api, LiveServer, postgres_database, world_factory
+
+TOKEN = "log-token"
+
+
+def _last_decision_id(api: Api) -> int:
+    after = 0
+    while True:
+        page = api.ok(api.get(f"/v1/decisions?after={after}&limit=1000"))
+        if not page["decisions"]:
+            return after
+        after = page["next_after"]
+
+
+def test_authorize_decisions_are_in_the_feed_right_away(api):
+    w = world_factory(api)
+    start = _last_decision_id(api)
+    asked = [api.ok(api.authorize(account, action, w.A))["decision_id"]
+             for account in (w.owner, w.recipient, w.peer) for action in ("view", "edit", "share")]
+    page = api.ok(api.get(f"/v1/decisions?after={start}&limit=1000"))
+    logged = [d["decision_id"] for d in page["decisions"]]
+    assert [d for d in logged if d in asked] == asked  # all of them, in the order answered
+    by_id = {d["decision_id"]: d for d in page["decisions"]}
+    assert by_id[asked[0]]["decision"] == "allow" and by_id[asked[0]]["relation"] == "owner"
+    assert by_id[asked[-1]]["reasons"][0]["code"] == "no_access"
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_every_decision_of_a_multi_worker_server_is_stored_by_its_stop(database, tmp_path):
+    def run(url: str) -> tuple[list[str], str]:
+        # a long flush interval: what is buffered at the stop is written by the stop itself
+        with LiveServer(url, token=TOKEN, extra_args=["--workers", "2", "--threads", "4"],
+                        env={"AUDIENCE_AUTHZ_DECISION_LOG_FLUSH_S": "600"}) as live:
+            api = Api(live.base_url, TOKEN)
+            w = world_factory(api)
+            checks = [(account, action) for account in (w.owner, w.recipient, w.peer, w.other)
+                      for action in ("view", "edit", "apply", "delete", "share", "stop_sharing")] * 5
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(lambda c: Api(live.base_url, TOKEN).authorize(c[0], c[1], w.A), checks))
+        assert all(a.status == 200 for a in answers)
+        return [a.body["decision_id"] for a in answers], url
+
+    if database == "sqlite":
+        ids, url = run(f"sqlite:///{tmp_path / 'log.db'}")
+        conn = sqlite3.connect(tmp_path / "log.db")
+        stored = {r[0] for r in conn.execute("SELECT decision_id FROM decision_log")}
+        conn.close()
+    else:
+        with postgres_database() as url:
+            ids, _ = run(url)
+            conn = psycopg2.connect(url)
+            with conn.cursor() as cur:
+                cur.execute("SELECT decision_id FROM decision_log")
+                stored = {r[0] for r in cur.fetchall()}
+            conn.close()
+    assert len(ids) == 120 and len(set(ids)) == 120
+    assert set(ids) <= stored

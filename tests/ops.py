@@ -52,11 +52,13 @@ def json_lines(text: str) -> list[dict]:
     return records
 
 
-def break_decision_log(url: str) -> None:
-    """Make every decision fail to be logged: a real database error on each decision."""
+def break_decisions(url: str) -> None:
+    """Make every audience decision fail: the facts statement reads audience_share, which
+    goes away (a real database error on each decision)."""
+    statement = "ALTER TABLE audience_share RENAME TO audience_share_away"
     if url.startswith("sqlite:///"):
         with sqlite3.connect(url[len("sqlite:///"):]) as conn:
-            conn.execute("ALTER TABLE decision_log RENAME TO decision_log_away")
+            conn.execute(statement)
     else:
         with psycopg2.connect(url) as conn, conn.cursor() as cur:
-            cur.execute("ALTER TABLE decision_log RENAME TO decision_log_away")
+            cur.execute(statement)

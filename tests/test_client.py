@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from service.client import AuthzClient, Check, Denied, RequestError, Unavailable
-from tests.ops import break_decision_log, empty_database, json_lines  # noqa: F401 - fixture
+from tests.ops import break_decisions, empty_database, json_lines  # noqa: F401 - fixture
 from tests.support import Api, LiveServer, free_port, world_factory
 
 
@@ -122,7 +122,7 @@ def test_a_service_answering_500_is_a_deny_and_only_idempotent_calls_are_retried
     with LiveServer(empty_database) as live:
         api = Api(live.base_url, live.token)
         w = world_factory(api)
-        break_decision_log(empty_database)  # every decision now fails: 500
+        break_decisions(empty_database)  # every decision now fails: 500
         client = AuthzClient(live.base_url, live.token, timeout=30, retries=2, backoff=0.01)
         shares_path = f"/v1/audiences/{w.A}/shares"
         authorized, shared = _served(live, "/v1/authorize"), _served(live, shares_path)

@@ -12,7 +12,7 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops import break_decision_log, empty_database, json_lines  # noqa: F401 - fixture
+from tests.ops import break_decisions, empty_database, json_lines  # noqa: F401 - fixture
 from tests.support import Api, LiveServer, world_factory
 
 
@@ -113,7 +113,7 @@ def test_a_database_error_is_counted_logged_with_its_request_id_and_denies(empty
     with LiveServer(empty_database) as live:
         api = Api(live.base_url, live.token)
         w = world_factory(api)
-        break_decision_log(empty_database)
+        break_decisions(empty_database)
         rid = f"req-{uuid.uuid4().hex}"
         failed = api.post("/v1/authorize", {"principal": {"account_id": w.owner}, "action": "edit",
                                             "resource": {"audience_id": w.A}}, headers={"X-Request-Id": rid})
@@ -125,7 +125,7 @@ def test_a_database_error_is_counted_logged_with_its_request_id_and_denies(empty
         assert sum(counted.values()) == 1, counted
         records = [r for r in json_lines(live.log_path.read_text()) if r.get("request_id") == rid]
         error = next(r for r in records if r["level"] == "ERROR")
-        assert error["logger"] == "audience_authz" and "decision_log" in error["exc_info"]
+        assert error["logger"] == "audience_authz" and "audience_share" in error["exc_info"]
         assert any(r.get("status") == 500 for r in records)
 
 

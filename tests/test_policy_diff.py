@@ -53,6 +53,8 @@ def traffic(api):
         _decide(api, w.recipient, "delete", w.A)
         _decide(api, w.owner, "apply", w.A, ad_group_id=w.ag_r)  # another account's ad group
     ids["refresh_lookalike"] = [_decide(api, w.recipient, "refresh_lookalike", w.L) for _ in range(3)]
+    # /v1/authorize batches its decision-log rows; reading the log writes the server's batch
+    api.ok(api.get("/v1/decisions?after=0&limit=1"))
     return since, ids, w
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import uuid
 
 import peewee as pw
@@ -17,26 +18,39 @@ from .authorizer import Authorizer, Outcome
 from .db import is_postgres, transaction
 from .errors import ApiError, Denied, NotFound
 from .facts import Request
+from .locks import lock_ad_group
 from .models import (Account, AdGroup, AdGroupAudience, Audience, BusinessCenter, DecisionLog, Event,
                      Share, database, utcnow)
 from .policy import MATRIX_ACTIONS
 
 _RETRYABLE_PGCODES = {"40001", "40P01"}  # serialization failure, deadlock detected
+ATTEMPTS = 5
+log = logging.getLogger("audience_authz")
+
+
+def _retryable(exc: Exception) -> bool:
+    """A conflict with a concurrent transaction that a fresh attempt resolves: a PostgreSQL
+    serialization failure or deadlock, or a unique key taken by a transaction that committed
+    first (the retry re-reads, so the policy then answers e.g. already_shared or 409)."""
+    if isinstance(exc, pw.IntegrityError):
+        return True
+    code = getattr(getattr(exc, "orig", exc), "pgcode", None) or getattr(exc.__cause__, "pgcode", None)
+    return code in _RETRYABLE_PGCODES
 
 
 def run(work):
     """Run ``work()`` in one transaction; a Denied it returns is raised after commit (the
-    decision log keeps the deny, nothing else changed). PostgreSQL serialization failures
-    and deadlocks are retried."""
-    for attempt in range(5):
+    decision log keeps the deny, nothing else changed). Conflicts with concurrent
+    transactions are retried (each retry is logged as ``transaction retry``)."""
+    for attempt in range(1, ATTEMPTS + 1):
         try:
             with transaction():
                 result = work()
             break
-        except pw.OperationalError as exc:
-            code = getattr(getattr(exc, "orig", exc), "pgcode", None) or getattr(exc.__cause__, "pgcode", None)
-            if code not in _RETRYABLE_PGCODES or attempt == 4:
+        except (pw.OperationalError, pw.IntegrityError) as exc:
+            if attempt == ATTEMPTS or not _retryable(exc):
                 raise
+            log.warning("transaction retry %d after conflict: %s", attempt, str(exc).splitlines()[0])
     if isinstance(result, Denied):
         raise result
     return result
@@ -399,7 +413,11 @@ def upsert_ad_group(authz: Authorizer, principal: str, ad_group_id: str, name: s
         raise ApiError(400, "invalid_targeting", "an audience is listed twice")
 
     def work():
-        _lock_audiences([*include, *exclude])
+        lock_ad_group(ad_group_id)
+        # the audiences it targets now and will target: a concurrent stop sharing or delete
+        # of any of them either sees this upsert whole or comes after it
+        current = AdGroupAudience.select(AdGroupAudience.audience).where(AdGroupAudience.ad_group == ad_group_id)
+        _lock_audiences({*include, *exclude, *(row.audience_id for row in current)})
         outcome = authz.check(Request(principal, "edit_ad_group", "", ad_group_id=ad_group_id))
         if not outcome.allowed:
             return Denied([outcome])

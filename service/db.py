@@ -34,7 +34,10 @@ def init(url: str | None = None, create: bool = True):
                      max_connections=32, stale_timeout=300, autorollback=True)
     elif scheme == "sqlite":
         # BEGIN IMMEDIATE: a writer takes the lock up front, so two actions never deadlock
-        db = connect(url, pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE", autoconnect=True)
+        # a writer waits up to busy_timeout for the lock (AUDIENCE_AUTHZ_SQLITE_BUSY_TIMEOUT_MS)
+        pragmas = {**SQLITE_PRAGMAS, "busy_timeout": int(os.environ.get(
+            "AUDIENCE_AUTHZ_SQLITE_BUSY_TIMEOUT_MS", SQLITE_PRAGMAS["busy_timeout"]))}
+        db = connect(url, pragmas=pragmas, lock_type="IMMEDIATE", autoconnect=True)
     else:
         raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
     database.initialize(db)

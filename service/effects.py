@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from .locks import lock_event_feed
 from .models import AdGroup, AdGroupAudience, Event, Share, database, utcnow
 
 KNOWN = {"end_share", "remove_from_list", "disconnect_audience", "propagate_update"}
@@ -128,6 +129,8 @@ def record(items: list[dict], *, decision_id: str | None, extra: dict | None = N
             "account_id": item.get("account_id"), "decision_id": decision_id,
             "payload": json.dumps(payload, separators=(",", ":")), "at": now,
         })
+    if rows:
+        lock_event_feed()
     for chunk in _chunks(rows):
         Event.insert_many(chunk).execute()
 

@@ -69,6 +69,14 @@ def register(app) -> None:
         response.headers["Retry-After"] = "1"
         return response
 
+    @app.errorhandler(405)
+    def method_not_allowed(exc):
+        response = jsonify({"error": {"code": "method_not_allowed", "message": exc.description}})
+        response.status_code = 405
+        response.headers.update(dict(exc.get_headers()))  # Allow: the methods it does take
+        response.headers["Content-Type"] = "application/json"
+        return response
+
     @app.after_request
     def limit_response(response):
         if not response.is_streamed and (response.content_length or 0) > max_response:

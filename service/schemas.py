@@ -39,7 +39,7 @@ class ShareTargetPath(Strict):
 
 class Page(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    after: int = Field(0, ge=0, description="return entries with an id greater than this")
+    after: int = Field(0, ge=0, le=2**63 - 1, description="return entries with an id greater than this")
     limit: int = Field(100, ge=1, le=1000)
 
 
@@ -80,7 +80,7 @@ class AudiencePatchBody(Strict):
 
 
 class ShareBody(Strict):
-    account_ids: list[Id] = Field(min_length=1, max_length=100)
+    account_ids: list[Id] = Field(min_length=1, max_length=100, json_schema_extra={"uniqueItems": True})
 
     @field_validator("account_ids")
     @classmethod
@@ -97,8 +97,8 @@ class LookalikeBody(Strict):
 
 class AdGroupBody(Strict):
     name: Name
-    include: list[Id] = Field(default_factory=list, max_length=100)
-    exclude: list[Id] = Field(default_factory=list, max_length=100)
+    include: list[Id] = Field(default_factory=list, max_length=100, json_schema_extra={"uniqueItems": True})
+    exclude: list[Id] = Field(default_factory=list, max_length=100, json_schema_extra={"uniqueItems": True})
 
 
 class Principal(Strict):

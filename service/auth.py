@@ -108,8 +108,8 @@ def register(app, open_paths) -> Limiter | None:
     limiter = Limiter(
         key_func=lambda: g.get("token_key") or get_remote_address(),
         app=app,
-        default_limits=[limit],
-        default_limits_exempt_when=lambda: request.path in open_paths,
+        application_limits=[limit],  # one budget per token across every endpoint
+        application_limits_exempt_when=lambda: request.path in open_paths,
         storage_uri="memory://",
         strategy="fixed-window",
         headers_enabled=False,

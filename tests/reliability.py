@@ -92,3 +92,40 @@ def server_log(live: LiveServer) -> str:
 def retries_logged(live: LiveServer) -> int:
     """Transactions the server retried after a conflict (``actions.run`` logs each)."""
     return server_log(live).count("transaction retry")
+
+
+def raw_request(base_url: str, data: bytes, timeout: float = 10) -> tuple[int, str, bytes]:
+    """Send bytes as they are (what an HTTP client library refuses to send); returns
+    (status, header block, body)."""
+    import socket
+    from urllib.parse import urlparse
+
+    where = urlparse(base_url)
+    with socket.create_connection((where.hostname, where.port), timeout=timeout) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # it may answer before reading all
+            sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    answer = b"".join(chunks)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    return status, head.decode("latin-1"), body
+
+
+def last_ids(api: Api) -> tuple[int, int]:
+    """(last event id, last decision id): unchanged when a request stored nothing."""
+    def last(feed, key):
+        after = 0
+        while True:
+            page = api.ok(api.get(f"/v1/{feed}?after={after}&limit=1000"))
+            if not page[key]:
+                return after
+            after = page["next_after"]
+    return last("events", "events"), last("decisions", "decisions")

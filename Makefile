@@ -7,7 +7,7 @@ PORT ?= 8080
 DATABASE ?= sqlite:///audience-authz.db
 export AUDIENCE_AUTHZ_TOKENS ?= dev-token
 
-.PHONY: install run demo test policy-check policy-test clean
+.PHONY: install run demo test policy-check policy-test clean stress
 
 install: $(VENV)/.installed
 
@@ -33,3 +33,21 @@ policy-check: install
 
 clean:
 	rm -rf $(VENV) *.egg-info audience-authz.db audience-authz.db-wal audience-authz.db-shm
+
+# The reliability tests at long sizes (make test runs them small); override any size, e.g.
+# `make stress STRESS_SECONDS=300`. Prints each run's figures.
+STRESS_SECONDS ?= 60
+STRESS_THREADS ?= 24
+STRESS_WORKERS ?= 3
+STRESS_ROUNDS ?= 200
+STRESS_FANOUT ?= 10000
+STRESS_FUZZ_EXAMPLES ?= 200
+STRESS_MACHINE_EXAMPLES ?= 60
+STRESS_MACHINE_STEPS ?= 40
+stress: install
+	AUDIENCE_AUTHZ_STRESS_SECONDS=$(STRESS_SECONDS) AUDIENCE_AUTHZ_STRESS_THREADS=$(STRESS_THREADS) \
+	AUDIENCE_AUTHZ_STRESS_WORKERS=$(STRESS_WORKERS) AUDIENCE_AUTHZ_STRESS_ROUNDS=$(STRESS_ROUNDS) \
+	AUDIENCE_AUTHZ_STRESS_FANOUT=$(STRESS_FANOUT) AUDIENCE_AUTHZ_STRESS_FUZZ_EXAMPLES=$(STRESS_FUZZ_EXAMPLES) \
+	AUDIENCE_AUTHZ_STRESS_MACHINE_EXAMPLES=$(STRESS_MACHINE_EXAMPLES) \
+	AUDIENCE_AUTHZ_STRESS_MACHINE_STEPS=$(STRESS_MACHINE_STEPS) \
+	$(BIN)/pytest -s -q tests/test_concurrency.py tests/test_faults.py tests/test_fuzz.py

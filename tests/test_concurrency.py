@@ -202,3 +202,43 @@ def test_recipient_applying_while_owner_stops_sharing_never_keeps_the_audience(k
                 assert group.status == 404
         print(f"\nRACE {kind}: {rounds} rounds: {dict(outcomes)}; {retries_logged(live)} transaction retries")
         assert check_invariants(url, api) == []
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+def test_racing_upserts_of_one_new_ad_group_never_mix_accounts_or_targeting(kind, tmp_path):
+    """Two accounts (and one account twice) create the same ad group id at once: one account
+    ends up owning it, with exactly the targeting one of its own requests asked for."""
+    rounds = size("rounds", 25)
+    with private_server(kind, tmp_path, extra_args=["--workers", "3", "--threads", "4"]) as (url, live, api):
+        world = _setup(api, "u")
+        (x, y), audiences = world["owners"], world["audiences"]
+        wins = Counter()
+        for i in range(rounds):
+            group = f"contested_{i}"
+            asks = [(x, {"name": "x1", "include": [audiences[x][0]]}),
+                    (x, {"name": "x2", "include": [audiences[x][1]], "exclude": [audiences[x][2]]}),
+                    (y, {"name": "y", "include": [audiences[y][0]]})]
+            barrier, answers = threading.Barrier(len(asks)), [None] * len(asks)
+
+            def put(k, account, body):
+                client = Api(live.base_url, TOKEN)
+                barrier.wait()
+                answers[k] = client.put(f"/v1/ad-groups/{group}", body, account=account)
+
+            racers = [threading.Thread(target=put, args=(k, *ask)) for k, ask in enumerate(asks)]
+            for t in racers:
+                t.start()
+            for t in racers:
+                t.join()
+            assert all(a.status in (200, 403) for a in answers), [a.body for a in answers]
+            owner = api.ok(api.get(f"/v1/ad-groups/{group}", account=x if answers[0].status == 200 else y))
+            wins[owner["account_id"]] += 1
+            for (account, body), answer in zip(asks, answers):
+                assert (answer.status == 200) == (account == owner["account_id"]), (account, answer.body)
+                if answer.status == 403:
+                    assert answer.codes == ["ad_group_not_owned"]
+            mine = [body for account, body in asks if account == owner["account_id"]]
+            assert any(owner["name"] == b["name"] and owner["include"] == b["include"]
+                       and owner["exclude"] == b.get("exclude", []) for b in mine), owner
+        print(f"\nUPSERT RACE {kind}: {rounds} rounds, owners: {dict(wins)}; {retries_logged(live)} retries")
+        assert check_invariants(url, api) == []

@@ -15,12 +15,13 @@ import peewee as pw
 
 from . import effects as fx
 from .authorizer import Authorizer, Outcome
-from .db import is_postgres, transaction
+from .db import lock_clause, transaction
 from .errors import ApiError, Denied, NotFound
 from .facts import Request
-from .locks import lock_ad_group
+from . import scope
+from .locks import lock_ad_group, lock_audiences
 from .models import (Account, AdGroup, AdGroupAudience, Audience, BusinessCenter, DecisionLog, Event,
-                     Share, database, utcnow)
+                     Share, utcnow)
 from .policy import MATRIX_ACTIONS
 
 _RETRYABLE_PGCODES = {"40001", "40P01"}  # serialization failure, deadlock detected
@@ -59,11 +60,7 @@ def run(work):
 def _lock_audiences(ids) -> None:
     """Row locks in a fixed order, so concurrent actions on one audience serialize
     (PostgreSQL); SQLite's BEGIN IMMEDIATE already serializes writers."""
-    if is_postgres() and ids:
-        p = database.obj.param
-        database.execute_sql(
-            f"SELECT id FROM audience WHERE id IN ({', '.join([p] * len(ids))}) ORDER BY id FOR UPDATE",
-            sorted(ids))
+    lock_audiences(ids)
 
 
 def _event(type_: str, outcome: Outcome | None = None, **payload) -> None:
@@ -77,30 +74,49 @@ def _denied_if_any(outcomes: list[Outcome]) -> Denied | None:
 
 # -- entities ------------------------------------------------------------------------------
 
-def upsert_business_center(bc_id: str, name: str, cross_bc_allowlisted: bool) -> dict:
+def upsert_business_center(authz: Authorizer, bc_id: str, name: str, cross_bc_allowlisted: bool) -> dict:
     def work():
-        BusinessCenter.insert(id=bc_id, name=name, cross_bc_allowlisted=cross_bc_allowlisted).on_conflict(
-            conflict_target=[BusinessCenter.id],
-            update={BusinessCenter.name: name, BusinessCenter.cross_bc_allowlisted: cross_bc_allowlisted},
-        ).execute()
-        _event("business_center_upserted", business_center_id=bc_id, name=name,
-               cross_bc_allowlisted=cross_bc_allowlisted)
-        return {"id": bc_id, "name": name, "cross_bc_allowlisted": cross_bc_allowlisted}
+        def narrows(row) -> bool:  # losing the allowlisting may leave cross-BC shares out of scope
+            return row is not None and row.cross_bc_allowlisted and not cross_bc_allowlisted
+
+        def write():
+            BusinessCenter.insert(id=bc_id, name=name, cross_bc_allowlisted=cross_bc_allowlisted).on_conflict(
+                conflict_target=[BusinessCenter.id],
+                update={BusinessCenter.name: name, BusinessCenter.cross_bc_allowlisted: cross_bc_allowlisted},
+            ).execute()
+            _event("business_center_upserted", business_center_id=bc_id, name=name,
+                   cross_bc_allowlisted=cross_bc_allowlisted)
+
+        row = BusinessCenter.select().where(BusinessCenter.id == bc_id)
+        find = lambda: scope.shares_from_business_center(bc_id)  # noqa: E731
+        ended = scope.reviewed_change(authz, find, lambda: {a for a, _, _ in find()}, narrows(row.first()),
+                                      lambda: narrows(row.for_update(bool(lock_clause())).first()), write)
+        return {"id": bc_id, "name": name, "cross_bc_allowlisted": cross_bc_allowlisted, "effects": ended}
     return run(work)
 
 
-def upsert_account(account_id: str, name: str, business_center_id: str | None) -> dict:
+def upsert_account(authz: Authorizer, account_id: str, name: str, business_center_id: str | None) -> dict:
     def work():
         if business_center_id is not None and not BusinessCenter.select().where(
                 BusinessCenter.id == business_center_id).exists():
             raise NotFound("business_center", business_center_id)
-        Account.insert(id=account_id, name=name, business_center=business_center_id).on_conflict(
-            conflict_target=[Account.id],
-            update={Account.name: name, Account.business_center: business_center_id},
-        ).execute()
-        _event("account_upserted", account_id=account_id, name=name,
-               business_center_id=business_center_id)
-        return account_view(Account.get_by_id(account_id))
+
+        def moves(row) -> bool:  # another Business Center (or none) may leave shares out of scope
+            return row is not None and row.business_center_id != business_center_id
+
+        def write():
+            Account.insert(id=account_id, name=name, business_center=business_center_id).on_conflict(
+                conflict_target=[Account.id],
+                update={Account.name: name, Account.business_center: business_center_id},
+            ).execute()
+            _event("account_upserted", account_id=account_id, name=name,
+                   business_center_id=business_center_id)
+
+        row = Account.select().where(Account.id == account_id)
+        ended = scope.reviewed_change(authz, lambda: scope.shares_of_account(account_id),
+                                      lambda: scope.audiences_of_account(account_id), moves(row.first()),
+                                      lambda: moves(row.for_update(bool(lock_clause())).first()), write)
+        return {**account_view(Account.get_by_id(account_id)), "effects": ended}
     return run(work)
 
 
@@ -281,6 +297,9 @@ def delete_audience(authz: Authorizer, principal: str, audience_id: str) -> dict
 def share(authz: Authorizer, principal: str, audience_id: str, account_ids: list[str]) -> dict:
     def work():
         _lock_audiences([audience_id])
+        owner = Audience.select(Audience.owner_account).where(Audience.id == audience_id).scalar()
+        if owner is not None:
+            scope.lock_scope_rows(owner, account_ids)
         outcomes = [_visible(authz, principal, audience_id, "share", target) for target in account_ids]
         denied = _denied_if_any(outcomes)
         if denied:

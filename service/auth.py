@@ -27,11 +27,13 @@ import hashlib
 import hmac
 import math
 import os
+import threading
 import time
 
 from flask import g, jsonify, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from limits.storage import MemoryStorage
 
 SCOPE_VARIABLES = {"check": "AUDIENCE_AUTHZ_CHECK_TOKENS", "admin": "AUDIENCE_AUTHZ_ADMIN_TOKENS"}
 DEFAULT_RATE_LIMIT = "10000/second"
@@ -40,6 +42,22 @@ _CHECK_ROUTES = {("POST", "/v1/authorize"), ("POST", "/v1/authorize/batch")}
 _ADMIN_ROUTES = _CHECK_ROUTES | {("PUT", "/v1/business-centers/<id>"), ("PUT", "/v1/accounts/<id>")}
 _SCOPE_ROUTES = {"check": _CHECK_ROUTES, "admin": _ADMIN_ROUTES}
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+class _SerializedMemoryStorage(MemoryStorage):
+    """limits' in-memory storage with its hits serialized: limits 5.8 can start one expiry
+    timer twice when two threads hit at once ("threads can only be started once", a 500
+    seen under the stress test; fixed upstream by alisaifee/limits#352, not yet released)."""
+
+    STORAGE_SCHEME = ["authz-memory"]
+
+    def __init__(self, *args, **kwargs):
+        self._hits = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def incr(self, *args, **kwargs):
+        with self._hits:
+            return super().incr(*args, **kwargs)
 
 
 def _split(value: str | None) -> list[str]:
@@ -110,7 +128,7 @@ def register(app, open_paths) -> Limiter | None:
         app=app,
         application_limits=[limit],  # one budget per token across every endpoint
         application_limits_exempt_when=lambda: request.path in open_paths,
-        storage_uri="memory://",
+        storage_uri="authz-memory://",
         strategy="fixed-window",
         headers_enabled=False,
     )

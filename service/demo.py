@@ -34,9 +34,9 @@ def load(authz: Authorizer) -> list[str]:
         return []
     done = []
     for bc_id, name, allowlisted in BUSINESS_CENTERS:
-        actions.upsert_business_center(bc_id, name, allowlisted)
+        actions.upsert_business_center(authz, bc_id, name, allowlisted)
     for account_id, name, bc_id in ACCOUNTS:
-        actions.upsert_account(account_id, name, bc_id)
+        actions.upsert_account(authz, account_id, name, bc_id)
     done.append(f"{len(BUSINESS_CENTERS)} Business Centers, {len(ACCOUNTS)} accounts")
     actions.accept_terms(authz, "acc_owner", "acc_owner")
     for audience_id, name, source in AUDIENCES:

@@ -14,6 +14,16 @@ from .models import database
 _AD_GROUP, _EVENT_FEED = 1, 2  # namespaces of the two-key advisory locks
 
 
+def lock_audiences(ids) -> None:
+    """Row locks on audiences in a fixed (sorted) order, so concurrent actions on one
+    audience serialize."""
+    if is_postgres() and ids:
+        p = database.obj.param
+        database.execute_sql(
+            f"SELECT id FROM audience WHERE id IN ({', '.join([p] * len(ids))}) ORDER BY id FOR UPDATE",
+            sorted(ids))
+
+
 def lock_ad_group(ad_group_id: str) -> None:
     """Serialize upserts of one ad group, its creation included (there is no row to lock
     yet): two accounts racing to create the same id must not both pass the policy."""

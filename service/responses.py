@@ -60,6 +60,8 @@ class BusinessCenterView(BaseModel):
     id: str
     name: str
     cross_bc_allowlisted: bool
+    effects: list[dict[str, Any]] = Field(default_factory=list,
+                                          description="shares ended because they left the sharing scope")
 
 
 class AccountView(BaseModel):
@@ -67,6 +69,8 @@ class AccountView(BaseModel):
     name: str
     business_center_id: str | None
     terms_accepted_at: Timestamp
+    effects: list[dict[str, Any]] = Field(default_factory=list,
+                                          description="shares ended because they left the sharing scope")
 
 
 class AudienceView(BaseModel):

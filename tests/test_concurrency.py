@@ -72,7 +72,8 @@ class Load:
         rnd = self.rnd
         owner, audience = self._audience()
         op = rnd.choices(["share", "stop_one", "stop_all", "recipient_group", "owner_group", "remove",
-                          "delete", "edit", "authorize"], weights=[6, 3, 1, 8, 2, 1, 1, 1, 6])[0]
+                          "delete", "edit", "authorize", "move", "allowlist"],
+                         weights=[6, 3, 1, 8, 2, 1, 1, 1, 6, 1, 1])[0]
         if op == "share":
             targets = rnd.sample(self.w["targets"], rnd.randint(1, 3))
             self._call(op, "POST", f"/v1/audiences/{audience}/shares", {"account_ids": targets}, owner)
@@ -98,6 +99,13 @@ class Load:
                     with self.lock:
                         ids = self.w["audiences"][owner]
                         ids[ids.index(audience)] = created.body["audience"]["id"]
+        elif op == "move":  # an account changes Business Center: shares leaving the scope end
+            account = rnd.choice(self.w["recipients"] + [self.w["outsider"]])
+            bc = rnd.choice([f"bc_{self.w['u']}", f"bc2_{self.w['u']}", None])
+            self._call(op, "PUT", f"/v1/accounts/{account}", {"name": account, "business_center_id": bc})
+        elif op == "allowlist":  # the owners' Business Center gains or loses cross-BC sharing
+            self._call(op, "PUT", f"/v1/business-centers/bc_{self.w['u']}",
+                       {"name": "BC", "cross_bc_allowlisted": rnd.random() < 0.5})
         elif op == "edit":
             self._call(op, "PATCH", f"/v1/audiences/{audience}", {"members": {"op": "add", "count": 5}}, owner)
         else:

@@ -146,6 +146,15 @@ class Actions(RuleBasedStateMachine):
             "context": {"ad_group_id": f"g0_{self.u}", "target_account_id": self.acc("r1")}})
         assert r.status == 200
 
+    @rule(account=accounts, bc=st.sampled_from(["bc", "bc2", None]))
+    def move_account(self, account, bc):
+        self.call("PUT", f"/v1/accounts/{self.acc(account)}",
+                  {"name": account, "business_center_id": bc and f"{bc}_{self.u}"})
+
+    @rule(bc=st.sampled_from(["bc", "bc2"]), allowlisted=st.booleans())
+    def allowlist(self, bc, allowlisted):
+        self.call("PUT", f"/v1/business-centers/{bc}_{self.u}", {"name": bc, "cross_bc_allowlisted": allowlisted})
+
     @invariant()
     def nothing_broken(self):
         assert check_invariants(self.database_url) == []

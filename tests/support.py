@@ -54,7 +54,7 @@ class LiveServer:
             try:
                 if requests.get(self.base_url + "/healthz", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to boot
                 time.sleep(0.1)
         raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
 

@@ -14,11 +14,11 @@ import uuid
 import peewee as pw
 
 from . import effects as fx
+from . import scope
 from .authorizer import Authorizer, Outcome
 from .db import lock_clause, transaction
 from .errors import ApiError, Denied, NotFound
 from .facts import Request
-from . import scope
 from .locks import lock_ad_group, lock_audiences
 from .models import (Account, AdGroup, AdGroupAudience, Audience, BusinessCenter, DecisionLog, Event,
                      Share, utcnow)
@@ -88,9 +88,11 @@ def upsert_business_center(authz: Authorizer, bc_id: str, name: str, cross_bc_al
                    cross_bc_allowlisted=cross_bc_allowlisted)
 
         row = BusinessCenter.select().where(BusinessCenter.id == bc_id)
-        find = lambda: scope.shares_from_business_center(bc_id)  # noqa: E731
-        ended = scope.reviewed_change(authz, find, lambda: {a for a, _, _ in find()}, narrows(row.first()),
-                                      lambda: narrows(row.for_update(bool(lock_clause())).first()), write)
+        ended = scope.reviewed_change(
+            authz, find=lambda: scope.shares_from_business_center(bc_id),
+            stake=lambda: {a for a, _, _ in scope.shares_from_business_center(bc_id)},
+            likely=narrows(row.first()), lock_and_check=lambda: narrows(row.for_update(bool(lock_clause())).first()),
+            write=write)
         return {"id": bc_id, "name": name, "cross_bc_allowlisted": cross_bc_allowlisted, "effects": ended}
     return run(work)
 
@@ -113,9 +115,11 @@ def upsert_account(authz: Authorizer, account_id: str, name: str, business_cente
                    business_center_id=business_center_id)
 
         row = Account.select().where(Account.id == account_id)
-        ended = scope.reviewed_change(authz, lambda: scope.shares_of_account(account_id),
-                                      lambda: scope.audiences_of_account(account_id), moves(row.first()),
-                                      lambda: moves(row.for_update(bool(lock_clause())).first()), write)
+        ended = scope.reviewed_change(
+            authz, find=lambda: scope.shares_of_account(account_id),
+            stake=lambda: scope.audiences_of_account(account_id),
+            likely=moves(row.first()), lock_and_check=lambda: moves(row.for_update(bool(lock_clause())).first()),
+            write=write)
         return {**account_view(Account.get_by_id(account_id)), "effects": ended}
     return run(work)
 

@@ -67,7 +67,7 @@ def lock_scope_rows(owner_account_id: str, account_ids: list[str]) -> None:
                          f" WHERE id = {p}) FOR SHARE", [owner_account_id])
 
 
-def reviewed_change(authz, find, stake, likely: bool, lock_and_check, write) -> list[dict]:
+def reviewed_change(authz, *, find, stake, likely: bool, lock_and_check, write) -> list[dict]:
     """Apply ``write`` (a change of an account's or a Business Center's scope), then end
     the shares ``find()`` names that the policy no longer keeps. Returns the effects.
 

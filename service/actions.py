@@ -19,7 +19,7 @@ from .authorizer import Authorizer, Outcome
 from .db import lock_clause, transaction
 from .errors import ApiError, Denied, NotFound
 from .facts import Request
-from .locks import lock_ad_group, lock_audiences
+from .locks import LockOrderConflict, lock_ad_group, lock_audiences
 from .models import (Account, AdGroup, AdGroupAudience, Audience, BusinessCenter, DecisionLog, Event,
                      Share, utcnow)
 from .policy import MATRIX_ACTIONS
@@ -31,9 +31,10 @@ log = logging.getLogger("audience_authz")
 
 def _retryable(exc: Exception) -> bool:
     """A conflict with a concurrent transaction that a fresh attempt resolves: a PostgreSQL
-    serialization failure or deadlock, or a unique key taken by a transaction that committed
-    first (the retry re-reads, so the policy then answers e.g. already_shared or 409)."""
-    if isinstance(exc, pw.IntegrityError):
+    serialization failure or deadlock, a unique key taken by a transaction that committed
+    first (the retry re-reads, so the policy then answers e.g. already_shared or 409), or
+    locks that could not be taken in order (locks.LockOrderConflict)."""
+    if isinstance(exc, (pw.IntegrityError, LockOrderConflict)):
         return True
     code = getattr(getattr(exc, "orig", exc), "pgcode", None) or getattr(exc.__cause__, "pgcode", None)
     return code in _RETRYABLE_PGCODES
@@ -48,7 +49,7 @@ def run(work):
             with transaction():
                 result = work()
             break
-        except (pw.OperationalError, pw.IntegrityError) as exc:
+        except (pw.OperationalError, pw.IntegrityError, LockOrderConflict) as exc:
             if attempt == ATTEMPTS or not _retryable(exc):
                 raise
             log.warning("transaction retry %d after conflict: %s", attempt, str(exc).splitlines()[0])
@@ -84,6 +85,8 @@ def upsert_business_center(authz: Authorizer, bc_id: str, name: str, cross_bc_al
                 conflict_target=[BusinessCenter.id],
                 update={BusinessCenter.name: name, BusinessCenter.cross_bc_allowlisted: cross_bc_allowlisted},
             ).execute()
+
+        def announce():
             _event("business_center_upserted", business_center_id=bc_id, name=name,
                    cross_bc_allowlisted=cross_bc_allowlisted)
 
@@ -92,7 +95,7 @@ def upsert_business_center(authz: Authorizer, bc_id: str, name: str, cross_bc_al
             authz, find=lambda: scope.shares_from_business_center(bc_id),
             stake=lambda: {a for a, _, _ in scope.shares_from_business_center(bc_id)},
             likely=narrows(row.first()), lock_and_check=lambda: narrows(row.for_update(bool(lock_clause())).first()),
-            write=write)
+            write=write, announce=announce)
         return {"id": bc_id, "name": name, "cross_bc_allowlisted": cross_bc_allowlisted, "effects": ended}
     return run(work)
 
@@ -111,6 +114,8 @@ def upsert_account(authz: Authorizer, account_id: str, name: str, business_cente
                 conflict_target=[Account.id],
                 update={Account.name: name, Account.business_center: business_center_id},
             ).execute()
+
+        def announce():
             _event("account_upserted", account_id=account_id, name=name,
                    business_center_id=business_center_id)
 
@@ -119,7 +124,7 @@ def upsert_account(authz: Authorizer, account_id: str, name: str, business_cente
             authz, find=lambda: scope.shares_of_account(account_id),
             stake=lambda: scope.audiences_of_account(account_id),
             likely=moves(row.first()), lock_and_check=lambda: moves(row.for_update(bool(lock_clause())).first()),
-            write=write)
+            write=write, announce=announce)
         return {**account_view(Account.get_by_id(account_id)), "effects": ended}
     return run(work)
 

@@ -99,6 +99,13 @@ def attached_ad_groups(audience_id: str, account_id: str) -> list[str]:
 
 def apply(planned: list[dict], *, actor: str, stop_action: str, decision_id: str) -> None:
     """Apply planned effects in set-based statements and record each as an event."""
+    apply_rows(planned, actor=actor, stop_action=stop_action)
+    record_applied(planned, actor=actor, stop_action=stop_action, decision_id=decision_id)
+
+
+def apply_rows(planned: list[dict], *, actor: str, stop_action: str) -> None:
+    """The row changes of ``apply`` alone (an action applying several decisions' effects
+    changes all rows first, and records events last: the event feed's lock comes last)."""
     now = utcnow()
     by_type: dict[str, list[dict]] = {}
     for effect in planned:
@@ -115,6 +122,10 @@ def apply(planned: list[dict], *, actor: str, stop_action: str, decision_id: str
         Share.update(status="stopped", stopped_at=now, stopped_by=actor, stop_action=stop_action).where(
             (Share.audience == chunk[0]["audience_id"]) & (Share.status == "active")
             & Share.recipient_account.in_([e["account_id"] for e in chunk])).execute()
+
+
+def record_applied(planned: list[dict], *, actor: str, stop_action: str, decision_id: str) -> None:
+    """The events of effects applied by ``apply_rows``."""
     record(planned, decision_id=decision_id, extra={"end_share": {"action": stop_action, "actor": actor}})
 
 

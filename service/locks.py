@@ -14,6 +14,11 @@ from .models import database
 _AD_GROUP, _EVENT_FEED = 1, 2  # namespaces of the two-key advisory locks
 
 
+class LockOrderConflict(Exception):
+    """A transaction found, under a row's lock, that it needs locks it could only take out
+    of order now (a deadlock risk): ``actions.run`` runs it again, when it knows them."""
+
+
 def lock_audiences(ids) -> None:
     """Row locks on audiences in a fixed (sorted) order, so concurrent actions on one
     audience serialize."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 from . import effects as fx
 from .db import lock_clause
 from .facts import Request
-from .locks import lock_audiences
+from .locks import LockOrderConflict, lock_audiences
 from .models import database
 
 ACTOR = "system:scope_change"
@@ -67,26 +67,27 @@ def lock_scope_rows(owner_account_id: str, account_ids: list[str]) -> None:
                          f" WHERE id = {p}) FOR SHARE", [owner_account_id])
 
 
-def reviewed_change(authz, *, find, stake, likely: bool, lock_and_check, write) -> list[dict]:
-    """Apply ``write`` (a change of an account's or a Business Center's scope), then end
-    the shares ``find()`` names that the policy no longer keeps. Returns the effects.
+def reviewed_change(authz, *, find, stake, likely: bool, lock_and_check, write, announce) -> list[dict]:
+    """Change an account's or a Business Center's scope (``write`` the row, ``announce`` its
+    event), and end the shares ``find()`` names that the policy no longer keeps. Returns
+    the effects applied.
 
-    Lock order (PostgreSQL), the same as a share's: the audiences at stake (``stake()``)
-    first, then the changed row (``lock_and_check``, which says under the row's lock
-    whether the change alters the scope; ``likely`` is what an unlocked read said). A share
-    made in between waits on the row and is then seen; only an audience that none of that
-    foresaw is locked late, where a deadlock is possible and ``actions.run`` retries."""
-    if likely:
-        lock_audiences(stake())
+    Lock order (PostgreSQL), the same as a share's: the audiences at stake (``stake()``,
+    taken when the unlocked read ``likely`` says the scope changes), then the changed row
+    (``lock_and_check`` says, under that lock, whether the scope changes; no share can join
+    after it), then the rows the effects touch, and the event feed last. A change that
+    needs an audience it did not lock first is run again by ``actions.run``."""
+    locked = stake() if likely else set()
+    lock_audiences(locked)
     if not lock_and_check():
         write()
+        announce()
         return []
-    # under the row's lock no share can join any more: lock what the change will review
-    # (held ones again, any unforeseen), all before write() takes the event feed's lock
-    lock_audiences({audience for audience, _, _ in find()})
+    if not {audience for audience, _, _ in find()} <= locked:
+        raise LockOrderConflict("the scope change touches audiences it has not locked")
     write()
-    applied = []
-    for audience, recipient, owner in find():  # again, now that their audiences are locked
+    stops = []
+    for audience, recipient, owner in find():
         keep = authz.check(Request(owner, "keep_share", audience, target_account_id=recipient),
                            plan_effects=False)
         if keep.allowed:
@@ -97,6 +98,9 @@ def reviewed_change(authz, *, find, stake, likely: bool, lock_and_check, write) 
                                f"{stop.decision.reason}")
         for effect in stop.effects:
             effect["reason"] = keep.decision.reason
-        fx.apply(stop.effects, actor=ACTOR, stop_action="scope_ended", decision_id=stop.decision_id)
-        applied += stop.effects
-    return applied
+        fx.apply_rows(stop.effects, actor=ACTOR, stop_action="scope_ended")
+        stops.append(stop)
+    announce()
+    for stop in stops:
+        fx.record_applied(stop.effects, actor=ACTOR, stop_action="scope_ended", decision_id=stop.decision_id)
+    return [effect for stop in stops for effect in stop.effects]

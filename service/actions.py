@@ -19,7 +19,7 @@ from .authorizer import Authorizer, Outcome
 from .db import lock_clause, transaction
 from .errors import ApiError, Denied, NotFound
 from .facts import Request
-from .locks import LockOrderConflict, lock_ad_group, lock_audiences
+from .locks import LockOrderConflict, final_attempt, lock_ad_group, lock_audiences, lock_scope_change
 from .models import (Account, AdGroup, AdGroupAudience, Audience, BusinessCenter, DecisionLog, Event,
                      Share, utcnow)
 from .policy import MATRIX_ACTIONS
@@ -45,6 +45,7 @@ def run(work):
     decision log keeps the deny, nothing else changed). Conflicts with concurrent
     transactions are retried (each retry is logged as ``transaction retry``)."""
     for attempt in range(1, ATTEMPTS + 1):
+        last = final_attempt.set(attempt == ATTEMPTS)
         try:
             with transaction():
                 result = work()
@@ -53,6 +54,8 @@ def run(work):
             if attempt == ATTEMPTS or not _retryable(exc):
                 raise
             log.warning("transaction retry %d after conflict: %s", attempt, str(exc).splitlines()[0])
+        finally:
+            final_attempt.reset(last)
     if isinstance(result, Denied):
         raise result
     return result
@@ -90,10 +93,11 @@ def upsert_business_center(authz: Authorizer, bc_id: str, name: str, cross_bc_al
             _event("business_center_upserted", business_center_id=bc_id, name=name,
                    cross_bc_allowlisted=cross_bc_allowlisted)
 
+        lock_scope_change("business_center", bc_id)
         row = BusinessCenter.select().where(BusinessCenter.id == bc_id)
         ended = scope.reviewed_change(
             authz, find=lambda: scope.shares_from_business_center(bc_id),
-            stake=lambda: {a for a, _, _ in scope.shares_from_business_center(bc_id)},
+            stake=lambda: scope.audiences_of_business_center(bc_id),
             likely=narrows(row.first()), lock_and_check=lambda: narrows(row.for_update(bool(lock_clause())).first()),
             write=write, announce=announce)
         return {"id": bc_id, "name": name, "cross_bc_allowlisted": cross_bc_allowlisted, "effects": ended}
@@ -119,6 +123,7 @@ def upsert_account(authz: Authorizer, account_id: str, name: str, business_cente
             _event("account_upserted", account_id=account_id, name=name,
                    business_center_id=business_center_id)
 
+        lock_scope_change("account", account_id)
         row = Account.select().where(Account.id == account_id)
         ended = scope.reviewed_change(
             authz, find=lambda: scope.shares_of_account(account_id),

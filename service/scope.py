@@ -14,7 +14,7 @@ from __future__ import annotations
 from . import effects as fx
 from .db import lock_clause
 from .facts import Request
-from .locks import LockOrderConflict, lock_audiences
+from .locks import lock_audiences, take_late
 from .models import database
 
 ACTOR = "system:scope_change"
@@ -48,6 +48,15 @@ def audiences_of_account(account_id: str) -> set[str]:
     return {row[0] for row in rows}
 
 
+def audiences_of_business_center(bc_id: str) -> set[str]:
+    """What the Business Center losing its allowlisting puts at stake: its accounts' audiences."""
+    p = database.obj.param
+    rows = database.execute_sql(
+        f"SELECT a.id FROM audience a JOIN account oa ON oa.id = a.owner_account_id"
+        f" WHERE oa.business_center_id = {p} AND a.status = 'active'", [bc_id])
+    return {row[0] for row in rows}
+
+
 def shares_from_business_center(bc_id: str) -> list[tuple[str, str, str]]:
     """Active shares whose owner account is in the Business Center."""
     return _shares("oa.business_center_id = ?", [bc_id])
@@ -76,15 +85,15 @@ def reviewed_change(authz, *, find, stake, likely: bool, lock_and_check, write, 
     taken when the unlocked read ``likely`` says the scope changes), then the changed row
     (``lock_and_check`` says, under that lock, whether the scope changes; no share can join
     after it), then the rows the effects touch, and the event feed last. A change that
-    needs an audience it did not lock first is run again by ``actions.run``."""
+    needs an audience it did not lock first is run again by ``actions.run``. Callers take
+    ``locks.lock_scope_change`` first, so ``likely`` is not made stale by another change."""
     locked = stake() if likely else set()
     lock_audiences(locked)
     if not lock_and_check():
         write()
         announce()
         return []
-    if not {audience for audience, _, _ in find()} <= locked:
-        raise LockOrderConflict("the scope change touches audiences it has not locked")
+    take_late({audience for audience, _, _ in find()} - locked)
     write()
     stops = []
     for audience, recipient, owner in find():

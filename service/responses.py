@@ -205,6 +205,9 @@ class Readiness(BaseModel):
 
 # Every route may answer these; a route lists its own success answers (and 404, 409, ...).
 COMMON = {400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 413: ErrorBody, 429: ErrorBody,
-          500: ErrorBody, 503: ErrorBody}
+          500: ErrorBody, 503: ErrorBody,
+          # answered by the HTTP server (gunicorn) before the request reaches the service
+          414: {"description": "The request line is over the server's limit"},
+          431: {"description": "A request header is over the server's limit"}}
 ACTING = {403: Forbidden, 404: ErrorBody}  # routes that act for X-Account-Id: policy denies
 AUTHORIZE = {500: ErrorOrDeny, 503: ErrorOrDeny}

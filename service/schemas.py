@@ -42,6 +42,15 @@ class Page(BaseModel):
     after: int = Field(0, ge=0, le=2**63 - 1, description="return entries with an id greater than this")
     limit: int = Field(100, ge=1, le=1000)
 
+    @field_validator("after", "limit", mode="before")
+    @classmethod
+    def _plain_digits(cls, value):
+        """Query text is a number only as plain ASCII digits (lax parsing would also take
+        " 5", "+5", "5.0" and "5_0", which the document's integer does not allow)."""
+        if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+            raise ValueError("must be a whole number written in digits")
+        return value
+
 
 class ActingAccount(BaseModel):
     """The ``X-Account-Id`` header: the ad account on whose behalf the call acts."""

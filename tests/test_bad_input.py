@@ -90,7 +90,8 @@ def test_huge_ids_and_numbers_are_4xx_and_store_nothing(api, before):
         assert api.post("/v1/audiences", body, account=w.owner).status == 400, body
     assert api.post(f"/v1/audiences/{w.A}/shares", {"account_ids": [f"a{i}" for i in range(101)]},
                     account=w.owner).status == 400
-    for query in ("after=-1", "after=abc", f"after={2 ** 70}", "limit=0", "limit=100000", "unknown=1"):
+    for query in ("after=-1", "after=abc", f"after={2 ** 70}", "limit=0", "limit=100000", "unknown=1",
+                  "after=%205", "after=5.0", "after=%2B5", "after=5_0", "limit=%D9%A5"):
         r = api.get(f"/v1/events?{query}")
         assert r.status == 400, (query, r.body)
     assert last_ids(api) == ids

@@ -8,13 +8,26 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from .policy import AUDIENCE_ACTIONS
 
 Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128,
                                        pattern=r"^[A-Za-z0-9_.:\-]+$")]
-Name = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
+
+
+def _storable(value: str) -> str:
+    """Text both databases can store: PostgreSQL refuses NUL, and a lone surrogate (which
+    JSON can spell as \\ud800) is not UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be Unicode text without lone surrogates") from None
+    return value
+
+
+Name = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256, pattern=r"^[^\x00]+$"),
+                 AfterValidator(_storable)]
 # The five shareable sources of the source text, and others the platform also has (which
 # the policy refuses to share).
 Source = Literal["engagement", "app_activity", "website_traffic", "customer_file", "partner",

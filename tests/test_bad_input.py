@@ -88,6 +88,10 @@ def test_huge_ids_and_numbers_are_4xx_and_store_nothing(api, before):
                  {"name": "n", "source": "partner", "member_count": -1},
                  {"name": "n", "source": "partner", "member_count": "1"}):
         assert api.post("/v1/audiences", body, account=w.owner).status == 400, body
+    for name in ("nul\u0000inside", "lone \ud800 surrogate"):  # PostgreSQL cannot store either
+        assert api.post("/v1/audiences", {"name": name, "source": "partner"}, account=w.owner).status == 400
+        assert api.put(f"/v1/business-centers/{w.bc}", {"name": name}).status == 400
+        assert api.put(f"/v1/ad-groups/{w.ag}", {"name": name}, account=w.recipient).status == 400
     assert api.post(f"/v1/audiences/{w.A}/shares", {"account_ids": [f"a{i}" for i in range(101)]},
                     account=w.owner).status == 400
     for query in ("after=-1", "after=abc", f"after={2 ** 70}", "limit=0", "limit=100000", "unknown=1",

@@ -7,7 +7,7 @@ PORT ?= 8080
 DATABASE ?= sqlite:///audience-authz.db
 export AUDIENCE_AUTHZ_TOKENS ?= dev-token
 
-.PHONY: install run demo test policy-check policy-test clean bench bench-quick bench-install
+.PHONY: install run demo test policy-check policy-test clean bench bench-quick bench-install stress
 
 install: $(VENV)/.installed
 
@@ -59,3 +59,21 @@ bench-install: $(VENV)/.bench-installed
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
+
+# The reliability tests at long sizes (make test runs them small); override any size, e.g.
+# `make stress STRESS_SECONDS=300`. Prints each run's figures.
+STRESS_SECONDS ?= 60
+STRESS_THREADS ?= 24
+STRESS_WORKERS ?= 3
+STRESS_ROUNDS ?= 200
+STRESS_FANOUT ?= 10000
+STRESS_FUZZ_EXAMPLES ?= 200
+STRESS_MACHINE_EXAMPLES ?= 60
+STRESS_MACHINE_STEPS ?= 40
+stress: install
+	AUDIENCE_AUTHZ_STRESS_SECONDS=$(STRESS_SECONDS) AUDIENCE_AUTHZ_STRESS_THREADS=$(STRESS_THREADS) \
+	AUDIENCE_AUTHZ_STRESS_WORKERS=$(STRESS_WORKERS) AUDIENCE_AUTHZ_STRESS_ROUNDS=$(STRESS_ROUNDS) \
+	AUDIENCE_AUTHZ_STRESS_FANOUT=$(STRESS_FANOUT) AUDIENCE_AUTHZ_STRESS_FUZZ_EXAMPLES=$(STRESS_FUZZ_EXAMPLES) \
+	AUDIENCE_AUTHZ_STRESS_MACHINE_EXAMPLES=$(STRESS_MACHINE_EXAMPLES) \
+	AUDIENCE_AUTHZ_STRESS_MACHINE_STEPS=$(STRESS_MACHINE_STEPS) \
+	$(BIN)/pytest -s -q tests/test_concurrency.py tests/test_faults.py tests/test_fuzz.py

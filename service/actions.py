@@ -8,36 +8,54 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import uuid
 
 import peewee as pw
 
 from . import effects as fx
-from . import metrics
+from . import metrics, scope
 from .authorizer import Authorizer, Outcome
-from .db import is_postgres, transaction
+from .db import lock_clause, transaction
 from .errors import ApiError, Denied, NotFound
 from .facts import Request
+from .locks import LockOrderConflict, final_attempt, lock_ad_group, lock_audiences, lock_scope_change
 from .models import (Account, AdGroup, AdGroupAudience, Audience, BusinessCenter, DecisionLog, Event,
-                     Share, database, utcnow)
+                     Share, utcnow)
 from .policy import MATRIX_ACTIONS
 
 _RETRYABLE_PGCODES = {"40001", "40P01"}  # serialization failure, deadlock detected
+ATTEMPTS = 5
+log = logging.getLogger("audience_authz")
+
+
+def _retryable(exc: Exception) -> bool:
+    """A conflict with a concurrent transaction that a fresh attempt resolves: a PostgreSQL
+    serialization failure or deadlock, a unique key taken by a transaction that committed
+    first (the retry re-reads, so the policy then answers e.g. already_shared or 409), or
+    locks that could not be taken in order (locks.LockOrderConflict)."""
+    if isinstance(exc, (pw.IntegrityError, LockOrderConflict)):
+        return True
+    code = getattr(getattr(exc, "orig", exc), "pgcode", None) or getattr(exc.__cause__, "pgcode", None)
+    return code in _RETRYABLE_PGCODES
 
 
 def run(work):
     """Run ``work()`` in one transaction; a Denied it returns is raised after commit (the
-    decision log keeps the deny, nothing else changed). PostgreSQL serialization failures
-    and deadlocks are retried."""
-    for attempt in range(5):
+    decision log keeps the deny, nothing else changed). Conflicts with concurrent
+    transactions are retried (each retry is logged as ``transaction retry``)."""
+    for attempt in range(1, ATTEMPTS + 1):
+        last = final_attempt.set(attempt == ATTEMPTS)
         try:
             with transaction():
                 result = work()
             break
-        except pw.OperationalError as exc:
-            code = getattr(getattr(exc, "orig", exc), "pgcode", None) or getattr(exc.__cause__, "pgcode", None)
-            if code not in _RETRYABLE_PGCODES or attempt == 4:
+        except (pw.OperationalError, pw.IntegrityError, LockOrderConflict) as exc:
+            if attempt == ATTEMPTS or not _retryable(exc):
                 raise
+            log.warning("transaction retry %d after conflict: %s", attempt, str(exc).splitlines()[0])
+        finally:
+            final_attempt.reset(last)
     if isinstance(result, Denied):
         raise result
     if isinstance(result, dict) and result.get("effects"):
@@ -48,11 +66,7 @@ def run(work):
 def _lock_audiences(ids) -> None:
     """Row locks in a fixed order, so concurrent actions on one audience serialize
     (PostgreSQL); SQLite's BEGIN IMMEDIATE already serializes writers."""
-    if is_postgres() and ids:
-        p = database.obj.param
-        database.execute_sql(
-            f"SELECT id FROM audience WHERE id IN ({', '.join([p] * len(ids))}) ORDER BY id FOR UPDATE",
-            sorted(ids))
+    lock_audiences(ids)
 
 
 def _event(type_: str, outcome: Outcome | None = None, **payload) -> None:
@@ -66,30 +80,59 @@ def _denied_if_any(outcomes: list[Outcome]) -> Denied | None:
 
 # -- entities ------------------------------------------------------------------------------
 
-def upsert_business_center(bc_id: str, name: str, cross_bc_allowlisted: bool) -> dict:
+def upsert_business_center(authz: Authorizer, bc_id: str, name: str, cross_bc_allowlisted: bool) -> dict:
     def work():
-        BusinessCenter.insert(id=bc_id, name=name, cross_bc_allowlisted=cross_bc_allowlisted).on_conflict(
-            conflict_target=[BusinessCenter.id],
-            update={BusinessCenter.name: name, BusinessCenter.cross_bc_allowlisted: cross_bc_allowlisted},
-        ).execute()
-        _event("business_center_upserted", business_center_id=bc_id, name=name,
-               cross_bc_allowlisted=cross_bc_allowlisted)
-        return {"id": bc_id, "name": name, "cross_bc_allowlisted": cross_bc_allowlisted}
+        def narrows(row) -> bool:  # losing the allowlisting may leave cross-BC shares out of scope
+            return row is not None and row.cross_bc_allowlisted and not cross_bc_allowlisted
+
+        def write():
+            BusinessCenter.insert(id=bc_id, name=name, cross_bc_allowlisted=cross_bc_allowlisted).on_conflict(
+                conflict_target=[BusinessCenter.id],
+                update={BusinessCenter.name: name, BusinessCenter.cross_bc_allowlisted: cross_bc_allowlisted},
+            ).execute()
+
+        def announce():
+            _event("business_center_upserted", business_center_id=bc_id, name=name,
+                   cross_bc_allowlisted=cross_bc_allowlisted)
+
+        lock_scope_change("business_center", bc_id)
+        row = BusinessCenter.select().where(BusinessCenter.id == bc_id)
+        ended = scope.reviewed_change(
+            authz, find=lambda: scope.shares_from_business_center(bc_id),
+            stake=lambda: scope.audiences_of_business_center(bc_id),
+            likely=narrows(row.first()), lock_and_check=lambda: narrows(row.for_update(bool(lock_clause())).first()),
+            write=write, announce=announce)
+        return {"id": bc_id, "name": name, "cross_bc_allowlisted": cross_bc_allowlisted, "effects": ended}
     return run(work)
 
 
-def upsert_account(account_id: str, name: str, business_center_id: str | None) -> dict:
+def upsert_account(authz: Authorizer, account_id: str, name: str, business_center_id: str | None) -> dict:
     def work():
         if business_center_id is not None and not BusinessCenter.select().where(
                 BusinessCenter.id == business_center_id).exists():
             raise NotFound("business_center", business_center_id)
-        Account.insert(id=account_id, name=name, business_center=business_center_id).on_conflict(
-            conflict_target=[Account.id],
-            update={Account.name: name, Account.business_center: business_center_id},
-        ).execute()
-        _event("account_upserted", account_id=account_id, name=name,
-               business_center_id=business_center_id)
-        return account_view(Account.get_by_id(account_id))
+
+        def moves(row) -> bool:  # another Business Center (or none) may leave shares out of scope
+            return row is not None and row.business_center_id != business_center_id
+
+        def write():
+            Account.insert(id=account_id, name=name, business_center=business_center_id).on_conflict(
+                conflict_target=[Account.id],
+                update={Account.name: name, Account.business_center: business_center_id},
+            ).execute()
+
+        def announce():
+            _event("account_upserted", account_id=account_id, name=name,
+                   business_center_id=business_center_id)
+
+        lock_scope_change("account", account_id)
+        row = Account.select().where(Account.id == account_id)
+        ended = scope.reviewed_change(
+            authz, find=lambda: scope.shares_of_account(account_id),
+            stake=lambda: scope.audiences_of_account(account_id),
+            likely=moves(row.first()), lock_and_check=lambda: moves(row.for_update(bool(lock_clause())).first()),
+            write=write, announce=announce)
+        return {**account_view(Account.get_by_id(account_id)), "effects": ended}
     return run(work)
 
 
@@ -276,6 +319,9 @@ def delete_audience(authz: Authorizer, principal: str, audience_id: str) -> dict
 def share(authz: Authorizer, principal: str, audience_id: str, account_ids: list[str]) -> dict:
     def work():
         _lock_audiences([audience_id])
+        owner = Audience.select(Audience.owner_account).where(Audience.id == audience_id).scalar()
+        if owner is not None:
+            scope.lock_scope_rows(owner, account_ids)
         outcomes = [_visible(authz, principal, audience_id, "share", target) for target in account_ids]
         denied = _denied_if_any(outcomes)
         if denied:
@@ -393,7 +439,11 @@ def get_ad_group(authz: Authorizer, principal: str, ad_group_id: str) -> dict:
 def upsert_ad_group(authz: Authorizer, principal: str, ad_group_id: str, name: str,
                     include: list[str], exclude: list[str]) -> dict:
     def work():
-        _lock_audiences([*include, *exclude])
+        lock_ad_group(ad_group_id)
+        # the audiences it targets now and will target: a concurrent stop sharing or delete
+        # of any of them either sees this upsert whole or comes after it
+        current = AdGroupAudience.select(AdGroupAudience.audience).where(AdGroupAudience.ad_group == ad_group_id)
+        _lock_audiences({*include, *exclude, *(row.audience_id for row in current)})
         outcome = authz.check(Request(principal, "edit_ad_group", "", ad_group_id=ad_group_id))
         if not outcome.allowed:
             return Denied([outcome])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import secrets
@@ -12,11 +11,12 @@ from flask_openapi3 import Info, OpenAPI
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from . import db, docs, logs, metrics, policyapi, reload
+from . import auth, db, docs, guards, logs, metrics, policyapi, reload
 from .api import api, is_authorize_path
 from .errors import ApiError, Denied
 from .models import database
-from .policy import DEFAULT_POLICY_DIR
+from .policy import DEFAULT_POLICY_DIR, Policy
+from .responses import ErrorBody, Health, Readiness
 
 log = logging.getLogger("audience_authz")
 MAX_BODY_BYTES = 1024 * 1024
@@ -56,6 +56,7 @@ def create_app(database_url: str | None = None, policy_dir=None, tokens: list[st
         doc_ui=False,
         validation_error_status=400,
         validation_error_callback=_validation_error,
+        validation_error_model=ErrorBody,
     )
     app.config["MAX_CONTENT_LENGTH"] = int(os.environ.get("AUDIENCE_AUTHZ_MAX_BODY", MAX_BODY_BYTES))
     app.json.sort_keys = False
@@ -65,6 +66,8 @@ def create_app(database_url: str | None = None, policy_dir=None, tokens: list[st
     app.config["TOKENS"] = tokens if tokens is not None else tokens_from_env()
     app.register_api(api)
     app.register_api(policyapi.api)
+    auth.register(app, OPEN_PATHS)  # first: tokens, scopes, rate limit
+    guards.register(app)
     _register_hooks(app)
     _register_health(app)
     logs.register(app)
@@ -75,18 +78,9 @@ def create_app(database_url: str | None = None, policy_dir=None, tokens: list[st
 
 def _register_hooks(app: OpenAPI) -> None:
     @app.before_request
-    def authenticate():
-        if request.path in OPEN_PATHS or docs.is_docs_path(request.path):
-            return None
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not any(
-                hmac.compare_digest(token.encode(), known.encode()) for known in app.config["TOKENS"]):
-            response = _error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
-            response.headers["WWW-Authenticate"] = "Bearer"
-            return response
-        database.connect(reuse_if_open=True)
-        return None
+    def open_connection():  # after auth.register's checks: only for authenticated callers
+        if request.path not in OPEN_PATHS:
+            database.connect(reuse_if_open=True)
 
     @app.teardown_request
     def release_connection(_exc):
@@ -120,21 +114,17 @@ def _register_hooks(app: OpenAPI) -> None:
 
 
 def _register_health(app: OpenAPI) -> None:
-    @app.get("/healthz", summary="Liveness")
+    app.add_url_rule("/openapi.json", "openapi_json", lambda: app.api_doc)
+
+    @app.get("/healthz", summary="Liveness", responses={200: Health})
     def healthz():
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: database reachable and policy loaded")
+    @app.get("/readyz", summary="Readiness: database reachable and policy loaded", security=[{"bearer": []}],
+             responses={200: Readiness, 401: ErrorBody, 503: Readiness})
     def readyz():
         authz = app.extensions["authz"]
-        try:
-            database.execute_sql("SELECT 1").fetchone()
-            db_ok = True
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            log.warning("readiness: database unreachable: %s", exc)
-            db_ok = False
+        db_ok = guards.database_ready()
         body = {"database": "ok" if db_ok else "unreachable", "policy_version": authz.policy.version,
                 "policy": "loaded", **reload.STATS.readiness(), "status": "ready" if db_ok else "not_ready"}
         return body, 200 if db_ok else 503
-
-    app.add_url_rule("/openapi.json", "openapi_json", lambda: jsonify(app.api_doc))

@@ -53,11 +53,14 @@ def init(url: str | None = None, create: bool = True):
                      timeout=_env_int("AUDIENCE_AUTHZ_DB_POOL_TIMEOUT", DEFAULT_POOL_TIMEOUT),
                      stale_timeout=300)
     elif scheme == "sqlite":
-        # BEGIN IMMEDIATE: a writer takes the lock up front, so two actions never deadlock.
+        # BEGIN IMMEDIATE: a writer takes the lock up front, so two actions never deadlock;
+        # it waits up to busy_timeout for the lock (AUDIENCE_AUTHZ_SQLITE_BUSY_TIMEOUT_MS).
         # Pooled as well: opening a SQLite connection and setting its pragmas costs far more
         # than a decision, and closing the last one checkpoints the WAL; a request borrows an
         # open connection instead (one thread at a time, hence check_same_thread off).
-        db = connect(url.replace("sqlite://", "sqlite+pool://", 1), pragmas=SQLITE_PRAGMAS,
+        pragmas = {**SQLITE_PRAGMAS, "busy_timeout": int(os.environ.get(
+            "AUDIENCE_AUTHZ_SQLITE_BUSY_TIMEOUT_MS", SQLITE_PRAGMAS["busy_timeout"]))}
+        db = connect(url.replace("sqlite://", "sqlite+pool://", 1), pragmas=pragmas,
                      lock_type="IMMEDIATE", autoconnect=True, check_same_thread=False,
                      max_connections=64, stale_timeout=3600)
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 from .db import insert_rows
+from .locks import lock_event_feed
 from .models import database, utcnow
 
 KNOWN = {"end_share", "remove_from_list", "disconnect_audience", "propagate_update"}
@@ -102,7 +103,14 @@ def attached_ad_groups(audience_id: str, account_id: str) -> list[str]:
 
 
 def apply(planned: list[dict], *, actor: str, stop_action: str, decision_id: str) -> None:
-    """Apply planned effects in set-based statements and record each as an event.
+    """Apply planned effects in set-based statements and record each as an event."""
+    apply_rows(planned, actor=actor, stop_action=stop_action)
+    record_applied(planned, actor=actor, stop_action=stop_action, decision_id=decision_id)
+
+
+def apply_rows(planned: list[dict], *, actor: str, stop_action: str) -> None:
+    """The row changes of ``apply`` alone (an action applying several decisions' effects
+    changes all rows first, and records events last: the event feed's lock comes last).
 
     Each statement takes a chunk of the planned ids at once (``IN (...)`` lists of up to
     ``_CHUNK``), written as fixed SQL: for 10,000 ad groups that is 20 statements per kind.
@@ -128,6 +136,10 @@ def apply(planned: list[dict], *, actor: str, stop_action: str, decision_id: str
                 f" stop_action = {p} WHERE audience_id = {p} AND status = 'active'"
                 f" AND recipient_account_id IN ({', '.join([p] * len(chunk))})",
                 [now, actor, stop_action, audience_id, *chunk])
+
+
+def record_applied(planned: list[dict], *, actor: str, stop_action: str, decision_id: str) -> None:
+    """The events of effects applied by ``apply_rows``."""
     record(planned, decision_id=decision_id, extra={"end_share": {"action": stop_action, "actor": actor}})
 
 
@@ -147,6 +159,8 @@ def record(items: list[dict], *, decision_id: str | None, extra: dict | None = N
         payload = dict(item, **extra[item["type"]]) if item["type"] in extra else item
         rows.append((item["type"], item.get("audience_id"), item.get("account_id"), decision_id,
                      json.dumps(payload, separators=(",", ":")), now))
+    if rows:
+        lock_event_feed()
     insert_rows("event", _EVENT_COLUMNS, rows)
 
 

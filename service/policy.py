@@ -41,8 +41,13 @@ MATRIX_ACTIONS = (
 )
 AUDIENCE_ACTIONS = MATRIX_ACTIONS + ("view_shares",)
 ACCOUNT_ACTIONS = ("accept_terms", "list_audiences", "create_audience", "view_ad_group", "edit_ad_group")
-ACTIONS = AUDIENCE_ACTIONS + ACCOUNT_ACTIONS
+# asked by the service itself of an active share when its sharing scope changed (scope.py)
+SCOPE_ACTIONS = ("keep_share",)
+ACTIONS = AUDIENCE_ACTIONS + ACCOUNT_ACTIONS + SCOPE_ACTIONS
 _FACT_TYPES = {"bool": bool, "int": int, "str": str}
+# reason codes the service gives itself: when it fails closed, and when no line decides
+FAULT_REASONS = ("internal_error", "database_unavailable")
+SERVICE_REASONS = ("no_matching_rule", *FAULT_REASONS)
 
 
 class PolicyError(Exception):

@@ -31,6 +31,7 @@ from casbin.model import Model
 from . import effects
 from .expressions import Compiled, ExpressionError, names_in
 from .policy import (ACCOUNT_ACTIONS, ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, POLICY_FILES, RELATIONS,
+                     SERVICE_REASONS,
                      Policy, PolicyError, Rule)
 
 Problem = tuple[str, int, str]
@@ -39,7 +40,6 @@ REQUEST_TOKENS = ["r_rel", "r_act", "r_f"]
 POLICY_TOKENS = ["p_rel", "p_act", "p_cond", "p_eft", "p_reason", "p_effects"]
 EFFECT = "priority(p_eft) || deny"
 FACT_TYPES = {"bool": bool, "int": int, "str": str}
-SERVICE_REASONS = ("no_matching_rule", "internal_error")  # codes the service itself gives
 _OTHER = "<other>"  # a string value no condition names
 
 

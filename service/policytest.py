@@ -27,7 +27,7 @@ import yaml
 
 from . import effects as fx
 from .policycheck import yaml_error
-from .policy import (ACCOUNT_ACTIONS, ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, RELATIONS, Decision,
+from .policy import (ACCOUNT_ACTIONS, ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, FAULT_REASONS, RELATIONS, Decision,
                      Policy)
 
 FILE_KEYS = {"description", "defaults", "cases"}
@@ -35,7 +35,6 @@ DEFAULT_KEYS = {"relation", "action", "facts"}
 CASE_KEYS = {"name", "doc", "relation", "action", "facts", "decision", "reason", "effects", "allow_unknown"}
 REQUIRED_KEYS = ("name", "relation", "action", "decision", "reason")
 # Reason codes the service gives by itself, never through a rule or a missing one.
-SERVICE_REASONS = {"internal_error"}
 _FACT_TYPES = {"bool": bool, "int": int, "str": str}
 
 
@@ -252,7 +251,7 @@ def coverage_gaps(policy: Policy, results: list[Result]) -> list[str]:
             f" (p, {', '.join(rule.values[:5])})" for rule in policy.rules if rule.line not in lines]
     reasons = {r.decision.reason for r in passed}
     gaps += [f"reasons.yaml: no passing case is denied with {code!r}"
-             for code in policy.reasons if code not in reasons and code not in SERVICE_REASONS]
+             for code in policy.reasons if code not in reasons and code not in FAULT_REASONS]
     cells = {(r.case.relation, r.case.action) for r in passed}
     gaps += [f"matrix: no passing case asks ({rel}, {act})"
              for act in AUDIENCE_ACTIONS for rel in AUDIENCE_RELATIONS if (rel, act) not in cells]

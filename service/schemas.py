@@ -8,13 +8,27 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator,
+                      model_validator)
 
 from .policy import AUDIENCE_ACTIONS
 
 Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128,
                                        pattern=r"^[A-Za-z0-9_.:\-]+$")]
-Name = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256)]
+
+
+def _storable(value: str) -> str:
+    """Text both databases can store: PostgreSQL refuses NUL, and a lone surrogate (which
+    JSON can spell as \\ud800) is not UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be Unicode text without lone surrogates") from None
+    return value
+
+
+Name = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256, pattern=r"^[^\x00]+$"),
+                 AfterValidator(_storable)]
 # The five shareable sources of the source text, and others the platform also has (which
 # the policy refuses to share).
 Source = Literal["engagement", "app_activity", "website_traffic", "customer_file", "partner",
@@ -39,8 +53,17 @@ class ShareTargetPath(Strict):
 
 class Page(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    after: int = Field(0, ge=0, description="return entries with an id greater than this")
+    after: int = Field(0, ge=0, le=2**63 - 1, description="return entries with an id greater than this")
     limit: int = Field(100, ge=1, le=1000)
+
+    @field_validator("after", "limit", mode="before")
+    @classmethod
+    def _plain_digits(cls, value):
+        """Query text is a number only as plain ASCII digits (lax parsing would also take
+        " 5", "+5", "5.0" and "5_0", which the document's integer does not allow)."""
+        if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+            raise ValueError("must be a whole number written in digits")
+        return value
 
 
 class ActingAccount(BaseModel):
@@ -80,7 +103,7 @@ class AudiencePatchBody(Strict):
 
 
 class ShareBody(Strict):
-    account_ids: list[Id] = Field(min_length=1, max_length=100)
+    account_ids: list[Id] = Field(min_length=1, max_length=100, json_schema_extra={"uniqueItems": True})
 
     @field_validator("account_ids")
     @classmethod
@@ -97,8 +120,8 @@ class LookalikeBody(Strict):
 
 class AdGroupBody(Strict):
     name: Name
-    include: list[Id] = Field(default_factory=list, max_length=100)
-    exclude: list[Id] = Field(default_factory=list, max_length=100)
+    include: list[Id] = Field(default_factory=list, max_length=100, json_schema_extra={"uniqueItems": True})
+    exclude: list[Id] = Field(default_factory=list, max_length=100, json_schema_extra={"uniqueItems": True})
 
     @model_validator(mode="after")
     def _each_audience_once(self) -> "AdGroupBody":

@@ -52,6 +52,13 @@ def json_lines(text: str) -> list[dict]:
     return records
 
 
+def broken_decision_answer(url: str) -> tuple[int, str]:
+    """What a decision answers after ``break_decisions``: SQLite reports a missing table as
+    an OperationalError (503 database_unavailable), PostgreSQL as a ProgrammingError (500
+    internal_error); both fail closed."""
+    return (503, "database_unavailable") if url.startswith("sqlite") else (500, "internal_error")
+
+
 def break_decisions(url: str) -> None:
     """Make every audience decision fail: the facts statement reads audience_share, which
     goes away (a real database error on each decision)."""

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from service.client import AuthzClient, Check, Denied, RequestError, Unavailable
-from tests.ops import break_decisions, empty_database, json_lines  # noqa: F401 - fixture
+from tests.ops import break_decisions, broken_decision_answer, empty_database, json_lines  # noqa: F401 - fixture
 from tests.support import Api, LiveServer, free_port, world_factory
 
 
@@ -118,16 +118,17 @@ def test_a_server_that_never_answers_is_a_deny_after_the_timeout():
         assert time.monotonic() - started < 10
 
 
-def test_a_service_answering_500_is_a_deny_and_only_idempotent_calls_are_retried(empty_database):
+def test_a_failing_service_is_a_deny_and_only_idempotent_calls_are_retried(empty_database):
     with LiveServer(empty_database) as live:
         api = Api(live.base_url, live.token)
         w = world_factory(api)
-        break_decisions(empty_database)  # every decision now fails: 500
+        break_decisions(empty_database)  # every decision now fails: a 5xx deny
         client = AuthzClient(live.base_url, live.token, timeout=30, retries=2, backoff=0.01)
         shares_path = f"/v1/audiences/{w.A}/shares"
         authorized, shared = _served(live, "/v1/authorize"), _served(live, shares_path)
         decision = client.authorize(w.owner, "edit", w.A)
-        assert not decision.allowed and decision.codes == ["internal_error"] and decision.error == "HTTP 500"
+        status, code = broken_decision_answer(empty_database)
+        assert not decision.allowed and decision.codes == [code] and decision.error == f"HTTP {status}"
         with pytest.raises(Unavailable):
             client.share(w.owner, w.A, [w.peer])
         time.sleep(0.3)  # the access line is written after the answer

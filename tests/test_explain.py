@@ -37,7 +37,7 @@ def test_explain_names_the_line_and_the_facts(api, world):
     w = world
     answer = api.ok(api.post("/v1/authorize", _check(w.owner, "share", w.A, explain=True, target_account_id=w.other)))
     assert answer["decision"] == "deny" and [r["code"] for r in answer["reasons"]] == ["not_same_business_center"]
-    line = line_of(POLICY / "policy.csv", "deny, not_same_business_center,")
+    line = line_of(POLICY / "policy.csv", "p, owner, share, not r.f.same_bc")
     assert answer["explanation"]["matched_rule"] == {
         "file": "policy.csv", "line": line, "rel": "owner", "act": "share",
         "cond": "not r.f.same_bc and not r.f.owner_bc_allowlisted", "eft": "deny",

@@ -1,0 +1,144 @@
+"""Who may call what: bearer tokens, their scopes, and a per-token rate limit.
+
+Tokens come from comma-separated environment variables, one variable per scope:
+
+| variable | scope | may call |
+| --- | --- | --- |
+| ``AUDIENCE_AUTHZ_TOKENS`` | ``full`` | every endpoint |
+| ``AUDIENCE_AUTHZ_ADMIN_TOKENS`` | ``admin`` | what ``check`` may, and ``PUT`` of Business Centers and accounts |
+| ``AUDIENCE_AUTHZ_CHECK_TOKENS`` | ``check`` | every ``GET`` and ``POST /v1/authorize``, ``/v1/authorize/batch`` |
+
+A token outside its scope gets ``403 {"error": {"code": "insufficient_scope"}}``; an
+endpoint not listed here (e.g. one added later) needs ``full``. Tokens are compared as
+SHA-256 digests with ``hmac.compare_digest`` against every known token (same work
+whichever matches, nothing learnt from lengths), and never logged: the rate limiter and
+the logs only ever see a digest prefix. This is authentication of the calling service;
+what an *account* may do with an audience stays in the policy files.
+
+The rate limit (``AUDIENCE_AUTHZ_RATE_LIMIT``, a limits string such as ``100/second`` or
+``6000 per minute``; ``off`` disables it) counts requests per token in each worker
+process (in-memory storage), and answers ``429 {"error": {"code": "rate_limited"}}`` with
+``Retry-After``. The default is generous enough that tests and benchmarks never meet it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import os
+import threading
+import time
+
+from flask import g, jsonify, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from limits.storage import MemoryStorage
+
+SCOPE_VARIABLES = {"check": "AUDIENCE_AUTHZ_CHECK_TOKENS", "admin": "AUDIENCE_AUTHZ_ADMIN_TOKENS"}
+DEFAULT_RATE_LIMIT = "10000/second"
+# (method, route) pairs beyond every GET that each limited scope may call
+_CHECK_ROUTES = {("POST", "/v1/authorize"), ("POST", "/v1/authorize/batch")}
+_ADMIN_ROUTES = _CHECK_ROUTES | {("PUT", "/v1/business-centers/<id>"), ("PUT", "/v1/accounts/<id>")}
+_SCOPE_ROUTES = {"check": _CHECK_ROUTES, "admin": _ADMIN_ROUTES}
+_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+class _SerializedMemoryStorage(MemoryStorage):
+    """limits' in-memory storage with its hits serialized: limits 5.8 can start one expiry
+    timer twice when two threads hit at once ("threads can only be started once", a 500
+    seen under the stress test; fixed upstream by alisaifee/limits#352, not yet released)."""
+
+    STORAGE_SCHEME = ["authz-memory"]
+
+    def __init__(self, *args, **kwargs):
+        self._hits = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def incr(self, *args, **kwargs):
+        with self._hits:
+            return super().incr(*args, **kwargs)
+
+
+def _split(value: str | None) -> list[str]:
+    return [t.strip() for t in (value or "").split(",") if t.strip()]
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+def scoped_tokens(full_tokens: list[str], environ=os.environ) -> dict[bytes, str]:
+    """digest -> scope; a token listed under several scopes gets the widest."""
+    known: dict[bytes, str] = {}
+    for scope in ("check", "admin"):
+        for token in _split(environ.get(SCOPE_VARIABLES[scope])):
+            known[_digest(token)] = scope
+    for token in full_tokens:
+        known[_digest(token)] = "full"
+    return known
+
+
+def permits(scope: str, method: str, route: str | None) -> bool:
+    """May a token of ``scope`` call ``method route``? (route None: no such endpoint, the
+    router answers 404/405 itself)."""
+    if scope == "full" or route is None or method in _READ_METHODS:
+        return True
+    return (method, route) in _SCOPE_ROUTES.get(scope, ())
+
+
+def _error(status: int, code: str, message: str):
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def register(app, open_paths) -> Limiter | None:
+    """Authenticate every request but ``open_paths``, enforce scopes, then rate-limit.
+    Call before any other before_request hook that needs an authenticated caller."""
+    known = scoped_tokens(app.config["TOKENS"])
+
+    @app.before_request
+    def authenticate():
+        if request.path in open_paths:
+            return None
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        presented = _digest(token.strip())
+        scope = None
+        for digest, candidate in known.items():  # no early exit: same work for any token
+            if hmac.compare_digest(presented, digest) and scheme.lower() == "bearer":
+                scope = candidate
+        if scope is None:
+            response = _error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        route = request.url_rule.rule if request.url_rule is not None else None
+        if not permits(scope, request.method, route):
+            return _error(403, "insufficient_scope",
+                          f"a {scope} token may not call {request.method} {route}")
+        g.token_key = presented.hex()[:16]  # what the rate limiter counts by
+        g.token_scope = scope
+        return None
+
+    limit = os.environ.get("AUDIENCE_AUTHZ_RATE_LIMIT", DEFAULT_RATE_LIMIT).strip()
+    if limit.lower() in ("", "off", "none", "0"):
+        return None
+    limiter = Limiter(
+        key_func=lambda: g.get("token_key") or get_remote_address(),
+        app=app,
+        application_limits=[limit],  # one budget per token across every endpoint
+        application_limits_exempt_when=lambda: request.path in open_paths,
+        storage_uri="authz-memory://",
+        strategy="fixed-window",
+        headers_enabled=False,
+    )
+
+    @app.errorhandler(429)
+    def rate_limited(exc):
+        response = _error(429, "rate_limited", f"over the rate limit of this token ({exc.description})")
+        current = limiter.current_limit
+        wait = current.reset_at - time.time() if current is not None else 1
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return response
+
+    return limiter

@@ -1,0 +1,126 @@
+"""Hostile input: oversized and endless bodies, deep JSON, bytes that are not UTF-8, huge
+ids, CR/LF and other bytes in headers. Each gets a clear 4xx and stores nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import TOKEN
+from tests.reliability import last_ids, raw_request
+from tests.support import world_factory
+
+AUTH = f"Authorization: Bearer {TOKEN}\r\n".encode()
+
+
+def _post(api, path, data: bytes, account=None, content_type="application/json"):
+    headers = {"Content-Type": content_type}
+    if account:
+        headers["X-Account-Id"] = account
+    return api.call("POST", path, data=data, headers=headers)
+
+
+def _raw(path: str, headers: bytes = b"", body: bytes = b"", method: bytes = b"POST") -> bytes:
+    length = f"Content-Length: {len(body)}\r\n".encode() if body else b""
+    return (method + b" " + path.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n" + AUTH + headers + length
+            + b"Connection: close\r\n\r\n" + body)
+
+
+@pytest.fixture
+def before(api):
+    """The feeds' last ids before the test; the test asserts they did not move."""
+    w = world_factory(api)
+    api.ok(api.put(f"/v1/ad-groups/{w.ag}", {"name": "g", "include": [w.A]}, account=w.recipient))
+    return w, last_ids(api)
+
+
+def _share(w) -> bytes:
+    return json.dumps({"account_ids": [w.peer]}).encode()
+
+
+def test_bodies_too_large_deep_or_not_utf8_are_4xx_and_store_nothing(api, before):
+    w, ids = before
+    path = f"/v1/audiences/{w.A}/shares"
+    big = json.dumps({"account_ids": [w.peer], "pad": "x" * (2 * 1024 * 1024)}).encode()
+    r = _post(api, path, big, w.owner)
+    assert r.status == 413 and r.body["error"]["code"] == "body_too_large"
+    # the same without Content-Length: a chunked body that goes on past the limit (the
+    # server does not read a body of unknown length at all)
+    chunk = b"x" * 65536
+    status, _, _ = raw_request(api.base_url, _raw(path, b"Transfer-Encoding: chunked\r\nX-Account-Id: "
+                                                  + w.owner.encode() + b"\r\nContent-Type: application/json\r\n")
+                               + (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 40 + b"0\r\n\r\n")
+    assert status in (400, 413), status
+    for deep in (b"[" * 200_000 + b"]" * 200_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+                 b'{"account_ids": ' + b"[" * 5000 + b"]" * 5000 + b"}"):
+        r = _post(api, path, deep, w.owner)
+        assert r.status == 400 and r.body["error"]["code"] in ("malformed_json", "invalid_request"), r.body
+        r = _post(api, "/v1/authorize", deep)
+        assert r.status == 400, r.body
+    for not_utf8 in (b'{"account_ids": ["\xff\xfe"]}', b"\xc3\x28\xa0\xa1", b'{"account_ids": ["a\xed\xa0\x80"]}'):
+        r = _post(api, path, not_utf8, w.owner)
+        assert r.status == 400, r.body
+    for odd in (b'{"account_ids": NaN}', b'{"account_ids": [1e999]}', b"", b"null", b'"text"', b"[]",
+                b'{"account_ids": ["' + w.peer.encode() + b'"]} trailing'):
+        r = _post(api, path, odd, w.owner)
+        assert r.status == 400, (odd, r.body)
+    r = _post(api, path, _share(w), w.owner, content_type="text/plain")
+    assert r.status == 400
+    r = _post(api, "/v1/authorize/batch", json.dumps({"checks": [{
+        "principal": {"account_id": w.owner}, "action": "view", "resource": {"audience_id": w.A}}] * 1001}).encode())
+    assert r.status == 400
+    assert last_ids(api) == ids
+
+
+def test_huge_ids_and_numbers_are_4xx_and_store_nothing(api, before):
+    w, ids = before
+    assert api.get(f"/v1/audiences/{'a' * 129}", account=w.owner).status == 400
+    assert api.get(f"/v1/audiences/{w.A}", account="a" * 129).status == 400
+    status, _, _ = raw_request(api.base_url, _raw("/v1/audiences/" + "a" * 100_000, method=b"GET"))
+    assert 400 <= status < 500  # the request line is over the server's limit
+    status, _, _ = raw_request(api.base_url, _raw(f"/v1/audiences/{w.A}", b"X-Account-Id: " + b"a" * 100_000 + b"\r\n",
+                                                  method=b"GET"))
+    assert 400 <= status < 500
+    for body in ({"id": "a" * 10_000, "name": "n", "source": "partner"},
+                 {"name": "n" * 100_000, "source": "partner"},
+                 {"name": "n", "source": "partner", "member_count": 10 ** 30},
+                 {"name": "n", "source": "partner", "member_count": -1},
+                 {"name": "n", "source": "partner", "member_count": "1"}):
+        assert api.post("/v1/audiences", body, account=w.owner).status == 400, body
+    for name in ("nul\u0000inside", "lone \ud800 surrogate"):  # PostgreSQL cannot store either
+        assert api.post("/v1/audiences", {"name": name, "source": "partner"}, account=w.owner).status == 400
+        assert api.put(f"/v1/business-centers/{w.bc}", {"name": name}).status == 400
+        assert api.put(f"/v1/ad-groups/{w.ag}", {"name": name}, account=w.recipient).status == 400
+    assert api.post(f"/v1/audiences/{w.A}/shares", {"account_ids": [f"a{i}" for i in range(101)]},
+                    account=w.owner).status == 400
+    for query in ("after=-1", "after=abc", f"after={2 ** 70}", "limit=0", "limit=100000", "unknown=1",
+                  "after=%205", "after=5.0", "after=%2B5", "after=5_0", "limit=%D9%A5"):
+        r = api.get(f"/v1/events?{query}")
+        assert r.status == 400, (query, r.body)
+    assert last_ids(api) == ids
+
+
+@pytest.mark.parametrize("header", [
+    b"X-Account-Id: owner\rX-Injected: 1\r\n",      # a bare CR inside the value
+    b"X-Account-Id: owner\nX-Injected: 1\r\n",      # a bare LF
+    b"X-Account-Id: owner\x00\r\n",                  # NUL
+    b"X-Account-Id: owner\r\n continued\r\n",        # obsolete line folding
+    b"X-Account-Id: \xc3\xa9t\xc3\xa9\r\n",          # not ASCII
+    b"X-Account-Id: owner%0d%0aX-Injected:%201\r\n",  # encoded CR/LF, as text
+    b"X-Account-Id: owner\r\nX-Account-Id: peer\r\n",  # two acting accounts
+])
+def test_header_injection_is_refused_and_never_reflected(api, before, header):
+    w, ids = before
+    own = header.replace(b"owner", w.owner.encode()).replace(b"peer", w.peer.encode())
+    status, head, body = raw_request(api.base_url, _raw(f"/v1/audiences/{w.A}/shares",
+                                                        own + b"Content-Type: application/json\r\n", _share(w)))
+    assert 400 <= status < 500 or (status == 403 and b"deny" in body), (status, head, body)
+    assert "X-Injected" not in head
+    for path in (f"/v1/audiences/{w.A}%0d%0aX-Injected:%201/shares", f"/v1/audiences/{w.A}%00/shares"):
+        status, head, _ = raw_request(api.base_url, _raw(path, b"X-Account-Id: " + w.owner.encode() + b"\r\n"
+                                                         + b"Content-Type: application/json\r\n", _share(w)))
+        assert 400 <= status < 500 and "X-Injected" not in head
+    assert last_ids(api)[0] == ids[0]  # no event: nothing was shared
+    assert [s["account_id"] for s in api.ok(api.get(f"/v1/audiences/{w.A}/shares", account=w.owner))["shares"]] == [
+        w.recipient]

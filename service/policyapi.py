@@ -14,11 +14,13 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from . import policydiff
+from . import responses as R
 from .errors import ApiError
 from .policy import Policy
 from .policycheck import check_policy
 
-api = APIBlueprint("policy", __name__, url_prefix="/v1/policy", abp_security=[{"bearer": []}])
+api = APIBlueprint("policy", __name__, url_prefix="/v1/policy", abp_security=[{"bearer": []}],
+                   abp_responses=R.COMMON)
 POLICY = Tag(name="policy")
 PolicyFile = Literal["model.conf", "policy.csv", "facts.yaml", "reasons.yaml"]
 
@@ -44,7 +46,7 @@ class DiffBody(BaseModel):
         return self
 
 
-@api.post("/reload", tags=[POLICY],
+@api.post("/reload", tags=[POLICY], responses={200: R.ReloadResult, 422: R.PolicyRefused},
           summary="Reload the policy files into this worker (others follow within the watch interval)")
 def post_reload():
     outcome = current_app.extensions["policy_reloader"].reload("api")
@@ -55,7 +57,7 @@ def post_reload():
     return outcome.body()
 
 
-@api.post("/diff", tags=[POLICY], summary="Replay the decision log against a candidate policy: what would change")
+@api.post("/diff", tags=[POLICY], responses={200: R.DiffReport, 422: R.PolicyRefused}, summary="Replay the decision log against a candidate policy: what would change")
 def post_diff(body: DiffBody):
     serving = current_app.extensions["authz"].policy
     workdir = None
@@ -69,8 +71,12 @@ def post_diff(body: DiffBody):
             directory = workdir
         else:
             directory = Path(body.candidate_dir)
-            if not directory.is_dir():
-                raise ApiError(400, "invalid_request", f"candidate_dir: no such directory {body.candidate_dir!r}")
+            try:
+                found = directory.is_dir()
+            except OSError:  # e.g. a name longer than the file system allows
+                found = False
+            if not found:
+                raise ApiError(400, "invalid_request", f"candidate_dir: no such directory {body.candidate_dir[:200]!r}")
         problems = check_policy(directory)
         if problems:
             return {"error": {"code": "policy_refused", "message": "the candidate fails policy check",

@@ -204,6 +204,38 @@ class Readiness(BaseModel):
 
 
 # Every route may answer these; a route lists its own success answers (and 404, 409, ...).
+class _Problem(BaseModel):
+    file: str
+    line: int
+    message: str
+
+
+class _PolicyError(_Error):
+    problems: list[_Problem]
+
+
+class PolicyRefused(BaseModel):
+    """The candidate policy fails `policy check` (or its tests); the last good one serves."""
+
+    error: _PolicyError
+    policy_version: str | None = None
+
+
+class ReloadResult(BaseModel):
+    status: Literal["loaded", "unchanged"]
+    policy_version: str
+    previous_version: str | None = None
+
+
+class DiffReport(BaseModel):
+    """Decisions of the log replayed against a candidate policy, grouped by what changed."""
+
+    replayed: int
+    changed: int
+    unchanged: int
+    changes: list[dict[str, Any]]
+
+
 COMMON = {400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 413: ErrorBody, 429: ErrorBody,
           500: ErrorBody, 503: ErrorBody,
           # answered by the HTTP server (gunicorn) before the request reaches the service

@@ -196,11 +196,15 @@ def world_factory(api: Api, *, terms: bool = True, share_with_recipient: bool = 
     return w
 
 
-def last_event_id(api: Api) -> int:
-    """The id of the newest event (0 when there is none), paging through the feed."""
+def last_id(api: Api, feed: str = "events") -> int:
+    """The id of the newest entry of a feed (events or decisions; 0 when it is empty)."""
     after = 0
     while True:
-        page = api.ok(api.get(f"/v1/events?after={after}&limit=1000"))
-        if not page["events"]:
+        page = api.ok(api.get(f"/v1/{feed}?after={after}&limit=1000"))
+        if not page[feed]:
             return after
         after = page["next_after"]
+
+
+def last_event_id(api: Api) -> int:
+    return last_id(api, "events")

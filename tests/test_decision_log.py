@@ -10,23 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg2
 import pytest
 
-from tests.support import Api, LiveServer, postgres_database, world_factory
+from tests.support import Api, LiveServer, last_id, postgres_database, world_factory
 
 TOKEN = "log-token"
 
 
-def _last_decision_id(api: Api) -> int:
-    after = 0
-    while True:
-        page = api.ok(api.get(f"/v1/decisions?after={after}&limit=1000"))
-        if not page["decisions"]:
-            return after
-        after = page["next_after"]
-
 
 def test_authorize_decisions_are_in_the_feed_right_away(api):
     w = world_factory(api)
-    start = _last_decision_id(api)
+    start = last_id(api, "decisions")
     asked = [api.ok(api.authorize(account, action, w.A))["decision_id"]
              for account in (w.owner, w.recipient, w.peer) for action in ("view", "edit", "share")]
     page = api.ok(api.get(f"/v1/decisions?after={start}&limit=1000"))

@@ -107,13 +107,19 @@ def gather(policy, req: Request, ad_group_override: tuple[str, str] | None = Non
         params.append(ad_group)
     sql = _statement(target is not None, ad_group is not None, with_attached)
     row = database.execute_sql(sql, params).fetchone()
+    return _from_row(policy, req.principal, target is not None, row, ad_group_override)
+
+
+def _from_row(policy, principal: str, target_specified: bool, row,
+              ad_group_override: tuple[str, str] | None = None) -> Gathered:
+    """The relation and facts of one row of a facts statement."""
     (p_id, p_bc, p_terms, a_id, a_owner, a_type, a_source, a_status, seed_status, allowlisted,
      p_share, t_id, t_bc, t_share, g_id, g_account, attached) = row
     if ad_group_override is not None and g_id is None:
         g_id, g_account = ad_group_override
     if a_id is None or p_id is None:
         relation = "none"
-    elif a_owner == req.principal:
+    elif a_owner == principal:
         relation = "owner"
     elif p_share:
         relation = "recipient"
@@ -129,18 +135,49 @@ def gather(policy, req: Request, ad_group_override: tuple[str, str] | None = Non
         audience_status=a_status or "",
         seed_status=seed_status or "",
         owner_bc_allowlisted=bool(allowlisted),
-        target_specified=req.target_account_id is not None,
+        target_specified=target_specified,
         target_known=t_id is not None,
         target_in_bc=t_bc is not None,
         target_is_self=t_id is not None and t_id == p_id,
         same_bc=t_bc is not None and t_bc == p_bc,
         target_has_share=bool(t_share),
         ad_group_known=g_id is not None,
-        ad_group_owned=g_id is not None and g_account == req.principal,
+        ad_group_owned=g_id is not None and g_account == principal,
         attached_ad_groups=int(attached or 0),
     )
     return Gathered(relation, facts, a_owner)
 
+
+# The facts of every audience in an account's list (its own active ones and those shared
+# with it), as ``gather`` would give them for a delete, in one statement.
+_LISTED_SQL = """
+SELECT
+  pa.id, pa.business_center_id, pa.terms_accepted_at,
+  a.id, a.owner_account_id, a.type, a.source, a.status, seed.status,
+  obc.cross_bc_allowlisted,
+  (SELECT 1 FROM audience_share s
+    WHERE s.audience_id = a.id AND s.recipient_account_id = {p} AND s.status = 'active'),
+  NULL, NULL, NULL, NULL, NULL,
+  (SELECT COUNT(*) FROM ad_group_audience aga
+    JOIN ad_group ag ON ag.id = aga.ad_group_id
+    WHERE aga.audience_id = a.id AND ag.account_id = {p})
+FROM (SELECT id FROM audience WHERE owner_account_id = {p} AND status = 'active'
+      UNION SELECT audience_id FROM audience_share WHERE recipient_account_id = {p} AND status = 'active')
+  AS listed
+JOIN audience a ON a.id = listed.id
+LEFT JOIN account pa ON pa.id = {p}
+LEFT JOIN audience seed ON seed.id = a.seed_audience_id
+LEFT JOIN account oa ON oa.id = a.owner_account_id
+LEFT JOIN business_center obc ON obc.id = oa.business_center_id
+ORDER BY a.id
+"""
+
+
+def gather_listed(policy, account_id: str) -> dict[str, Gathered]:
+    """audience id -> its relation and facts, for every audience in ``account_id``'s list."""
+    sql = _LISTED_SQL.format(p=database.obj.param)
+    rows = database.execute_sql(sql, [account_id] * 5)
+    return {row[3]: _from_row(policy, account_id, False, row) for row in rows}
 
 
 def _gather_account(policy, req: Request) -> Gathered:

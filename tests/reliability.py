@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from tests.invariants import bound
-from tests.support import Api, LiveServer, postgres_database
+from tests.support import Api, LiveServer, last_id, postgres_database
 
 TOKEN = "reliability-token"
 DATABASES = ["sqlite", "postgresql"]
@@ -121,11 +121,4 @@ def raw_request(base_url: str, data: bytes, timeout: float = 10) -> tuple[int, s
 
 def last_ids(api: Api) -> tuple[int, int]:
     """(last event id, last decision id): unchanged when a request stored nothing."""
-    def last(feed, key):
-        after = 0
-        while True:
-            page = api.ok(api.get(f"/v1/{feed}?after={after}&limit=1000"))
-            if not page[key]:
-                return after
-            after = page["next_after"]
-    return last("events", "events"), last("decisions", "decisions")
+    return last_id(api, "events"), last_id(api, "decisions")

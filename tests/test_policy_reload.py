@@ -5,6 +5,7 @@ the refusal shows in /readyz, the log and the counters."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -160,6 +161,19 @@ def test_the_reload_endpoint(policy, serve):
     assert f'audience_authz_policy_info{{version="{old}"}} 0.0' in metrics
 
 
+def _answering_pids(live) -> set[int]:
+    """The processes that have written an access line (one per request answered)."""
+    pids = set()
+    for line in live.log_path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "status" in record and "pid" in record:
+            pids.add(record["pid"])
+    return pids
+
+
 def _workers(master: int) -> set[int]:
     with open(f"/proc/{master}/task/{master}/children") as f:
         return {int(pid) for pid in f.read().split()}
@@ -184,9 +198,14 @@ def test_sighup_restarts_workers_on_the_last_good_policy(policy, serve):
     # put right and changed: the next SIGHUP serves the change in every worker
     (policy / "facts.yaml").write_text((policy / "facts.yaml").read_text().removesuffix("[\n"))
     let_recipients_refresh_lookalikes(policy)
+    second = _workers(master)
     os.kill(master, signal.SIGHUP)
     answer = _eventually(lambda: (a := _refresh(api, w))["decision"] == "allow" and a, times=20)
     assert answer["policy_version"] != good
+    # the workers SIGHUP replaced finish in the background: wait for them to be gone, and
+    # for both new ones to have answered (a worker still booting dies of a SIGHUP)
+    _eventually(lambda: len(_workers(master)) == 2 and not _workers(master) & second)
+    _eventually(lambda: _refresh(api, w) and _workers(master) <= _answering_pids(live))
 
     # SIGHUP to one worker reloads that worker in place (a new comment is a new version)
     (policy / "policy.csv").write_text((policy / "policy.csv").read_text() + "# reviewed\n")

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import peewee as pw
 
-from service import migrations
-from service.models import TABLES, database
+from audience_authz.store import migrations
+from audience_authz.store.models import TABLES, database
 
 FULL = {"business_centers": 1_000, "accounts": 100_000, "audiences": 1_000_000,
         "shares": 2_000_000, "ad_groups": 500_000}

@@ -142,10 +142,10 @@ def ensure_store(store_dir: Path, scale: float, rebuild: bool, progress: bool) -
 
 def bind(path: Path):
     """Point the service's models at ``path``; returns a fresh Authorizer."""
-    from service import db
-    from service.authorizer import Authorizer
-    from service.decision_log import writer
-    from service.policy import Policy
+    from audience_authz.store import db
+    from audience_authz.engine.authorizer import Authorizer
+    from audience_authz.engine.decision_log import writer
+    from audience_authz.engine.policy import Policy
 
     if db.database.obj is not None:
         writer.flush()
@@ -158,7 +158,7 @@ def bind(path: Path):
 
 def decision_latency(authz, warm, measured) -> list[float]:
     """Seconds of each full decision (Authorizer.check, logged), after a warm-up."""
-    from service.decision_log import writer
+    from audience_authz.engine.decision_log import writer
 
     for req in warm:
         authz.check(req, log=False)
@@ -172,7 +172,7 @@ def scale_rounds(stores: list[tuple[str, Path, object]], n: int, rounds: int) ->
     falls on both; each round's p50, and the median of them per store."""
     from bench import workload
 
-    from service.facts import gather
+    from audience_authz.engine.facts import gather
 
     per_store = {label: [] for label, _, _ in stores}
     facts_query = {label: [] for label, _, _ in stores}
@@ -194,7 +194,7 @@ def scale_rounds(stores: list[tuple[str, Path, object]], n: int, rounds: int) ->
 
 
 def policy_only(authz, requests) -> tuple[dict, list]:
-    from service.facts import gather
+    from audience_authz.engine.facts import gather
 
     policy = authz.policy
     gathered = [(req, gather(policy, req)) for req in requests]
@@ -294,13 +294,14 @@ def wsgi_side(store: Path, requests) -> dict:
     from werkzeug.test import EnvironBuilder
 
     from bench import workload
-    from service import db
-    from service.app import create_app
-    from service.decision_log import writer
+    from audience_authz.store import db
+    from audience_authz import config
+    from audience_authz.http.app import create_app
+    from audience_authz.engine.decision_log import writer
 
     writer.flush()
     db.close()
-    app = create_app(f"sqlite:///{store}", tokens=[TOKEN])
+    app = create_app(config.load(database=f"sqlite:///{store}", tokens=TOKEN))
     base = EnvironBuilder(path="/v1/authorize", method="POST", data=b"{}", headers={
         "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}).get_environ()
     ping = EnvironBuilder(path="/healthz", method="GET").get_environ()
@@ -337,7 +338,7 @@ def free_port() -> int:
 def server(store: Path, workers: int, threads: int, log_path: Path):
     port = free_port()
     env = {**os.environ, "AUDIENCE_AUTHZ_TOKENS": TOKEN}
-    args = [sys.executable, "-m", "service", "serve", "--host", "127.0.0.1", "--port", str(port),
+    args = [sys.executable, "-m", "audience_authz", "serve", "--host", "127.0.0.1", "--port", str(port),
             "--database", f"sqlite:///{store}", "--workers", str(workers), "--threads", str(threads)]
     with log_path.open("w") as out:
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -593,8 +594,8 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
         log(f"HTTP: gunicorn {workers} worker(s) x {threads} thread(s), wrk 8 connections, "
             f"{rounds} x {http_seconds:g} s per endpoint")
         loads["http"] = load_average()
-        from service import db
-        from service.decision_log import writer
+        from audience_authz.store import db
+        from audience_authz.engine.decision_log import writer
         writer.flush()
         db.close()
         with tempfile.TemporaryDirectory() as tmp:

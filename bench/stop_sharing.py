@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 
 from bench.build_store import STAMP
-from service import actions
-from service.models import database
+from audience_authz import actions
+from audience_authz.store.models import database
 
 SHAPES = ((["A"], []), ([], ["A"]), (["A", "B", "C"], []), ([], ["A", "B", "C"]), (["A"], ["B"]))
 

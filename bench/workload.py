@@ -12,8 +12,8 @@ import random
 import sqlite3
 
 from bench.build_store import Sizes, account_id, ad_group_id, audience_id
-from service.facts import Request
-from service.policy import AUDIENCE_ACTIONS
+from audience_authz.engine.facts import Request
+from audience_authz.engine.policy import AUDIENCE_ACTIONS
 
 
 def draw(path, sizes: Sizes, n: int, seed: int = 7) -> list[Request]:

@@ -1,3 +1,3 @@
-from .cli import main
+from audience_authz.cli import main
 
 main()

@@ -25,10 +25,10 @@ from typing import Annotated, Iterable, Literal, Union
 
 from pydantic import Field, TypeAdapter, ValidationError
 
-from . import actions
-from .authorizer import Authorizer
-from .errors import ApiError, Denied
-from .schemas import (AccountBody, AdGroupBody, AudienceCreateBody, BusinessCenterBody, Id, LookalikeBody,
+from audience_authz import actions
+from audience_authz.engine.authorizer import Authorizer
+from audience_authz.exceptions import ApiError, Denied
+from audience_authz.http.schemas import (AccountBody, AdGroupBody, AudienceCreateBody, BusinessCenterBody, Id, LookalikeBody,
                       ShareBody, Strict)
 
 
@@ -143,7 +143,7 @@ def _import_one(authz: Authorizer, number: int, text: str, summary: Summary) -> 
     try:
         apply(authz, line)
     except Denied as denied:
-        reasons = denied.body()["reasons"]
+        reasons = denied.reasons
         summary.denied_lines += 1
         for code in {r["code"] for r in reasons}:
             summary.denied[code] += 1

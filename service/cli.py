@@ -7,9 +7,26 @@ import sys
 
 import click
 
-from .policy import DEFAULT_POLICY_DIR
+from audience_authz import config
 
-DATABASE_HELP = "sqlite:///PATH (default: ./audience-authz.db) or postgresql://user@host/db"
+DATABASE_HELP = "sqlite:///PATH (default: AUDIENCE_AUTHZ_DATABASE, else ./audience-authz.db) or postgresql://user@host/db"
+POLICY_HELP = "the policy directory (default: AUDIENCE_AUTHZ_POLICY_DIR, else the shipped policy)"
+
+
+def settings(**overrides) -> config.Settings:
+    """The settings, with the options given on the command line over the environment's."""
+    try:
+        return config.load(**overrides)
+    except config.SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _database_url(database_url):
+    return settings(database=database_url).database
+
+
+def _policy_dir(policy_dir):
+    return settings(policy_dir=policy_dir).policy_dir
 
 
 @click.group()
@@ -21,7 +38,7 @@ def main():
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option("--database", "database_url", default=None, help=DATABASE_HELP)
-@click.option("--policy-dir", default=str(DEFAULT_POLICY_DIR), show_default=True,
+@click.option("--policy-dir", default=None, help=POLICY_HELP,
               type=click.Path(exists=True, file_okay=False))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="gunicorn worker processes")
@@ -36,21 +53,24 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
     import shutil
     import tempfile
 
+    chosen = settings(database=database_url, policy_dir=policy_dir)
     if not dev:
-        from .server import prepare_metrics_dir
+        from audience_authz.http.server import prepare_metrics_dir
 
-        prepare_metrics_dir()  # the workers' shared metrics: before prometheus_client is imported
-    from . import db, logs
-    from .app import create_app, generated_token, tokens_from_env
-    from .policy import PolicyError
-    from .reload import Reloader, Snapshots
+        # the workers' shared metrics: before prometheus_client is imported
+        prepare_metrics_dir(chosen.prometheus_multiproc_dir)
+    from audience_authz.engine.policy import PolicyError
+    from audience_authz.http import logs
+    from audience_authz.http.app import create_app, generated_token
+    from audience_authz.policytools.reload import Reloader, Snapshots
+    from audience_authz.store import db
 
-    logs.configure()
-
-    tokens = tokens_from_env()
-    if not tokens:
-        tokens = [generated_token()]
-        click.echo(f"AUDIENCE_AUTHZ_TOKENS is not set; this server's token is: {tokens[0]}", err=True)
+    logs.configure(chosen.log_level)
+    if not chosen.token_list:
+        token = generated_token()
+        chosen = chosen.model_copy(update={"tokens": token})
+        click.echo(f"AUDIENCE_AUTHZ_TOKENS is not set; this server's token is: {token}", err=True)
+    policy_dir = chosen.policy_dir
     # Vet the policy before forking, and keep it as the workers' last good snapshot.
     master = os.getpid()
     snapshots = Snapshots(tempfile.mkdtemp(prefix="audience-authz-policy-"))
@@ -62,20 +82,19 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
             click.echo(f"{file}:{line}: {message}", err=True)
         click.echo("the policy fails `policy check` or its tests; not serving it", err=True)
         sys.exit(1)
-    _init_database(database_url)  # create or check the schema once, before the workers start
+    _init_database(chosen.database)  # create or check the schema once, before the workers start
     db.close()
     logging.getLogger("audience_authz").info(
         f"serving on http://{host}:{port} with {'Flask (development)' if dev else f'gunicorn, {workers} worker(s)'}"
         f" (policy {policy.version})")
-    app_kwargs = {"database_url": database_url, "policy_dir": policy_dir, "tokens": tokens,
-                  "policy_snapshots": str(snapshots.root), "policy_poll": policy_poll}
+    app_kwargs = {"settings": chosen, "policy_snapshots": str(snapshots.root), "policy_poll": policy_poll}
     try:
         if dev:
             create_app(**app_kwargs).run(host=host, port=port, threaded=True, use_reloader=False)
         else:
-            from .server import run
+            from audience_authz.http.server import run
 
-            run(app_kwargs, host=host, port=port, workers=workers, threads=threads)
+            run(app_kwargs, host=host, port=port, workers=workers, threads=threads, log_level=chosen.log_level)
     finally:
         if os.getpid() == master:  # gunicorn's workers leave through this frame too
             shutil.rmtree(snapshots.root, ignore_errors=True)
@@ -83,11 +102,11 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
 
 def _init_database(database_url):
     """Bind the database; a schema behind this release's migrations is refused."""
-    from . import db
-    from .migrations import SchemaBehind
+    from audience_authz.store import db
+    from audience_authz.store.migrations import SchemaBehind
 
     try:
-        return db.init(database_url)
+        return db.init(_database_url(database_url))
     except SchemaBehind as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -96,15 +115,15 @@ def _init_database(database_url):
 @click.option("--database", "database_url", default=None, help=DATABASE_HELP)
 def demo(database_url):
     """Load the source's scenario (one BC, owner, recipients, audiences A B C, ad groups)."""
-    from . import db
-    from . import demo as scenario
-    from .authorizer import Authorizer
-    from .policy import Policy
+    from audience_authz.store import db
+    from audience_authz import demo as scenario
+    from audience_authz.engine.authorizer import Authorizer
+    from audience_authz.engine.policy import Policy
 
     _init_database(database_url)
     with click.progressbar(length=len(scenario.records()), label="loading the demo data",
                            file=sys.stderr) as bar:
-        done = scenario.load(Authorizer(Policy.load()), on_line=lambda: bar.update(1))
+        done = scenario.load(Authorizer(Policy.load(_policy_dir(None))), on_line=lambda: bar.update(1))
     db.close()
     if not done:
         click.echo("demo data is already loaded")
@@ -115,17 +134,18 @@ def demo(database_url):
 @main.command(name="import")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
 @click.option("--database", "database_url", default=None, help=DATABASE_HELP)
-@click.option("--policy-dir", default=str(DEFAULT_POLICY_DIR), show_default=True,
+@click.option("--policy-dir", default=None, help=POLICY_HELP,
               type=click.Path(exists=True, file_okay=False))
 def import_(file, database_url, policy_dir):
     """Load entities and shares in bulk from FILE (JSON Lines, '-' for stdin), each line
     through the same actions and policy as the API. Exit status 1 when any line was
     invalid, failed or denied (they are listed; the other lines are applied)."""
-    from . import bulk, db
-    from .authorizer import Authorizer
-    from .policy import Policy
+    from audience_authz import bulk
+    from audience_authz.store import db
+    from audience_authz.engine.authorizer import Authorizer
+    from audience_authz.engine.policy import Policy
 
-    authz = Authorizer(Policy.load(policy_dir))
+    authz = Authorizer(Policy.load(_policy_dir(policy_dir)))
     _init_database(database_url)
     lines = file.readlines()
     with click.progressbar(length=len(lines), label=f"importing {file.name}", file=sys.stderr) as bar:
@@ -146,9 +166,10 @@ def import_(file, database_url, policy_dir):
 def migrate(database_url, check):
     """Bring the database schema up to this release (peewee's migration runner); a new
     database gets the whole schema. Safe to run on every deploy, before the new servers."""
-    from . import db, migrations
+    from audience_authz.store import db
+    from audience_authz.store import migrations
 
-    database = db.init(database_url, create=False)
+    database = db.init(_database_url(database_url), create=False)
     with database.connection_context():
         pending = migrations.pending(database)
         applied = migrations.applied(database)
@@ -169,12 +190,12 @@ def policy():
 
 
 @policy.command()
-@click.argument("policy_dir", default=str(DEFAULT_POLICY_DIR), type=click.Path(exists=True, file_okay=False))
+@click.argument("policy_dir", required=False, type=click.Path(exists=True, file_okay=False))
 def check(policy_dir):
     """Validate the policy files; report each problem with file and line."""
-    from .policycheck import check_policy
+    from audience_authz.policytools.check import check_policy
 
-    problems = check_policy(policy_dir)
+    problems = check_policy(_policy_dir(policy_dir))
     for file, line, message in problems:
         click.echo(f"{file}:{line}: {message}")
     if problems:
@@ -184,10 +205,10 @@ def check(policy_dir):
 
 
 def _load_policy_or_exit(policy_dir):
-    from .policy import Policy, PolicyError
+    from audience_authz.engine.policy import Policy, PolicyError
 
     try:
-        return Policy.load(policy_dir)
+        return Policy.load(_policy_dir(policy_dir))
     except PolicyError as exc:
         for file, line, message in exc.problems:
             click.echo(f"{file}:{line}: {message}")
@@ -197,19 +218,18 @@ def _load_policy_or_exit(policy_dir):
 
 @policy.command("test")
 @click.argument("tests", required=False, type=click.Path(exists=True))
-@click.option("--policy-dir", default=str(DEFAULT_POLICY_DIR), show_default=True,
-              type=click.Path(exists=True, file_okay=False), help="the policy to test (e.g. a candidate)")
+@click.option("--policy-dir", default=None,
+              type=click.Path(exists=True, file_okay=False), help="the policy to test (e.g. a candidate); " + POLICY_HELP)
 @click.option("--coverage/--no-coverage", default=True, show_default=True,
               help="also fail when a policy line, deny reason code, matrix cell or account action is untested")
 @click.option("-q", "--quiet", is_flag=True, help="report only failures, errors and gaps")
 def test_policy(tests, policy_dir, coverage, quiet):
     """Run the policy unit tests (TESTS: a YAML file or directory; default POLICY_DIR/tests)."""
-    from pathlib import Path
 
-    from .policytest import run_suite
+    from audience_authz.policytools.cases import run_suite
 
     policy = _load_policy_or_exit(policy_dir)
-    report = run_suite(policy, tests or Path(policy_dir) / "tests", coverage=coverage)
+    report = run_suite(policy, tests or policy.directory / "tests", coverage=coverage)
     labels = {"pass": click.style("ok   ", fg="green"), "fail": click.style("FAIL ", fg="red"),
               "error": click.style("ERROR", fg="red", bold=True)}
     for result in report.results:
@@ -229,13 +249,13 @@ def test_policy(tests, policy_dir, coverage, quiet):
 
 
 @policy.command()
-@click.option("--policy-dir", default=str(DEFAULT_POLICY_DIR), show_default=True,
+@click.option("--policy-dir", default=None, help=POLICY_HELP,
               type=click.Path(exists=True, file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["markdown", "html"]), default="markdown", show_default=True)
 @click.option("-o", "--output", type=click.File("w"), default="-", help="write here instead of standard output")
 def matrix(policy_dir, fmt, output):
     """Print the owner/recipient table and the sharing rules, derived from the policy itself."""
-    from . import policymatrix
+    from audience_authz.policytools import matrix as policymatrix
 
     policy = _load_policy_or_exit(policy_dir)
     output.write(policymatrix.markdown(policy) if fmt == "markdown" else policymatrix.html_page(policy))
@@ -247,7 +267,7 @@ def matrix(policy_dir, fmt, output):
 @click.option("--database", "database_url", default=None, help=DATABASE_HELP)
 @click.option("--last", type=click.IntRange(1), default=None, help="replay the newest N decisions")
 @click.option("--since", default=None, help="replay decisions at or after this ISO 8601 time (UTC if no offset)")
-@click.option("--baseline", "baseline_dir", default=str(DEFAULT_POLICY_DIR), show_default=True,
+@click.option("--baseline", "baseline_dir", default=None,
               type=click.Path(exists=True, file_okay=False),
               help="the policy the log was decided by, to compare allow reasons and effects")
 @click.option("--examples", default=3, show_default=True, type=click.IntRange(0, 100), help="examples per change")
@@ -257,8 +277,9 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, fmt, 
     """Replay the stored decision log against a candidate policy; report what would change."""
     import json
 
-    from . import db, policydiff
-    from .policycheck import check_policy
+    from audience_authz.store import db
+    from audience_authz.policytools import diff as policydiff
+    from audience_authz.policytools.check import check_policy
 
     problems = check_policy(candidate_dir)
     if problems:
@@ -272,7 +293,7 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, fmt, 
         since_at = policydiff.parse_since(since) if since else None
     except ValueError:
         raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
-    db.init(database_url, create=False)
+    db.init(_database_url(database_url), create=False)
     try:
         query = policydiff.select(last, since_at)
         with click.progressbar(query.iterator(), length=query.count(), label="replaying decisions",

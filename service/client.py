@@ -1,6 +1,6 @@
 """A typed Python client of the service, for the services that call it.
 
-    from service.client import AuthzClient
+    from audience_authz.client import AuthzClient
 
     authz = AuthzClient("http://authz.internal:8080", token, timeout=2.0, retries=2)
     decision = authz.authorize("acc_2", "share", "aud_A", target_account_id="acc_3")

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 
-from . import bulk
-from .authorizer import Authorizer
-from .models import Audience
+from audience_authz import bulk
+from audience_authz.engine.authorizer import Authorizer
+from audience_authz.store.models import Audience
 
 BUSINESS_CENTERS = [("bc_1", "Demo Business Center", False), ("bc_2", "Agency Business Center", False)]
 ACCOUNTS = [
@@ -31,7 +31,7 @@ AD_GROUPS = [
 
 
 def records() -> list[dict]:
-    """The scenario as lines of the bulk import (service/bulk.py), in the order they apply."""
+    """The scenario as lines of the bulk import (bulk.py), in the order they apply."""
     lines = [{"kind": "business_center", "id": bc_id, "name": name, "cross_bc_allowlisted": allowlisted}
              for bc_id, name, allowlisted in BUSINESS_CENTERS]
     lines += [{"kind": "account", "id": account_id, "name": name, "business_center_id": bc_id}

@@ -1,7 +1,8 @@
-"""Prometheus metrics, served at ``/metrics`` (behind the bearer token, like the API).
+"""Prometheus metrics: the counters every layer increments (served at ``/metrics`` by
+``http/metrics.py``, behind the bearer token like the API).
 
 Under gunicorn every worker is a process of its own: ``serve`` then runs prometheus-client's
-multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, see ``service/server.py``) and a scrape
+multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, see ``http/server.py``) and a scrape
 adds up the counters of all workers, live or exited. With ``--dev`` the process's own
 registry is served.
 
@@ -21,15 +22,11 @@ The metrics (every name starts with ``audience_authz_``):
 
 from __future__ import annotations
 
-import os
-import time
 from collections import Counter as Tally
 
 import peewee
-from flask import Flask, Response, g, request, request_started
 from playhouse.pool import MaxConnectionsExceeded
-from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge,
-                               Histogram, generate_latest, multiprocess)
+from prometheus_client import Counter, Gauge, Histogram
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -78,34 +75,3 @@ def database_error(exc: BaseException) -> bool:
         DATABASE_ERRORS.labels(type(exc).__name__).inc()
         return True
     return False
-
-
-def exposition() -> bytes:
-    if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry)
-    return generate_latest(REGISTRY)
-
-
-def register(app: Flask, policy_version: str) -> None:
-    """``/metrics`` and the latency of every request."""
-    policy_loaded(policy_version)
-
-    def started(sender, **extra):
-        g.metrics_started = time.perf_counter()
-
-    request_started.connect(started, app, weak=False)
-
-    @app.after_request
-    def observe(response):
-        started_at = g.get("metrics_started")
-        if started_at is not None:
-            endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            REQUEST_SECONDS.labels(request.method, endpoint, str(response.status_code)).observe(
-                time.perf_counter() - started_at)
-        return response
-
-    @app.get("/metrics", summary="Prometheus metrics", doc_ui=False)
-    def metrics():
-        return Response(exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from service.models import (Account, AdGroup, AdGroupAudience, DecisionLog, Event, Share, database,
+from audience_authz.store.models import (Account, AdGroup, AdGroupAudience, DecisionLog, Event, Share, database,
                             utcnow)
 
 from tests.invariants import bound

@@ -3,7 +3,7 @@ reliability test calls after it has done its worst.
 
 ``check_invariants(database_url, api=None, consumed=None)`` returns the violations found
 (empty when all hold). What may be applied is decided by asking the real policy
-(``service.facts.gather`` + ``Policy.decide``), so the check follows the same rules as the
+(``audience_authz.engine.facts.gather`` + ``Policy.decide``), so the check follows the same rules as the
 service; the rest is plain SQL over the tables.
 
 The events feed: ids come from a sequence (PostgreSQL) or rowid (SQLite), so an id can be
@@ -21,10 +21,10 @@ import dataclasses
 import json
 from collections import Counter, defaultdict
 
-from service import db
-from service.facts import Request, gather
-from service.models import database
-from service.policy import Policy
+from audience_authz.store import db
+from audience_authz.engine.facts import Request, gather
+from audience_authz.store.models import database
+from audience_authz.engine.policy import Policy
 
 _POLICY = None
 

@@ -37,7 +37,7 @@ def empty_database(request, tmp_path):
 def cli(*args: str, env: dict | None = None, input: str | None = None,
         timeout: float = 120) -> subprocess.CompletedProcess:
     """``audience-authz ARGS`` in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "service", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "audience_authz", *args], cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, input=input, timeout=timeout)
 
 

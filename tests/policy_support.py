@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from service.cli import main
+from audience_authz.cli import main
 from tests.support import ROOT
 
 

@@ -34,7 +34,7 @@ class LiveServer:
         self.token = token
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.args = [sys.executable, "-m", "service", "serve", "--port", str(self.port),
+        self.args = [sys.executable, "-m", "audience_authz", "serve", "--port", str(self.port),
                      "--database", database_url, *(["--policy-dir", policy_dir] if policy_dir else []),
                      *(extra_args or [])]
         self.env = {**os.environ, "AUDIENCE_AUTHZ_TOKENS": token, **(env or {})}

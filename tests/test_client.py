@@ -1,4 +1,4 @@
-"""service.client against live servers: decisions, actions, and failing closed."""
+"""audience_authz.client against live servers: decisions, actions, and failing closed."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from service.client import AuthzClient, Check, Denied, RequestError, Unavailable
+from audience_authz.client import AuthzClient, Check, Denied, RequestError, Unavailable
 from tests.ops import break_decisions, broken_decision_answer, empty_database, json_lines  # noqa: F401 - fixture
 from tests.support import Api, LiveServer, free_port, world_factory
 

@@ -1,5 +1,5 @@
 """Every decision is logged, also those of /v1/authorize, whose rows a server writes in
-batches (service/decision_log.py): readable at once through the feed of the same server,
+batches (engine/decision_log.py): readable at once through the feed of the same server,
 and all stored when a multi-worker server stops."""
 
 from __future__ import annotations

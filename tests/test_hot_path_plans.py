@@ -8,7 +8,9 @@ import itertools
 
 import pytest
 
-from service import db, effects, facts
+from audience_authz.store import db
+from audience_authz.store import effects
+from audience_authz.engine import facts
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ import pytest
 
 from pathlib import Path
 
-from service import db, migrations
-from service.models import TABLES, database
+from audience_authz.store import db
+from audience_authz.store import migrations
+from audience_authz.store.models import TABLES, database
 from tests.ops import cli, empty_database, fresh_database  # noqa: F401 - fixture
 from tests.support import Api, LiveServer, world_factory
 

@@ -112,9 +112,9 @@ def test_a_missing_file(tmp_path):
 
 
 def test_past_the_search_budget_the_report_says_it_is_no_proof(tmp_path, monkeypatch):
-    import service.policycheck
+    import audience_authz.policytools.check
 
-    monkeypatch.setattr(service.policycheck, "POINT_BUDGET", 40)
+    monkeypatch.setattr(audience_authz.policytools.check, "POINT_BUDGET", 40)
     policy = copy_policy(tmp_path / "policy")
     replace(policy / "policy.csv", SHARE_ALLOW + "\n",
             "p, owner, share, r.f.target_is_self and r.f.same_bc, deny, share_to_self,\n" + SHARE_ALLOW + "\n")

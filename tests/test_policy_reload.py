@@ -217,7 +217,7 @@ def test_sighup_restarts_workers_on_the_last_good_policy(policy, serve):
 
 def test_a_server_does_not_start_on_a_broken_policy(policy, tmp_path):
     replace(policy / "policy.csv", "deny, reshare_forbidden,", "deny, reshare_forbiden,")
-    run = subprocess.run([sys.executable, "-m", "service", "serve", "--port", "0", "--policy-dir", str(policy),
+    run = subprocess.run([sys.executable, "-m", "audience_authz", "serve", "--port", "0", "--policy-dir", str(policy),
                           "--database", f"sqlite:///{tmp_path / 'x.db'}"], cwd=ROOT, capture_output=True, text=True,
                          timeout=60, env={**os.environ, "AUDIENCE_AUTHZ_TOKENS": TOKEN})
     assert run.returncode == 1

@@ -1,0 +1,60 @@
+"""Ad groups: read, and upsert with the audiences they include and exclude."""
+
+from __future__ import annotations
+
+from audience_authz.actions.steps import denied_if_any, record_event
+from audience_authz.actions.views import ad_group_view
+from audience_authz.engine.authorizer import Authorizer
+from audience_authz.engine.facts import Request
+from audience_authz.exceptions import Denied, NotFound
+from audience_authz.store.locks import lock_ad_group, lock_audiences
+from audience_authz.store.models import AdGroup, AdGroupAudience, utcnow
+from audience_authz.store.transactions import run
+
+
+def get_ad_group(authz: Authorizer, principal: str, ad_group_id: str) -> dict:
+    def work():
+        group = AdGroup.get_or_none(AdGroup.id == ad_group_id)
+        if group is None:
+            raise NotFound("ad_group", ad_group_id)
+        outcome = authz.check(Request(principal, "view_ad_group", "", ad_group_id=ad_group_id))
+        if not outcome.allowed:
+            return Denied([outcome])
+        return ad_group_view(group)
+    return run(work)
+
+
+
+def upsert_ad_group(authz: Authorizer, principal: str, ad_group_id: str, name: str,
+                    include: list[str], exclude: list[str]) -> dict:
+    def work():
+        lock_ad_group(ad_group_id)
+        # the audiences it targets now and will target: a concurrent stop sharing or delete
+        # of any of them either sees this upsert whole or comes after it
+        current = AdGroupAudience.select(AdGroupAudience.audience).where(AdGroupAudience.ad_group == ad_group_id)
+        lock_audiences({*include, *exclude, *(row.audience_id for row in current)})
+        outcome = authz.check(Request(principal, "edit_ad_group", "", ad_group_id=ad_group_id))
+        if not outcome.allowed:
+            return Denied([outcome])
+        applies = [authz.check(Request(principal, "apply", audience_id, ad_group_id=ad_group_id),
+                               ad_group_override=(ad_group_id, principal))
+                   for audience_id in [*include, *exclude]]
+        for check in applies:
+            if not check.allowed:
+                check.reasons[0]["audience_id"] = check.request.audience_id
+        denied = denied_if_any(applies)
+        if denied:
+            return denied
+        created = outcome.gathered.relation == "new"
+        AdGroup.insert(id=ad_group_id, account=principal, name=name, updated_at=utcnow()).on_conflict(
+            conflict_target=[AdGroup.id], update={AdGroup.name: name, AdGroup.updated_at: utcnow()}).execute()
+        AdGroupAudience.delete().where(AdGroupAudience.ad_group == ad_group_id).execute()
+        rows = [{"ad_group": ad_group_id, "audience": a, "mode": mode, "position": i}
+                for mode, ids in (("include", include), ("exclude", exclude)) for i, a in enumerate(ids)]
+        if rows:
+            AdGroupAudience.insert_many(rows).execute()
+        record_event("ad_group_upserted", outcome, ad_group_id=ad_group_id, account_id=principal, name=name,
+               include=include, exclude=exclude, created=created)
+        return {"ad_group": ad_group_view(AdGroup.get_by_id(ad_group_id)), "created": created,
+                "effects": []}
+    return run(work)

@@ -1,0 +1,170 @@
+"""Audiences: read, list, create, edit, delete, and lookalikes made from them."""
+
+from __future__ import annotations
+
+import uuid
+
+from audience_authz.actions.steps import decide_visible, record_event
+from audience_authz.actions.views import allowed_actions, audience_view
+from audience_authz.engine.authorizer import Authorizer, Outcome
+from audience_authz.engine.facts import Request, gather_listed
+from audience_authz.exceptions import ApiError, Denied, NotFound
+from audience_authz.store import effects as fx
+from audience_authz.store.locks import lock_audiences
+from audience_authz.store.models import Account, Audience, Share, utcnow
+from audience_authz.store.transactions import run
+
+
+def get_audience(authz: Authorizer, principal: str, audience_id: str) -> dict:
+    def work():
+        outcome = decide_visible(authz, principal, audience_id, "view")
+        if not outcome.allowed:
+            return Denied([outcome])
+        gathered = authz.check(Request(principal, "delete", audience_id), log=False,
+                               plan_effects=False).gathered
+        return audience_view(Audience.get_by_id(audience_id), outcome.gathered.relation,
+                             allowed_actions(authz, gathered))
+    return run(work)
+
+
+
+def list_audiences(authz: Authorizer, principal: str, account_id: str) -> dict:
+    def work():
+        if not Account.select().where(Account.id == account_id).exists():
+            raise NotFound("account", account_id)
+        outcome = authz.check(Request(principal, "list_audiences", "", account_id=account_id))
+        if not outcome.allowed:
+            return Denied([outcome])
+        owned = Audience.select().where((Audience.owner_account == account_id) & (Audience.status == "active"))
+        shared = (Audience.select().join(Share, on=(Share.audience == Audience.id))
+                  .where((Share.recipient_account == account_id) & (Share.status == "active")))
+        listed = gather_listed(authz.policy, account_id)  # one statement for the whole list
+        items = []
+        for audience in sorted([*owned, *shared], key=lambda a: a.id):
+            gathered = listed[audience.id]
+            actions = allowed_actions(authz, gathered)
+            if "view" in actions:
+                items.append(audience_view(audience, gathered.relation, actions))
+        return {"account_id": account_id, "audiences": items}
+    return run(work)
+
+
+
+def create_audience(authz: Authorizer, principal: str, audience_id: str | None, name: str,
+                    source: str, member_count: int) -> dict:
+    def work():
+        outcome = authz.check(Request(principal, "create_audience", "", account_id=principal))
+        if not outcome.allowed:
+            return Denied([outcome])
+        new_id = _new_id(audience_id, "aud")
+        Audience.create(id=new_id, owner_account=principal, name=name, type="custom", source=source,
+                        member_count=member_count)
+        record_event("audience_created", outcome, audience_id=new_id, account_id=principal, name=name,
+               audience_type="custom", source=source)
+        return {"audience": audience_view(Audience.get_by_id(new_id), "owner", []), "effects": []}
+    return _with_actions(authz, principal, run(work))
+
+
+
+def _with_actions(authz: Authorizer, principal: str, result: dict) -> dict:
+    """Fill in the ``actions`` of a freshly created or changed audience."""
+    audience = result["audience"]
+    gathered = authz.check(Request(principal, "delete", audience["id"]), log=False,
+                           plan_effects=False).gathered
+    audience["actions"] = allowed_actions(authz, gathered)
+    return result
+
+
+
+def _new_id(requested: str | None, prefix: str) -> str:
+    new_id = requested or f"{prefix}_{uuid.uuid4().hex[:16]}"
+    if Audience.select().where(Audience.id == new_id).exists():
+        raise ApiError(409, "already_exists", f"an audience with id {new_id!r} exists")
+    return new_id
+
+
+
+def edit_audience(authz: Authorizer, principal: str, audience_id: str, name: str | None,
+                  members: dict | None) -> dict:
+    def work():
+        lock_audiences([audience_id])
+        outcome = decide_visible(authz, principal, audience_id, "edit")
+        if not outcome.allowed:
+            return Denied([outcome])
+        audience = Audience.get_by_id(audience_id)
+        changes = {}
+        if name is not None:
+            audience.name = changes["name"] = name
+        if members is not None:
+            count = {"add": audience.member_count + members["count"],
+                     "remove": max(0, audience.member_count - members["count"]),
+                     "replace": members["count"]}[members["op"]]
+            audience.member_count = changes["member_count"] = count
+        return _save_revision(audience, outcome, "audience_updated", changes=changes)
+    return _with_actions(authz, principal, run(work))
+
+
+
+def _save_revision(audience: Audience, outcome: Outcome, event: str, **payload) -> dict:
+    """Save an owner's change as a new revision; record it and the effects the policy named
+    (propagate_update: every recipient sees the new revision at once)."""
+    audience.revision += 1
+    audience.updated_at = utcnow()
+    audience.save()
+    record_event(event, outcome, audience_id=audience.id, account_id=outcome.request.principal,
+           revision=audience.revision, **payload)
+    for effect in outcome.effects:
+        effect["revision"] = audience.revision
+    fx.record(outcome.effects, decision_id=outcome.decision_id)
+    return {"audience": audience_view(audience, "owner", []), "effects": outcome.effects}
+
+
+
+def delete_audience(authz: Authorizer, principal: str, audience_id: str) -> dict:
+    def work():
+        lock_audiences([audience_id])
+        outcome = decide_visible(authz, principal, audience_id, "delete")
+        if not outcome.allowed:
+            return Denied([outcome])
+        relation = outcome.gathered.relation
+        stop_action = "owner_delete" if relation == "owner" else "recipient_remove"
+        fx.apply(outcome.effects, actor=principal, stop_action=stop_action,
+                 decision_id=outcome.decision_id)
+        if relation == "owner":
+            Audience.update(status="deleted", deleted_at=utcnow(), updated_at=utcnow()).where(
+                Audience.id == audience_id).execute()
+            record_event("audience_deleted", outcome, audience_id=audience_id, account_id=principal)
+        return {"audience_id": audience_id, "relation": relation, "deleted": relation == "owner",
+                "removed_from_list": relation == "recipient", "effects": outcome.effects}
+    return run(work)
+
+
+
+def create_lookalike(authz: Authorizer, principal: str, seed_id: str, lookalike_id: str | None,
+                     name: str) -> dict:
+    def work():
+        lock_audiences([seed_id])
+        outcome = decide_visible(authz, principal, seed_id, "create_lookalike")
+        if not outcome.allowed:
+            return Denied([outcome])
+        new_id = _new_id(lookalike_id, "lal")
+        seed = Audience.get_by_id(seed_id)
+        Audience.create(id=new_id, owner_account=principal, name=name, type="lookalike", source="",
+                        seed_audience=seed_id, member_count=seed.member_count * 10)
+        record_event("lookalike_created", outcome, audience_id=new_id, account_id=principal,
+               seed_audience_id=seed_id, name=name)
+        return {"audience": audience_view(Audience.get_by_id(new_id), "owner", []), "effects": []}
+    return _with_actions(authz, principal, run(work))
+
+
+
+def refresh_lookalike(authz: Authorizer, principal: str, audience_id: str) -> dict:
+    def work():
+        lock_audiences([audience_id])
+        outcome = decide_visible(authz, principal, audience_id, "refresh_lookalike")
+        if not outcome.allowed:
+            return Denied([outcome])
+        audience = Audience.get_by_id(audience_id)
+        audience.member_count = audience.seed_audience.member_count * 10
+        return _save_revision(audience, outcome, "lookalike_refreshed")
+    return _with_actions(authz, principal, run(work))

@@ -1,0 +1,88 @@
+"""Business Centers, accounts and the acceptance of the Custom Audience Terms."""
+
+from __future__ import annotations
+
+from audience_authz.actions import sharing_scope as scope
+from audience_authz.actions.steps import record_event
+from audience_authz.actions.views import account_view
+from audience_authz.engine.authorizer import Authorizer
+from audience_authz.engine.facts import Request
+from audience_authz.exceptions import Denied, NotFound
+from audience_authz.store.db import lock_clause
+from audience_authz.store.locks import lock_scope_change
+from audience_authz.store.models import Account, BusinessCenter, utcnow
+from audience_authz.store.transactions import run
+
+
+def upsert_business_center(authz: Authorizer, bc_id: str, name: str, cross_bc_allowlisted: bool) -> dict:
+    def work():
+        def narrows(row) -> bool:  # losing the allowlisting may leave cross-BC shares out of scope
+            return row is not None and row.cross_bc_allowlisted and not cross_bc_allowlisted
+
+        def write():
+            BusinessCenter.insert(id=bc_id, name=name, cross_bc_allowlisted=cross_bc_allowlisted).on_conflict(
+                conflict_target=[BusinessCenter.id],
+                update={BusinessCenter.name: name, BusinessCenter.cross_bc_allowlisted: cross_bc_allowlisted},
+            ).execute()
+
+        def announce():
+            record_event("business_center_upserted", business_center_id=bc_id, name=name,
+                   cross_bc_allowlisted=cross_bc_allowlisted)
+
+        lock_scope_change("business_center", bc_id)
+        row = BusinessCenter.select().where(BusinessCenter.id == bc_id)
+        ended = scope.reviewed_change(
+            authz, find=lambda: scope.shares_from_business_center(bc_id),
+            stake=lambda: scope.audiences_of_business_center(bc_id),
+            likely=narrows(row.first()), lock_and_check=lambda: narrows(row.for_update(bool(lock_clause())).first()),
+            write=write, announce=announce)
+        return {"id": bc_id, "name": name, "cross_bc_allowlisted": cross_bc_allowlisted, "effects": ended}
+    return run(work)
+
+
+
+def upsert_account(authz: Authorizer, account_id: str, name: str, business_center_id: str | None) -> dict:
+    def work():
+        if business_center_id is not None and not BusinessCenter.select().where(
+                BusinessCenter.id == business_center_id).exists():
+            raise NotFound("business_center", business_center_id)
+
+        def moves(row) -> bool:  # another Business Center (or none) may leave shares out of scope
+            return row is not None and row.business_center_id != business_center_id
+
+        def write():
+            Account.insert(id=account_id, name=name, business_center=business_center_id).on_conflict(
+                conflict_target=[Account.id],
+                update={Account.name: name, Account.business_center: business_center_id},
+            ).execute()
+
+        def announce():
+            record_event("account_upserted", account_id=account_id, name=name,
+                   business_center_id=business_center_id)
+
+        lock_scope_change("account", account_id)
+        row = Account.select().where(Account.id == account_id)
+        ended = scope.reviewed_change(
+            authz, find=lambda: scope.shares_of_account(account_id),
+            stake=lambda: scope.audiences_of_account(account_id),
+            likely=moves(row.first()), lock_and_check=lambda: moves(row.for_update(bool(lock_clause())).first()),
+            write=write, announce=announce)
+        return {**account_view(Account.get_by_id(account_id)), "effects": ended}
+    return run(work)
+
+
+
+def accept_terms(authz: Authorizer, principal: str, account_id: str) -> dict:
+    def work():
+        if not Account.select().where(Account.id == account_id).exists():
+            raise NotFound("account", account_id)
+        outcome = authz.check(Request(principal, "accept_terms", "", account_id=account_id))
+        if not outcome.allowed:
+            return Denied([outcome])
+        account = Account.get_by_id(account_id)
+        if account.terms_accepted_at is None:
+            account.terms_accepted_at = utcnow()
+            account.save()
+            record_event("terms_accepted", outcome, account_id=account_id)
+        return account_view(account)
+    return run(work)

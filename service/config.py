@@ -1,0 +1,91 @@
+"""Every setting of the service, typed and read once from the environment.
+
+Each field is read from ``AUDIENCE_AUTHZ_<NAME>`` (``PROMETHEUS_MULTIPROC_DIR`` keeps the
+name prometheus-client reads). The command line's options override them; the app gets
+one ``Settings`` object from ``create_app`` and no module reads the environment itself.
+``docs/operations.md`` lists them; a test keeps that table and this class the same.
+"""
+
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///audience-authz.db"
+
+
+def shipped_policy_dir() -> Path:
+    """The policy shipped with the package: beside the code in an installed copy, at the
+    top of the checkout in a source tree (an editable install)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "policy", here.parent / "policy"):
+        if (candidate / "policy.csv").is_file():
+            return candidate
+    return here / "policy"
+
+
+def _split(value: str) -> list[str]:
+    return [t.strip() for t in value.split(",") if t.strip()]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUDIENCE_AUTHZ_", extra="ignore", frozen=True)
+
+    database: str = Field(DEFAULT_DATABASE_URL,
+                          description="sqlite:///PATH or postgresql://user@host/db (serve --database)")
+    policy_dir: Path = Field(default_factory=shipped_policy_dir,
+                             description="the policy directory (serve --policy-dir); default: the shipped policy")
+    tokens: str = Field("", description="comma-separated bearer tokens of full scope; "
+                                        "none set: `serve` makes one and prints it")
+    check_tokens: str = Field("", description="comma-separated tokens that may only read and decide")
+    admin_tokens: str = Field("", description="comma-separated tokens that may also upsert accounts and Business Centers")
+    rate_limit: str = Field("10000/second", description="requests per token, e.g. 100/second; off disables it")
+    max_body: PositiveInt = Field(1024 * 1024, description="largest request body in bytes (413 past it)")
+    max_response: PositiveInt = Field(8 * 1024 * 1024, description="largest answer in bytes (500 response_too_large past it)")
+    db_pool_size: PositiveInt = Field(32, description="PostgreSQL connections per process")
+    db_pool_timeout: PositiveInt = Field(10, description="seconds a request waits for a free PostgreSQL connection")
+    sqlite_busy_timeout_ms: PositiveInt = Field(10000, description="milliseconds a SQLite writer waits for the lock")
+    decision_log_flush_s: PositiveFloat = Field(0.05, description="seconds before batched decision-log rows are written")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="level of the JSON logs on stderr")
+    prometheus_multiproc_dir: str = Field(
+        "", validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR"),
+        description="metrics directory shared by the workers; default: a temporary one made by `serve`")
+
+    @property
+    def token_list(self) -> list[str]:
+        return _split(self.tokens)
+
+    def scoped_tokens(self) -> dict[str, list[str]]:
+        """scope -> its tokens (``full``, ``check``, ``admin``)."""
+        return {"full": self.token_list, "check": _split(self.check_tokens), "admin": _split(self.admin_tokens)}
+
+
+class SettingsError(ValueError):
+    """A setting in the environment has a value of the wrong type or range."""
+
+
+def load(**overrides) -> Settings:
+    """The settings: the environment, then ``overrides`` (options given on the command line;
+    None means not given)."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            variable = "PROMETHEUS_MULTIPROC_DIR" if field.startswith("PROMETHEUS") else f"AUDIENCE_AUTHZ_{field.upper()}"
+            problems.append(f"{variable}: {error['msg']}")
+        raise SettingsError("; ".join(problems)) from None
+
+
+def environment_variables() -> dict[str, tuple[str, str]]:
+    """variable -> (default, description), for the documentation's table."""
+    rows = {}
+    for name, field in Settings.model_fields.items():
+        variable = "PROMETHEUS_MULTIPROC_DIR" if field.validation_alias else f"AUDIENCE_AUTHZ_{name.upper()}"
+        default = "(shipped policy)" if field.default_factory else str(field.default)
+        rows[variable] = (default, field.description or "")
+    return rows

@@ -1,0 +1,1 @@
+"""Deciding: the policy, the facts it is asked about, and the decision log. No Flask here."""

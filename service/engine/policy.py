@@ -1,0 +1,214 @@
+"""The policy: Casbin model and rules from ``policy/``, and the decisions they give.
+
+Everything that is a rule lives in the files; this module only loads them and asks
+pycasbin. Two things are done for speed, neither changes a decision:
+
+* one enforcer per (relation, action) holding only the lines that can match that pair,
+  in file order (Casbin's FastEnforcer indexes the same way but keeps lines in a set,
+  which loses the order a first-match policy depends on);
+* each enforcer keeps the expressions it has parsed, per thread, instead of re-parsing
+  the matcher text of every line on every call as stock pycasbin does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import casbin
+import yaml
+
+from audience_authz.engine.expressions import Compiled
+
+from audience_authz.config import shipped_policy_dir
+from audience_authz.vocabulary import (ACCOUNT_ACTIONS, ACCOUNT_RELATIONS, ACTIONS,  # noqa: F401 - re-exported
+                                      AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, FACT_TYPES, FAULT_REASONS,
+                                      MATRIX_ACTIONS, POLICY_FILES, RELATIONS, SCOPE_ACTIONS,
+                                      SERVICE_REASONS)
+
+
+class PolicyError(Exception):
+    """The policy files cannot be used; ``problems`` lists (file, line, message)."""
+
+    def __init__(self, problems: list[tuple[str, int, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{f}:{n}: {m}" for f, n, m in problems))
+
+
+class _Enforcer(casbin.Enforcer):
+    """pycasbin's enforcer with its parsed matcher expressions kept (per thread)."""
+
+    def __init__(self, *args, **kwargs):
+        self._parsed = threading.local()
+        self._conditions: dict[str, Compiled] = {}
+        super().__init__(*args, **kwargs)
+        self.add_function("holds", self._holds)
+
+    def _holds(self, cond: str, facts) -> bool:
+        """The matcher's holds(p.cond, r.f): does a line's condition hold for these facts?"""
+        compiled = self._conditions.get(cond)
+        if compiled is None:
+            compiled = self._conditions[cond] = Compiled(cond)
+        return compiled.eval({"r": _Request(facts)})
+
+    def _get_expression(self, expr, functions=None):
+        cache = getattr(self._parsed, "cache", None)
+        if cache is None:
+            cache = self._parsed.cache = {}
+        parsed = cache.get(expr)
+        if parsed is None:
+            translated = casbin.Enforcer._get_expression(expr, functions).expr  # && || ! as Casbin reads them
+            parsed = cache[expr] = Compiled(translated, functions)
+        return parsed
+
+
+class _Request:
+    """What a condition sees as ``r``: the request's facts as ``r.f``."""
+
+    __slots__ = ("f",)
+
+    def __init__(self, facts):
+        self.f = facts
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One policy line, with where it stands in policy.csv."""
+
+    line: int
+    rel: str
+    act: str
+    cond: str
+    eft: str
+    reason: str
+    effects: tuple[tuple[str, str], ...]  # (effect type, argument or "")
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return (self.rel, self.act, self.cond, self.eft, self.reason, " ".join(
+            f"{name}:{arg}" if arg else name for name, arg in self.effects))
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    rule: Rule | None
+    effects: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def decision(self) -> str:
+        return "allow" if self.allowed else "deny"
+
+    def effect_arg(self, name: str) -> str | None:
+        """The argument of effect ``name`` if this decision carries it, else None."""
+        for effect, arg in self.effects:
+            if effect == name:
+                return arg
+        return None
+
+
+@dataclass
+class Policy:
+    """The loaded policy directory: one per process, built at start-up, then read only."""
+
+    directory: Path
+    version: str
+    rules: list[Rule]
+    facts_schema: dict[str, dict]
+    reasons: dict[str, str]
+    facts_class: type
+    _enforcers: dict[tuple[str, str], _Enforcer] = field(default_factory=dict, repr=False)
+
+    # -- loading ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, directory: str | Path | None = None) -> "Policy":
+        """The policy of ``directory`` (default: the shipped one)."""
+        directory = Path(directory) if directory is not None else shipped_policy_dir()
+        missing = [(name, 0, "file is missing") for name in POLICY_FILES
+                   if not (directory / name).is_file()]
+        if missing:
+            raise PolicyError(missing)
+        digest = hashlib.sha256()
+        for name in POLICY_FILES:
+            digest.update(name.encode() + b"\0" + (directory / name).read_bytes() + b"\0")
+        facts_schema = yaml.safe_load((directory / "facts.yaml").read_text()) or {}
+        reasons = (yaml.safe_load((directory / "reasons.yaml").read_text()) or {}).get("deny", {})
+        rules = _read_rules(directory / "policy.csv")
+        policy = cls(
+            directory=directory,
+            version=digest.hexdigest()[:16],
+            rules=rules,
+            facts_schema=facts_schema,
+            reasons=reasons,
+            facts_class=_facts_class(facts_schema),
+        )
+        policy._build_enforcers()
+        return policy
+
+    def _build_enforcers(self) -> None:
+        model_path = str(self.directory / "model.conf")
+        pairs = {(rel, act) for rel in RELATIONS for act in ACTIONS}
+        pairs |= {(r.rel, r.act) for r in self.rules if "*" not in (r.rel, r.act)}
+        for rel, act in pairs:
+            enforcer = _Enforcer(model_path)
+            lines = [list(r.values) for r in self.rules if r.rel in ("*", rel) and r.act in ("*", act)]
+            if lines:
+                enforcer.get_model().add_policies("p", "p", lines)
+            self._enforcers[(rel, act)] = enforcer
+        self._by_values = {}
+        for rule in self.rules:  # an exact repeat of a line never decides: the first one does
+            self._by_values.setdefault(rule.values, rule)
+
+    # -- deciding --------------------------------------------------------------------------
+    def facts(self, **values) -> object:
+        """A facts object: the declared defaults overridden by ``values`` (unknown names raise)."""
+        return self.facts_class(**values)
+
+    def decide(self, rel: str, act: str, facts: object) -> Decision:
+        enforcer = self._enforcers.get((rel, act))
+        if enforcer is None:  # an action or relation the policy has never heard of
+            return Decision(False, "no_matching_rule", None)
+        allowed, matched = enforcer.enforce_ex(rel, act, facts)
+        if not matched:
+            return Decision(False, "no_matching_rule", None)
+        rule = self._by_values[tuple(matched)]
+        return Decision(allowed, rule.reason, rule, rule.effects if allowed else ())
+
+    def message(self, code: str) -> str:
+        return self.reasons.get(code, code.replace("_", " "))
+
+
+def _read_rules(path: Path) -> list[Rule]:
+    from casbin.persist.adapter import _extract_tokens  # Casbin's own CSV line reader
+
+    rules, problems = [], []
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        tokens = _extract_tokens(text.strip())
+        if not tokens or tokens[0] != "p":
+            if tokens and tokens[0]:
+                problems.append((path.name, number, f"unknown line type {tokens[0]!r}"))
+            continue
+        values = tokens[1:]
+        if len(values) == 5:
+            values.append("")
+        if len(values) != 6:
+            problems.append((path.name, number, f"expected 6 fields, found {len(values)}"))
+            continue
+        rel, act, cond, eft, reason, effects = values
+        parsed = tuple((e.partition(":")[0], e.partition(":")[2]) for e in effects.split())
+        rules.append(Rule(number, rel, act, cond, eft, reason, parsed))
+    if problems:
+        raise PolicyError(problems)
+    return rules
+
+
+def _facts_class(schema: dict[str, dict]) -> type:
+    fields = []
+    for name, spec in schema.items():
+        kind = FACT_TYPES[spec.get("type", "str")]
+        fields.append((name, kind, dataclasses.field(default=kind(spec.get("default", kind())))))
+    return dataclasses.make_dataclass("Facts", fields, frozen=True, slots=True)

@@ -1,0 +1,129 @@
+"""Who may call what: bearer tokens, their scopes, and a per-token rate limit.
+
+Tokens come from the settings (comma-separated environment variables), one per scope:
+
+| variable | scope | may call |
+| --- | --- | --- |
+| ``AUDIENCE_AUTHZ_TOKENS`` | ``full`` | every endpoint |
+| ``AUDIENCE_AUTHZ_ADMIN_TOKENS`` | ``admin`` | what ``check`` may, and ``PUT`` of Business Centers and accounts |
+| ``AUDIENCE_AUTHZ_CHECK_TOKENS`` | ``check`` | every ``GET`` and ``POST /v1/authorize``, ``/v1/authorize/batch`` |
+
+A token outside its scope gets ``403 {"error": {"code": "insufficient_scope"}}``; an
+endpoint not listed here (e.g. one added later) needs ``full``. Tokens are compared as
+SHA-256 digests with ``hmac.compare_digest`` against every known token (same work
+whichever matches, nothing learnt from lengths), and never logged: the rate limiter and
+the logs only ever see a digest prefix. This is authentication of the calling service;
+what an *account* may do with an audience stays in the policy files.
+
+The rate limit (``AUDIENCE_AUTHZ_RATE_LIMIT``, a limits string such as ``100/second`` or
+``6000 per minute``; ``off`` disables it) counts requests per token in each worker
+process (in-memory storage), and answers ``429 {"error": {"code": "rate_limited"}}`` with
+``Retry-After``. The default is generous enough that tests and benchmarks never meet it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import threading
+import time
+
+from flask import g, request
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import FixedWindowRateLimiter
+
+from audience_authz.http.errors import error_response
+
+# (method, route) pairs beyond every GET that each limited scope may call
+_CHECK_ROUTES = {("POST", "/v1/authorize"), ("POST", "/v1/authorize/batch")}
+_ADMIN_ROUTES = _CHECK_ROUTES | {("PUT", "/v1/business-centers/<id>"), ("PUT", "/v1/accounts/<id>")}
+_SCOPE_ROUTES = {"check": _CHECK_ROUTES, "admin": _ADMIN_ROUTES}
+_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+class _SerializedMemoryStorage(MemoryStorage):
+    """limits' in-memory storage with its hits serialized: limits 5.8 can start one expiry
+    timer twice when two threads hit at once ("threads can only be started once", a 500
+    seen under the stress test; fixed upstream by alisaifee/limits#352, not yet released)."""
+
+    def __init__(self, *args, **kwargs):
+        self._hits = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def incr(self, *args, **kwargs):
+        with self._hits:
+            return super().incr(*args, **kwargs)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
+
+
+def scoped_tokens(by_scope: dict[str, list[str]]) -> dict[bytes, str]:
+    """digest -> scope; a token listed under several scopes gets the widest."""
+    known: dict[bytes, str] = {}
+    for scope in ("check", "admin", "full"):
+        for token in by_scope.get(scope, ()):
+            known[_digest(token)] = scope
+    return known
+
+
+def permits(scope: str, method: str, route: str | None) -> bool:
+    """May a token of ``scope`` call ``method route``? (route None: no such endpoint, the
+    router answers 404/405 itself)."""
+    if scope == "full" or route is None or method in _READ_METHODS:
+        return True
+    return (method, route) in _SCOPE_ROUTES.get(scope, ())
+
+
+def register(app, settings, open_paths) -> None:
+    """Authenticate every request but ``open_paths``, enforce scopes, then rate-limit.
+    Call before any other before_request hook that needs an authenticated caller."""
+    known = scoped_tokens(settings.scoped_tokens())
+
+    @app.before_request
+    def authenticate():
+        if request.path in open_paths:
+            return None
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        presented = _digest(token.strip())
+        scope = None
+        for digest, candidate in known.items():  # no early exit: same work for any token
+            if hmac.compare_digest(presented, digest) and scheme.lower() == "bearer":
+                scope = candidate
+        if scope is None:
+            response = error_response(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response
+        route = request.url_rule.rule if request.url_rule is not None else None
+        if not permits(scope, request.method, route):
+            return error_response(403, "insufficient_scope",
+                          f"a {scope} token may not call {request.method} {route}")
+        g.token_key = presented.hex()[:16]  # what the rate limiter counts by
+        g.token_scope = scope
+        return None
+
+    _rate_limit(app, settings.rate_limit, open_paths)
+
+
+def _rate_limit(app, text: str, open_paths) -> None:
+    """A fixed window per token (the ``limits`` library, which Flask-Limiter is built on,
+    used directly: Flask-Limiter's per-request resolution of limits cost more than a whole
+    decision; the benchmark showed it)."""
+    text = text.strip()
+    if text.lower() in ("", "off", "none", "0"):
+        return
+    limit = parse(text)
+    window = FixedWindowRateLimiter(_SerializedMemoryStorage())
+
+    @app.before_request
+    def rate_limited():
+        key = g.get("token_key")
+        if key is None or request.path in open_paths or window.hit(limit, key):
+            return None
+        reset_at, _ = window.get_window_stats(limit, key)
+        response = error_response(429, "rate_limited", f"over the rate limit of this token ({text})")
+        response.headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
+        return response

@@ -1,0 +1,42 @@
+"""``/metrics``, and the latency of every request (the counters are ``audience_authz.metrics``)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request, request_started
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
+
+from audience_authz.metrics import MULTIPROC_ENV, REQUEST_SECONDS, policy_loaded
+
+
+def exposition() -> bytes:
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
+def register(app: Flask, policy_version: str) -> None:
+    """``/metrics`` and the latency of every request."""
+    policy_loaded(policy_version)
+
+    def started(sender, **extra):
+        g.metrics_started = time.perf_counter()
+
+    request_started.connect(started, app, weak=False)
+
+    @app.after_request
+    def observe(response):
+        started_at = g.get("metrics_started")
+        if started_at is not None:
+            endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            REQUEST_SECONDS.labels(request.method, endpoint, str(response.status_code)).observe(
+                time.perf_counter() - started_at)
+        return response
+
+    @app.get("/metrics", summary="Prometheus metrics", doc_ui=False)
+    def metrics():
+        return Response(exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,155 @@
+"""Request bodies, paths and queries of the HTTP API (pydantic; they also make /openapi.json).
+
+Every model forbids unknown fields and uses strict types: "1" is not a number, 0 is not
+false. Validation failures become 400 ``{"error": {...}}`` in ``errors.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator,
+                      model_validator)
+
+from audience_authz.vocabulary import AUDIENCE_ACTIONS, SOURCES
+
+Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128,
+                                       pattern=r"^[A-Za-z0-9_.:\-]+$")]
+
+
+def _storable(value: str) -> str:
+    """Text both databases can store: PostgreSQL refuses NUL, and a lone surrogate (which
+    JSON can spell as \\ud800) is not UTF-8."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be Unicode text without lone surrogates") from None
+    return value
+
+
+Name = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=256, pattern=r"^[^\x00]+$"),
+                 AfterValidator(_storable)]
+# The five shareable sources of the source text, and others the platform also has (which
+# the policy refuses to share).
+Source = Literal[SOURCES]  # type: ignore[valid-type]
+AudienceAction = Literal[AUDIENCE_ACTIONS]  # type: ignore[valid-type]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+# -- paths and queries --------------------------------------------------------------------
+
+class IdPath(Strict):
+    id: Id
+
+
+class ShareTargetPath(Strict):
+    id: Id
+    account_id: Id
+
+
+class Page(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    after: int = Field(0, ge=0, le=2**63 - 1, description="return entries with an id greater than this")
+    limit: int = Field(100, ge=1, le=1000)
+
+    @field_validator("after", "limit", mode="before")
+    @classmethod
+    def _plain_digits(cls, value):
+        """Query text is a number only as plain ASCII digits (lax parsing would also take
+        " 5", "+5", "5.0" and "5_0", which the document's integer does not allow)."""
+        if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+            raise ValueError("must be a whole number written in digits")
+        return value
+
+
+class ActingAccount(BaseModel):
+    """The ``X-Account-Id`` header: the ad account on whose behalf the call acts."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    x_account_id: Id = Field(alias="X-Account-Id")
+
+
+# -- bodies -------------------------------------------------------------------------------
+
+class BusinessCenterBody(Strict):
+    name: Name
+    cross_bc_allowlisted: bool = False
+
+
+class AccountBody(Strict):
+    name: Name
+    business_center_id: Id | None = None
+
+
+class AudienceCreateBody(Strict):
+    id: Id | None = None
+    name: Name
+    source: Source
+    member_count: int = Field(0, ge=0, le=10**12)
+
+
+class MembersChange(Strict):
+    op: Literal["add", "remove", "replace"]
+    count: int = Field(ge=0, le=10**12)
+
+
+class AudiencePatchBody(Strict):
+    name: Name | None = None
+    members: MembersChange | None = None
+
+
+class ShareBody(Strict):
+    account_ids: list[Id] = Field(min_length=1, max_length=100, json_schema_extra={"uniqueItems": True})
+
+    @field_validator("account_ids")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("account_ids must not repeat an account")
+        return value
+
+
+class LookalikeBody(Strict):
+    id: Id | None = None
+    name: Name
+
+
+class AdGroupBody(Strict):
+    name: Name
+    include: list[Id] = Field(default_factory=list, max_length=100, json_schema_extra={"uniqueItems": True})
+    exclude: list[Id] = Field(default_factory=list, max_length=100, json_schema_extra={"uniqueItems": True})
+
+    @model_validator(mode="after")
+    def _each_audience_once(self) -> "AdGroupBody":
+        listed = [*self.include, *self.exclude]
+        if len(set(listed)) != len(listed):
+            raise ValueError("an audience may appear once, in include or in exclude")
+        return self
+
+
+class Principal(Strict):
+    account_id: Id
+
+
+class Resource(Strict):
+    audience_id: Id
+
+
+class Context(Strict):
+    target_account_id: Id | None = None
+    ad_group_id: Id | None = None
+
+
+class AuthorizeBody(Strict):
+    principal: Principal
+    action: AudienceAction
+    resource: Resource
+    context: Context = Field(default_factory=Context)
+    explain: bool = Field(False, description="add the matched policy line and the facts used")
+
+
+class BatchBody(Strict):
+    checks: list[AuthorizeBody] = Field(min_length=1, max_length=1000)

@@ -1,0 +1,1 @@
+"""Tools for policy authors: check, policy unit tests, matrix, diff against the log, hot reload."""

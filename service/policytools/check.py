@@ -1,0 +1,411 @@
+"""``policy check``: is a policy directory safe to load? Each problem with file and line.
+
+Beyond the files parsing and naming only known relations, actions, facts, reason codes and
+effects, the check proves two things about the decision list by search:
+
+* *completeness*: every cell of the owner/recipient/none matrix (and each account action
+  asked by the account itself) is decided by some line for every combination of facts;
+* *reachability*: every line is the first match for at least one request; a line that
+  never is (a duplicate, a line after an unconditional one, or one whose requests are all
+  taken by earlier lines) is reported with the lines that shadow it.
+
+The search enumerates the facts the relevant conditions read, each over the literals the
+conditions compare it with plus its default and one value no condition names: for
+conditions that compare facts with literals this is exhaustive (a proof); past
+``POINT_BUDGET`` combinations per (relation, action) it covers the ones nearest the
+defaults. Each line it finds reachable is confirmed by asking the real enforcer.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import re
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import yaml
+from casbin.model import Model
+
+from audience_authz.vocabulary import DISCONNECT_OUTCOMES, EFFECTS, FACT_TYPES
+from audience_authz.engine.expressions import Compiled, ExpressionError, names_in
+from audience_authz.engine.policy import (ACCOUNT_ACTIONS, ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, POLICY_FILES, RELATIONS,
+                     SERVICE_REASONS,
+                     Policy, PolicyError, Rule)
+
+Problem = tuple[str, int, str]
+POINT_BUDGET = 150_000
+REQUEST_TOKENS = ["r_rel", "r_act", "r_f"]
+POLICY_TOKENS = ["p_rel", "p_act", "p_cond", "p_eft", "p_reason", "p_effects"]
+EFFECT = "priority(p_eft) || deny"
+_OTHER = "<other>"  # a string value no condition names
+
+
+def check_policy(directory) -> list[Problem]:
+    directory = Path(directory)
+    missing = [(name, 0, "file is missing") for name in POLICY_FILES if not (directory / name).is_file()]
+    if missing:
+        return missing
+    problems = _model_problems(directory) + _facts_problems(directory) + _reasons_problems(directory)
+    if problems:
+        return problems
+    try:
+        policy = Policy.load(directory)
+    except PolicyError as exc:
+        return exc.problems
+    except Exception as exc:  # noqa: BLE001 - anything else that stops it loading
+        return [("model.conf", 0, f"cannot load the policy: {type(exc).__name__}: {exc}")]
+    for rule in policy.rules:
+        problems += [("policy.csv", rule.line, m) for m in _rule_problems(policy, rule)]
+    if any(m.startswith(("bad condition", "condition reads")) for _, _, m in problems):
+        return problems  # the search below needs every condition to compile
+    problems += _Search(policy).problems()
+    return sorted(problems, key=lambda p: (POLICY_FILES.index(p[0]) if p[0] in POLICY_FILES else 9, p[1]))
+
+
+# -- the files one by one --------------------------------------------------------------------
+
+def _model_problems(directory: Path) -> list[Problem]:
+    path = directory / "model.conf"
+
+    def line_of(key: str) -> int:
+        return _model_line(directory, key)
+
+    model = Model()
+    try:
+        model.load_model(str(path))
+    except Exception as exc:  # noqa: BLE001 - casbin's config parser raises plain exceptions
+        return [("model.conf", 0, f"does not parse: {exc}")]
+    found = []
+
+    def value(sec: str):
+        return model[sec][sec] if sec in model.keys() and sec in model[sec] else None
+
+    r, p, e, m = value("r"), value("p"), value("e"), value("m")
+    if r is None or r.tokens != REQUEST_TOKENS:
+        found.append(("model.conf", line_of("r"), "[request_definition] must be r = rel, act, f"
+                      " (the service asks with these three)"))
+    if p is None or p.tokens != POLICY_TOKENS:
+        found.append(("model.conf", line_of("p"), "[policy_definition] must be"
+                      " p = rel, act, cond, eft, reason, effects (the columns of policy.csv)"))
+    if e is None or e.value.replace(" ", "") != EFFECT.replace(" ", ""):
+        found.append(("model.conf", line_of("e"), "[policy_effect] must be e = priority(p.eft) || deny:"
+                      " the first matching line decides and no line denies"))
+    if m is None:
+        found.append(("model.conf", 0, "[matchers] m = ... is missing"))
+    else:
+        try:
+            import casbin
+
+            translated = casbin.Enforcer._get_expression(m.value, None).expr
+            Compiled(translated, {"holds": None})
+            unknown = {n.id for n in ast.walk(ast.parse(translated.strip(), mode="eval"))
+                       if isinstance(n, ast.Name)} - set(REQUEST_TOKENS) - set(POLICY_TOKENS) - {"holds", "True", "False"}
+            if unknown:
+                found.append(("model.conf", line_of("m"), f"the matcher reads unknown names {sorted(unknown)}"))
+        except (ExpressionError, SyntaxError) as exc:
+            found.append(("model.conf", line_of("m"), f"the matcher does not parse: {exc}"))
+    return found
+
+
+def _model_line(directory: Path, key: str) -> int:
+    """The line of model.conf that defines ``key`` (r, p, e or m), or 0."""
+    for number, line in enumerate((directory / "model.conf").read_text().splitlines(), start=1):
+        if re.match(rf"\s*{key}\s*=", line):
+            return number
+    return 0
+
+
+def _yaml_mapping(path: Path) -> tuple[yaml.MappingNode | None, list[Problem]]:
+    try:
+        node = yaml.compose(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        return None, [(path.name, mark.line + 1 if mark else 0, f"not valid YAML: {yaml_error(exc)}")]
+    if not isinstance(node, yaml.MappingNode):
+        return None, [(path.name, 1, "must be a mapping")]
+    return node, []
+
+
+def yaml_error(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line (PyYAML's own message spans several, with a caret)."""
+    parts = [getattr(exc, "context", None), getattr(exc, "problem", None)]
+    return ", ".join(p for p in parts if p) or " ".join(str(exc).split())
+
+
+def _facts_problems(directory: Path) -> list[Problem]:
+    node, found = _yaml_mapping(directory / "facts.yaml")
+    if node is None:
+        return found
+    seen = set()
+    for key, spec_node in node.value:
+        line, name = key.start_mark.line + 1, key.value
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            found.append(("facts.yaml", line, f"fact name {name!r} must be lower_snake_case (read as r.f.{name})"))
+        if name in seen:
+            found.append(("facts.yaml", line, f"fact {name!r} is declared twice"))
+        seen.add(name)
+        spec = yaml.safe_load(yaml.serialize(spec_node))
+        if not isinstance(spec, dict):
+            found.append(("facts.yaml", line, f"fact {name!r}: expected {{type, default, doc}}"))
+            continue
+        kind = FACT_TYPES.get(spec.get("type"))
+        if kind is None:
+            found.append(("facts.yaml", line, f"fact {name!r}: type must be one of bool, int, str,"
+                          f" not {spec.get('type')!r}"))
+        elif "default" not in spec or type(spec["default"]) is not kind:  # noqa: E721 - exact type
+            found.append(("facts.yaml", line, f"fact {name!r}: default must be {_article(kind.__name__)},"
+                          f" not {spec.get('default')!r}"))
+    return found
+
+
+def _reasons_problems(directory: Path) -> list[Problem]:
+    node, found = _yaml_mapping(directory / "reasons.yaml")
+    if node is None:
+        return found
+    deny_key, deny = next(((k, v) for k, v in node.value if k.value == "deny"), (None, None))
+    if not isinstance(deny, yaml.MappingNode):
+        return [("reasons.yaml", node.start_mark.line + 1, "needs a 'deny:' mapping of reason codes to messages")]
+    codes = set()
+    for key, message in deny.value:
+        line = key.start_mark.line + 1
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", key.value):
+            found.append(("reasons.yaml", line, f"reason code {key.value!r} must be lower_snake_case"))
+        if key.value in codes:
+            found.append(("reasons.yaml", line, f"reason code {key.value!r} is listed twice"))
+        codes.add(key.value)
+        if not isinstance(message, yaml.ScalarNode) or not str(message.value).strip():
+            found.append(("reasons.yaml", line, f"reason code {key.value!r} needs a message"))
+    for code in SERVICE_REASONS:
+        if code not in codes:
+            found.append(("reasons.yaml", deny_key.start_mark.line + 1, f"the service gives {code!r}; list it"))
+    return found
+
+
+def _rule_problems(policy: Policy, rule: Rule) -> list[str]:
+    found = []
+    if rule.rel != "*" and rule.rel not in RELATIONS:
+        found.append(f"unknown relation {rule.rel!r} (known: {', '.join(RELATIONS)})")
+    if rule.act != "*" and rule.act not in ACTIONS:
+        found.append(f"unknown action {rule.act!r}")
+    if rule.eft not in ("allow", "deny"):
+        found.append(f"eft must be allow or deny, not {rule.eft!r}")
+    if rule.eft == "deny" and rule.reason not in policy.reasons:
+        found.append(f"reason {rule.reason!r} is not listed in reasons.yaml")
+    if rule.eft == "allow" and not re.fullmatch(r"[a-z][a-z0-9_]*", rule.reason):
+        found.append(f"an allow line names a rule id (lower_snake_case) as its reason, not {rule.reason!r}")
+    if rule.eft == "deny" and rule.effects:
+        found.append("a deny line carries no effects")
+    for name, arg in rule.effects:
+        if name not in EFFECTS:
+            found.append(f"unknown effect {name!r} (known: {', '.join(sorted(EFFECTS))})")
+        elif name == "disconnect_audience" and arg not in DISCONNECT_OUTCOMES:
+            found.append(f"disconnect_audience takes broaden or pause, not {arg!r}")
+        elif name != "disconnect_audience" and arg:
+            found.append(f"effect {name} takes no argument, not {arg!r}")
+    try:
+        Compiled(rule.cond)
+        for name in sorted(names_in(rule.cond)):
+            if not name.startswith("r.f.") or name[4:] not in policy.facts_schema:
+                found.append(f"condition reads {name!r}, which is not a fact in facts.yaml")
+    except (ExpressionError, SyntaxError) as exc:
+        found.append(f"bad condition: {exc}")
+    return found
+
+
+# -- completeness and reachability, by search over the facts ---------------------------------
+
+def _applies(rule: Rule, rel: str, act: str) -> bool:
+    return rule.rel in ("*", rel) and rule.act in ("*", act)
+
+
+def _always_true(cond: str) -> bool:
+    return not names_in(cond) and bool(Compiled(cond).eval({}))
+
+
+class _Search:
+    def __init__(self, policy: Policy):
+        self.policy = policy
+        self.rules = policy.rules
+        self.compiled = {rule.line: Compiled(rule.cond) for rule in self.rules}
+        self.reads = {rule.line: sorted(n[4:] for n in names_in(rule.cond)) for rule in self.rules}
+        self.defaults = {n: getattr(policy.facts(), n) for n in policy.facts_schema}
+        self.domains = self._domains()
+        self.eval_errors: dict[int, str] = {}
+
+    def _domains(self) -> dict[str, list]:
+        """Each fact's values: its default first, then every literal a condition compares it
+        with (and its neighbours, for numbers), then one value no condition names."""
+        values: dict[str, list] = {n: [d] for n, d in self.defaults.items()}
+        for rule in self.rules:
+            for node in ast.walk(ast.parse(rule.cond.strip(), mode="eval")):
+                if not isinstance(node, ast.Compare):
+                    continue
+                operands = [node.left, *node.comparators]
+                facts = [n[4:] for o in operands for n in names_in(ast.unparse(o)) if isinstance(o, ast.Attribute)]
+                literals = []
+                for o in operands:
+                    if isinstance(o, ast.Constant):
+                        literals.append(o.value)
+                    elif isinstance(o, (ast.Tuple, ast.List)):
+                        literals += [e.value for e in o.elts if isinstance(e, ast.Constant)]
+                for fact in facts:
+                    if fact in values:
+                        values[fact] += literals
+        domains = {}
+        for name, found in values.items():
+            kind = type(self.defaults[name])
+            if kind is bool:
+                extra = [True, False]
+            elif kind is int:
+                extra = [v + d for v in found if type(v) is int for d in (-1, 1)] + [0, 1]  # noqa: E721
+            else:
+                extra = ["", _OTHER]
+            domain = []
+            for v in [*found, *extra]:
+                if type(v) is kind and v not in domain:  # noqa: E721 - exact types
+                    domain.append(v)
+            domains[name] = domain
+        return domains
+
+    def _points(self, names: list[str]):
+        """Assignments to ``names`` in order of how many facts differ from their defaults."""
+        alternatives = {n: self.domains[n][1:] for n in names}
+        for k in range(len(names) + 1):
+            for combo in itertools.combinations(names, k):
+                for values in itertools.product(*(alternatives[n] for n in combo)):
+                    yield dict(zip(combo, values))
+
+    def _first(self, applicable: list[Rule], env: dict) -> Rule | None:
+        for rule in applicable:
+            if self._holds(rule, env):
+                return rule
+        return None
+
+    def _holds(self, rule: Rule, env: dict) -> bool:
+        if rule.line in self.eval_errors:
+            return False
+        try:
+            return bool(self.compiled[rule.line].eval(env))
+        except Exception as exc:  # noqa: BLE001 - reported as the line's problem
+            self.eval_errors[rule.line] = f"{type(exc).__name__}: {exc}"
+            return False
+
+    def _pairs(self) -> list[tuple[str, str]]:
+        rels = list(dict.fromkeys([*AUDIENCE_RELATIONS, *RELATIONS, *(r.rel for r in self.rules if r.rel != "*")]))
+        acts = list(dict.fromkeys([*AUDIENCE_ACTIONS, *ACTIONS, *(r.act for r in self.rules if r.act != "*")]))
+        concrete = [(r.rel, r.act) for r in self.rules if "*" not in (r.rel, r.act)]
+        return list(dict.fromkeys([*concrete, *itertools.product(rels, acts)]))
+
+    def _must_decide(self, rel: str, act: str) -> bool:
+        return (rel in AUDIENCE_RELATIONS and act in AUDIENCE_ACTIONS) or (rel == "self" and act in ACCOUNT_ACTIONS)
+
+    def _prefix(self, rel: str, act: str) -> tuple[list[Rule], bool]:
+        """The lines that can decide (rel, act), up to the first unconditional one."""
+        applicable = []
+        for rule in self.rules:
+            if _applies(rule, rel, act):
+                applicable.append(rule)
+                if _always_true(rule.cond):
+                    return applicable, True
+        return applicable, False
+
+    def problems(self) -> list[Problem]:
+        unhit = {rule.line for rule in self.rules}
+        witnesses: dict[int, tuple[str, str, dict]] = {}
+        found: list[Problem] = []
+        env_facts = SimpleNamespace(**self.defaults)
+        env = {"r": SimpleNamespace(f=env_facts)}
+        for rel, act in self._pairs():
+            applicable, complete = self._prefix(rel, act)
+            must_decide = self._must_decide(rel, act) and not complete
+            if not must_decide and not unhit & {r.line for r in applicable}:
+                continue
+            names = sorted({n for r in applicable for n in self.reads[r.line]})
+            undecided = None
+            for count, point in enumerate(self._points(names)):
+                if count >= POINT_BUDGET:
+                    break
+                env_facts.__dict__.update(self.defaults)
+                env_facts.__dict__.update(point)
+                first = self._first(applicable, env)
+                if first is None:
+                    if undecided is None:
+                        undecided = point
+                elif first.line in unhit:
+                    unhit.discard(first.line)
+                    witnesses[first.line] = (rel, act, point)
+                if (undecided is not None or not must_decide) and not unhit & {r.line for r in applicable}:
+                    break
+            if must_decide and undecided is not None:
+                found.append(("policy.csv", 0, f"no line decides ({rel}, {act}) when {_describe(undecided)}:"
+                              " such requests are denied as no_matching_rule"))
+        found += self._confirm(witnesses)
+        found += [("policy.csv", line, f"condition fails: {error}") for line, error in self.eval_errors.items()]
+        found += [("policy.csv", line, self._why_unreachable(line)) for line in sorted(unhit)]
+        return found
+
+    def _confirm(self, witnesses) -> list[Problem]:
+        """Ask the real enforcer: does each line found reachable decide its witness?"""
+        found = []
+        for line, (rel, act, point) in witnesses.items():
+            try:
+                decision = self.policy.decide(rel, act, self.policy.facts(**point))
+            except Exception:  # noqa: BLE001 - a condition that fails is reported on its own line
+                continue
+            if decision.rule is None or decision.rule.line != line:
+                got = decision.rule.line if decision.rule else "no line"
+                found.append(("model.conf", _model_line(self.policy.directory, "m"), f"the enforcer decides ({rel}, {act}) when {_describe(point)}"
+                              f" by {got}, not by policy.csv line {line} as a first-match list would"))
+        return found
+
+    def _why_unreachable(self, line: int) -> str:
+        rule = next(r for r in self.rules if r.line == line)
+        cond = ast.dump(ast.parse(rule.cond.strip(), mode="eval"))
+        for earlier in self.rules:
+            if earlier.line >= line:
+                break
+            covers = earlier.rel in ("*", rule.rel) and earlier.act in ("*", rule.act)
+            if covers and ast.dump(ast.parse(earlier.cond.strip(), mode="eval")) == cond:
+                return f"never decides: it repeats line {earlier.line} (p, {', '.join(earlier.values[:3])})"
+            if covers and _always_true(earlier.cond):
+                return (f"never decides: line {earlier.line} (p, {', '.join(earlier.values[:3])}) decides every"
+                        " request this line could match before it")
+        blockers, holds, exhaustive = Counter(), 0, True
+        covering = Counter()  # earlier lines whose condition holds wherever this one's does
+        env_facts = SimpleNamespace(**self.defaults)
+        env = {"r": SimpleNamespace(f=env_facts)}
+        for rel, act in self._pairs():
+            if not _applies(rule, rel, act):
+                continue
+            applicable = [r for r in self.rules if _applies(r, rel, act) and r.line <= line]
+            names = sorted({n for r in applicable for n in self.reads[r.line]})
+            for count, point in enumerate(self._points(names)):
+                if count >= POINT_BUDGET:
+                    exhaustive = False
+                    break
+                env_facts.__dict__.update(self.defaults)
+                env_facts.__dict__.update(point)
+                if self._holds(rule, env):
+                    holds += 1
+                    blockers[self._first(applicable, env).line] += 1
+                    covering.update(r.line for r in applicable if r.line < line and self._holds(r, env))
+        scope = "" if exhaustive else (f" (not a proof: the search stopped after the {POINT_BUDGET} requests per"
+                                       " action nearest the defaults)")
+        if not holds:
+            return f"never decides: its condition {rule.cond!r} holds for no request{scope}"
+        covered_by = [str(n) for n, c in sorted(covering.items()) if c == holds]
+        if covered_by:
+            return (f"never decides: line(s) {', '.join(covered_by)} before it match every request"
+                    f" this line matches{scope}")
+        shadows = ", ".join(str(n) for n, _ in sorted(blockers.items()))
+        return f"never decides: every request it matches is decided first by one of lines {shadows}{scope}"
+
+
+def _article(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+def _describe(point: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in point.items()) or "every fact has its default"

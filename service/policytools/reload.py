@@ -1,0 +1,262 @@
+"""Safe hot reload: the running server takes up edited policy files, never a broken one.
+
+Each process that serves (each gunicorn worker, or the --dev server) has a ``Reloader``:
+
+* a watcher thread compares the policy directory's content (the four policy files and
+  ``tests/``) with what it last saw, every ``poll`` seconds, and reloads on a change;
+  SIGHUP to the process, and ``POST /v1/policy/reload``, ask for a reload at once;
+* a candidate is read once into a snapshot directory, and that snapshot is *vetted*: it
+  must pass ``policy check`` and its own ``tests/`` suite. Only then is a new ``Policy``
+  built from it and swapped into the Authorizer whole (a Policy is never changed in place;
+  a request in flight keeps the one it started with). A refused candidate changes
+  nothing: the last good policy keeps serving, and the refusal is logged, counted in
+  ``STATS`` and shown by ``/readyz``;
+* accepted snapshots stay under a root shared by the workers of one server (``serve``
+  makes it), with ``CURRENT`` naming the last good one: a worker that starts later (a
+  respawn, or gunicorn's own SIGHUP restart) while the files on disk are broken serves
+  that instead of failing.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from audience_authz import metrics
+from audience_authz.engine.authorizer import Authorizer
+from audience_authz.engine.policy import POLICY_FILES, Policy, PolicyError
+from audience_authz.policytools.check import Problem, check_policy
+
+log = logging.getLogger("audience_authz.reload")
+TESTS_DIR = "tests"
+
+
+@dataclass
+class ReloadStats:
+    """This process's reload counters (exported as metrics) and its last refusal."""
+
+    loaded_total: int = 0  # candidates accepted and swapped in
+    refused_total: int = 0  # candidates refused (the last good policy kept serving)
+    last_error: dict | None = None  # the last refusal, until a good load or the files match again
+    last_loaded_at: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def readiness(self) -> dict:
+        with self.lock:
+            return {"policy_reloads": {"loaded": self.loaded_total, "refused": self.refused_total,
+                                       "last_loaded_at": self.last_loaded_at},
+                    "last_reload_error": self.last_error}
+
+
+STATS = ReloadStats()
+
+
+@dataclass
+class ReloadResult:
+    status: str  # "loaded", "unchanged" or "refused"
+    policy_version: str  # the version serving after this reload
+    previous_version: str
+    problems: list[Problem] = field(default_factory=list)
+
+    def body(self) -> dict:
+        body = {"status": self.status, "policy_version": self.policy_version,
+                "previous_version": self.previous_version}
+        if self.problems:
+            body["problems"] = [{"file": f, "line": n, "message": m} for f, n, m in self.problems]
+        return body
+
+
+def vet(directory: str | Path) -> list[Problem]:
+    """Why ``directory`` may not serve: ``policy check`` problems, then failing cases of its
+    own ``tests/`` suite (coverage gaps are for ``policy test`` and CI, not a refusal)."""
+    from audience_authz.policytools.cases import run_suite
+
+    directory = Path(directory)
+    problems = check_policy(directory)
+    if problems or not (directory / TESTS_DIR).is_dir():
+        return problems
+    report = run_suite(Policy.load(directory), directory / TESTS_DIR, coverage=False)
+    return [(f"{TESTS_DIR}/{r.case.file}", r.case.line, f"{r.status}: {r.case.name}: {'; '.join(r.messages)}")
+            for r in report.results if r.status != "pass"]
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+class Snapshots:
+    """Vetted copies of policy directories under ``root``; ``CURRENT`` names the last good."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @staticmethod
+    def read(directory: Path) -> dict[str, bytes]:
+        """The policy files and tests of ``directory``, read once."""
+        files = {name: (directory / name).read_bytes() for name in POLICY_FILES if (directory / name).is_file()}
+        tests = directory / TESTS_DIR
+        if tests.is_dir():
+            for path in sorted(tests.rglob("*")):
+                if path.is_file() and path.suffix in (".yaml", ".yml"):
+                    files[path.relative_to(directory).as_posix()] = path.read_bytes()
+        return files
+
+    @staticmethod
+    def fingerprint(files: dict[str, bytes]) -> str:
+        digest = hashlib.sha256()
+        for name, data in sorted(files.items()):
+            digest.update(name.encode() + b"\0" + data + b"\0")
+        return digest.hexdigest()
+
+    def write(self, files: dict[str, bytes]) -> Path:
+        """A new directory holding ``files`` exactly as they were read."""
+        path = self.root / f"incoming-{uuid.uuid4().hex}"
+        for name, data in files.items():
+            (path / name).parent.mkdir(parents=True, exist_ok=True)
+            (path / name).write_bytes(data)
+        return path
+
+    def keep(self, incoming: Path, version: str) -> Path:
+        """File a vetted snapshot under its version and name it CURRENT (atomically)."""
+        final = self.root / version
+        try:
+            incoming.rename(final)
+        except OSError:  # another worker filed the same version first: identical content
+            shutil.rmtree(incoming, ignore_errors=True)
+        pointer = self.root / f".CURRENT-{uuid.uuid4().hex}"
+        pointer.write_text(version)
+        os.replace(pointer, self.root / "CURRENT")
+        return final
+
+    def current(self) -> Path | None:
+        try:
+            path = self.root / (self.root / "CURRENT").read_text().strip()
+        except OSError:
+            return None
+        return path if path.is_dir() else None
+
+
+class Reloader:
+    """Keeps ``authz.policy`` on the last good version of ``directory``."""
+
+    def __init__(self, directory: str | Path, snapshots: Snapshots, poll: float = 1.0):
+        self.directory = Path(directory)
+        self.snapshots = snapshots
+        self.poll = poll
+        self.authz: Authorizer | None = None
+        self._seen: str | None = None  # fingerprint of the files last considered
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the first policy of this process --------------------------------------------------
+    def initial(self) -> Authorizer:
+        """The live files if they pass; else the last good snapshot (the refusal reported);
+        else PolicyError: there is nothing safe to serve."""
+        files = self.snapshots.read(self.directory)
+        self._seen = self.snapshots.fingerprint(files)
+        policy, problems = self._vetted(files)
+        if policy is None:
+            fallback = self.snapshots.current()
+            if fallback is None:
+                raise PolicyError(problems)
+            self.authz = Authorizer(Policy.load(fallback))
+            self._refused("start", problems)
+            log.warning("serving the last good policy %s from %s", self.authz.policy.version, fallback)
+        else:
+            self.authz = Authorizer(policy)
+        return self.authz
+
+    def _vetted(self, files: dict[str, bytes]) -> tuple[Policy | None, list[Problem]]:
+        incoming = self.snapshots.write(files)
+        try:
+            problems = vet(incoming)
+            if problems:
+                return None, problems
+            version = Policy.load(incoming).version
+            return Policy.load(self.snapshots.keep(incoming, version)), []
+        except Exception as exc:  # noqa: BLE001 - anything that goes wrong refuses the candidate
+            log.exception("vetting the policy candidate failed")
+            return None, [("policy", 0, f"the candidate could not be vetted: {type(exc).__name__}: {exc}")]
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)
+
+    # -- reloads ---------------------------------------------------------------------------
+    def reload(self, source: str) -> ReloadResult:
+        """Vet the files as they are now and, if they pass, serve them."""
+        with self._lock:
+            previous = self.authz.policy
+            try:
+                files = self.snapshots.read(self.directory)
+            except OSError as exc:
+                return self._refused(source, [("policy", 0, f"cannot read {self.directory}: {exc}")])
+            self._seen = self.snapshots.fingerprint(files)
+            policy, problems = self._vetted(files)
+            if policy is None:
+                return self._refused(source, problems)
+            with STATS.lock:
+                STATS.last_error = None
+                if policy.version != previous.version:
+                    STATS.loaded_total += 1
+                    STATS.last_loaded_at = _now()
+            if policy.version == previous.version:
+                return ReloadResult("unchanged", previous.version, previous.version)
+            self.authz.policy = policy  # one assignment: every later decision uses the new policy
+            metrics.policy_loaded(policy.version)
+            log.warning("policy reloaded (%s): %s -> %s", source, previous.version, policy.version)
+            return ReloadResult("loaded", policy.version, previous.version)
+
+    def _refused(self, source: str, problems: list[Problem]) -> ReloadResult:
+        serving = self.authz.policy.version if self.authz else ""
+        metrics.reload_failed()
+        with STATS.lock:
+            STATS.refused_total += 1
+            STATS.last_error = {"at": _now(), "source": source, "kept_version": serving or None,
+                                "problems": [{"file": f, "line": n, "message": m} for f, n, m in problems]}
+        log.warning("policy reload refused (%s); still serving %s: %s", source, serving or "nothing",
+                    "; ".join(f"{f}:{n}: {m}" for f, n, m in problems))
+        return ReloadResult("refused", serving, serving, problems)
+
+    # -- triggers --------------------------------------------------------------------------
+    def start(self) -> None:
+        """Watch the files (when ``poll`` > 0) and answer SIGHUP, in a daemon thread."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGHUP, lambda *_: self._wake.set())
+        self._thread = threading.Thread(target=self._watch, name="policy-reloader", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while True:
+            asked = self._wake.wait(self.poll if self.poll > 0 else None)
+            self._wake.clear()
+            try:
+                if asked:
+                    self.reload("signal")
+                elif self.snapshots.fingerprint(self.snapshots.read(self.directory)) != self._seen:
+                    self.reload("watch")
+            except Exception:  # noqa: BLE001 - the watcher must outlive any error
+                log.exception("policy watcher")
+
+
+def start(app, directory: str | Path, snapshot_root: str | Path | None = None, poll: float = 1.0) -> Authorizer:
+    """Set up this process's reloader: its first policy, its watcher and SIGHUP."""
+    root = snapshot_root
+    if root is None:  # a process on its own: its snapshots go when it does
+        root = tempfile.mkdtemp(prefix="audience-authz-policy-")
+        atexit.register(shutil.rmtree, root, True)
+    reloader = Reloader(directory, Snapshots(root), poll)
+    authz = reloader.initial()
+    reloader.start()
+    app.extensions["policy_reloader"] = reloader
+    return authz

@@ -1,0 +1,121 @@
+"""Binding the models to a database chosen by URL, and the one transaction of each action."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from urllib.parse import urlparse
+
+from peewee import PostgresqlDatabase
+from playhouse.db_url import connect
+
+from audience_authz.store import migrations
+from audience_authz.store.models import TABLES, database
+
+DEFAULT_POOL_SIZE = 32  # per process: at least the threads of a worker
+DEFAULT_POOL_TIMEOUT = 10  # seconds a request waits for a free connection when all are in use
+SQLITE_PRAGMAS = {
+    "journal_mode": "wal",  # readers never wait for the writer
+    "synchronous": "normal",  # durable at each WAL checkpoint; safe against process crashes
+    "foreign_keys": 1,
+    "busy_timeout": 10000,
+    # pages read straight from the OS page cache, without a read() system call per B-tree
+    # page of the hot path's lookups
+    "mmap_size": 1 << 30,
+    "cache_size": -16384,  # 16 MiB of page cache per connection
+}
+
+
+def init(url: str, create: bool = True, *, pool_size: int = DEFAULT_POOL_SIZE,
+         pool_timeout: int = DEFAULT_POOL_TIMEOUT, sqlite_busy_timeout_ms: int = SQLITE_PRAGMAS["busy_timeout"]):
+    """Connect the models to ``url`` (sqlite:///file or postgresql://...). With ``create``,
+    an empty database gets the schema and any other must have every migration applied
+    (else ``migrations.SchemaBehind``)."""
+    scheme = urlparse(url).scheme
+    if scheme in ("postgres", "postgresql"):
+        # pooled connections: a request takes one and gives it back at its end (http/app.py)
+        db = connect(url.replace(scheme + "://", "postgresql+pool://", 1),
+                     max_connections=pool_size, timeout=pool_timeout,
+                     stale_timeout=300)
+    elif scheme == "sqlite":
+        # BEGIN IMMEDIATE: a writer takes the lock up front, so two actions never deadlock;
+        # it waits up to busy_timeout for the lock (AUDIENCE_AUTHZ_SQLITE_BUSY_TIMEOUT_MS).
+        # Pooled as well: opening a SQLite connection and setting its pragmas costs far more
+        # than a decision, and closing the last one checkpoints the WAL; a request borrows an
+        # open connection instead (one thread at a time, hence check_same_thread off).
+        pragmas = {**SQLITE_PRAGMAS, "busy_timeout": sqlite_busy_timeout_ms}
+        db = connect(url.replace("sqlite://", "sqlite+pool://", 1), pragmas=pragmas,
+                     lock_type="IMMEDIATE", autoconnect=True, check_same_thread=False,
+                     max_connections=64, stale_timeout=3600)
+    else:
+        raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+    database.initialize(db)
+    if create:
+        migrations.ensure_current(db, TABLES)
+    return db
+
+
+def close() -> None:
+    """Close the database (e.g. in a parent process before gunicorn forks its workers)."""
+    if database.obj is not None:
+        if hasattr(database.obj, "close_all"):
+            database.obj.close_all()
+        elif not database.obj.is_closed():
+            database.obj.close()
+
+
+def is_postgres() -> bool:
+    return isinstance(database.obj, PostgresqlDatabase)
+
+
+@contextlib.contextmanager
+def transaction():
+    """One action, all or nothing."""
+    with database.atomic():
+        yield
+
+
+def lock_clause() -> str:
+    """Row lock for read-then-write in PostgreSQL; SQLite's IMMEDIATE lock covers it."""
+    return " FOR UPDATE" if is_postgres() else ""
+
+
+def insert_rows(table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Append many rows with one prepared statement (executemany; execute_values on
+    PostgreSQL, which sends them in pages instead of one round trip per row). The ORM's
+    insert_many builds the SQL text of every value in Python, which costs more than the
+    insert itself for thousands of rows."""
+    if not rows:
+        return
+    cols = ", ".join(columns)
+    if is_postgres():
+        from psycopg2.extras import execute_values
+
+        execute_values(database.cursor(), f"INSERT INTO {table} ({cols}) VALUES %s", rows, page_size=1000)
+    else:
+        marks = ", ".join([database.obj.param] * len(columns))
+        database.cursor().executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
+
+
+READY_LOCK_WAIT_MS = 1000
+
+
+def database_ready() -> bool:
+    """Readiness: the database answers, and (SQLite) a writer gets the lock within a second,
+    so a database locked by another process reads as not ready."""
+    try:
+        if is_postgres():
+            database.execute_sql("SELECT 1").fetchone()
+            return True
+        conn = database.connection()
+        wait = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        conn.execute(f"PRAGMA busy_timeout = {READY_LOCK_WAIT_MS}")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(wait)}")
+        return True
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        logging.getLogger("audience_authz").warning("readiness: database unavailable: %s", exc)
+        return False

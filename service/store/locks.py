@@ -1,0 +1,66 @@
+"""Locks that keep concurrent actions correct on PostgreSQL (SQLite's BEGIN IMMEDIATE
+already runs one writer at a time, so each helper is a no-op there).
+
+Lock order, the same in every action so that none can deadlock another: the ad group
+being upserted or the account/Business Center whose scope changes (advisory), then
+audience rows (sorted, ``lock_audiences``), then whatever rows the action writes, and
+last the event feed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+
+from audience_authz.store.db import is_postgres
+from audience_authz.store.models import database
+
+_AD_GROUP, _EVENT_FEED, _SCOPE = 1, 2, 3  # namespaces of the two-key advisory locks
+# False while ``actions.run`` has attempts left: a lock-order conflict is then retried
+# rather than resolved by locking out of order (which PostgreSQL's deadlock check backs up)
+final_attempt: contextvars.ContextVar[bool] = contextvars.ContextVar("final_attempt", default=True)
+
+
+class LockOrderConflict(Exception):
+    """A transaction found, under a row's lock, that it needs locks it could only take out
+    of order now (a deadlock risk): ``actions.run`` runs it again, when it knows them."""
+
+
+def take_late(ids) -> None:
+    """Audience locks found missing after a later lock: retry the transaction, or on its
+    last attempt take them out of order."""
+    if ids and is_postgres() and not final_attempt.get():
+        raise LockOrderConflict(f"needs {len(ids)} audience lock(s) it did not take first")
+    lock_audiences(ids)
+
+
+def lock_scope_change(kind: str, key: str) -> None:
+    """Serialize scope changes (moves, allowlisting) of one account or Business Center, so
+    each reads the state the previous one left before choosing its locks."""
+    if is_postgres():
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_SCOPE, f"{kind}:{key}"])
+
+
+def lock_audiences(ids) -> None:
+    """Row locks on audiences in a fixed (sorted) order, so concurrent actions on one
+    audience serialize."""
+    if is_postgres() and ids:
+        p = database.obj.param
+        database.execute_sql(
+            f"SELECT id FROM audience WHERE id IN ({', '.join([p] * len(ids))}) ORDER BY id FOR UPDATE",
+            sorted(ids))
+
+
+def lock_ad_group(ad_group_id: str) -> None:
+    """Serialize upserts of one ad group, its creation included (there is no row to lock
+    yet): two accounts racing to create the same id must not both pass the policy."""
+    if is_postgres():
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_AD_GROUP, ad_group_id])
+
+
+def lock_event_feed() -> None:
+    """Assign event ids in commit order: held from the first event insert to the commit,
+    so a feed reader paging with ``after=<last id>`` never skips an event that a slower
+    transaction with a smaller id commits later. Ids may still have holes (a rolled back
+    transaction used them), never a late arrival below an id already read."""
+    if is_postgres():
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s, 0)", [_EVENT_FEED])

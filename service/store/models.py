@@ -1,0 +1,130 @@
+"""The entities of SPEC §2 as Peewee models, bound at start-up through ``database``."""
+
+from __future__ import annotations
+
+import datetime
+
+import peewee as pw
+
+database = pw.DatabaseProxy()
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class BusinessCenter(BaseModel):
+    id = pw.CharField(primary_key=True, max_length=128)
+    name = pw.CharField(max_length=256)
+    cross_bc_allowlisted = pw.BooleanField(default=False)
+
+
+class Account(BaseModel):
+    id = pw.CharField(primary_key=True, max_length=128)
+    name = pw.CharField(max_length=256)
+    business_center = pw.ForeignKeyField(BusinessCenter, null=True, backref="accounts",
+                                         on_delete="RESTRICT", index=True)
+    terms_accepted_at = pw.DateTimeField(null=True)
+
+
+class Audience(BaseModel):
+    id = pw.CharField(primary_key=True, max_length=128)
+    owner_account = pw.ForeignKeyField(Account, backref="audiences", index=True)
+    name = pw.CharField(max_length=256)
+    type = pw.CharField(max_length=16)  # custom | lookalike
+    source = pw.CharField(max_length=32, default="")
+    seed_audience = pw.ForeignKeyField("self", null=True, backref="lookalikes", index=True)
+    status = pw.CharField(max_length=16, default="active")  # active | deleted
+    member_count = pw.IntegerField(default=0)
+    revision = pw.IntegerField(default=1)
+    created_at = pw.DateTimeField(default=utcnow)
+    updated_at = pw.DateTimeField(default=utcnow)
+    deleted_at = pw.DateTimeField(null=True)
+
+
+class Share(BaseModel):
+    id = pw.AutoField()
+    audience = pw.ForeignKeyField(Audience, backref="shares")
+    recipient_account = pw.ForeignKeyField(Account, backref="received_shares")
+    status = pw.CharField(max_length=16, default="active")  # active | stopped
+    created_at = pw.DateTimeField(default=utcnow)
+    created_by = pw.CharField(max_length=128)
+    stopped_at = pw.DateTimeField(null=True)
+    stopped_by = pw.CharField(max_length=128, null=True)
+    stop_action = pw.CharField(max_length=32, null=True)  # stop | owner_delete | recipient_remove
+
+    class Meta:
+        table_name = "audience_share"  # SHARE is an SQL keyword
+        indexes = (
+            (("audience", "recipient_account", "status"), False),
+            (("recipient_account", "status"), False),
+        )
+
+
+# At most one active share per (audience, recipient), kept by the database itself.
+Share.add_index(Share.index(Share.audience, Share.recipient_account, unique=True,
+                            where=(Share.status == "active"), name="audience_share_one_active"))
+
+
+class AdGroup(BaseModel):
+    id = pw.CharField(primary_key=True, max_length=128)
+    account = pw.ForeignKeyField(Account, backref="ad_groups", index=True)
+    name = pw.CharField(max_length=256)
+    status = pw.CharField(max_length=16, default="enabled")  # enabled | paused
+    updated_at = pw.DateTimeField(default=utcnow)
+
+
+class AdGroupAudience(BaseModel):
+    """One audience in an ad group's include or exclude list, in list order."""
+
+    ad_group = pw.ForeignKeyField(AdGroup, backref="targeting", on_delete="CASCADE")
+    audience = pw.ForeignKeyField(Audience, backref="targeted_by")
+    mode = pw.CharField(max_length=8)  # include | exclude
+    position = pw.IntegerField(default=0)
+
+    class Meta:
+        primary_key = pw.CompositeKey("ad_group", "audience")
+        indexes = ((("audience", "ad_group"), False),)
+
+
+class Event(BaseModel):
+    """Append-only: every applied side effect and state change, in order."""
+
+    id = pw.AutoField()
+    type = pw.CharField(max_length=32)
+    audience_id = pw.CharField(max_length=128, null=True, index=True)
+    account_id = pw.CharField(max_length=128, null=True)
+    decision_id = pw.CharField(max_length=64, null=True)
+    payload = pw.TextField()  # JSON
+    at = pw.DateTimeField(default=utcnow)
+
+
+class DecisionLog(BaseModel):
+    id = pw.AutoField()
+    decision_id = pw.CharField(max_length=64, unique=True)
+    at = pw.DateTimeField(default=utcnow)
+    principal = pw.CharField(max_length=128)
+    action = pw.CharField(max_length=32)
+    resource = pw.TextField()  # JSON
+    decision = pw.CharField(max_length=8)
+    reasons = pw.TextField()  # JSON
+    policy_version = pw.CharField(max_length=64)
+    relation = pw.CharField(max_length=16)
+    facts = pw.TextField()  # JSON: what the decision was made on, for replay and audit
+    rule_line = pw.IntegerField(null=True)  # the policy.csv line that decided
+
+
+# Covering indexes of the hot path (engine/facts.py): the facts of an audience or an
+# account come from one index B-tree, without a second lookup into the table.
+Audience.add_index(Audience.index(Audience.id, Audience.owner_account, Audience.type, Audience.source,
+                                  Audience.status, Audience.seed_audience, name="audience_facts"))
+Account.add_index(Account.index(Account.id, Account.business_center, Account.terms_accepted_at,
+                                name="account_facts"))
+
+TABLES = [BusinessCenter, Account, Audience, Share, AdGroup, AdGroupAudience, Event, DecisionLog]

@@ -1,9 +1,10 @@
 """``/docs``: the API's OpenAPI document in Swagger UI, served by the service itself.
 
-The page and its scripts (bundled by the flask-openapi3-swagger package; nothing is fetched
-from the internet) are open to read without a token: they hold the contract, no data.
-The document is embedded in the page, so it loads without a token too; "Authorize" in the
-page takes the bearer token for "Try it out".
+The page and its scripts come bundled in the flask-openapi3-swagger package (nothing is
+fetched from the internet). Like every path but ``/healthz`` they need the bearer token
+(``http/auth.py``; SPEC §4): open the page through a proxy or browser extension that adds
+the ``Authorization`` header. The document is embedded in the page, so no second request
+fetches it; "Authorize" in the page takes the token for "Try it out".
 """
 
 from __future__ import annotations

@@ -99,7 +99,8 @@ def upward_imports(modules: dict[str, tuple[str, str]], sources: dict[str, str])
     for module, (path, layer) in sorted(modules.items()):
         for target in sorted(imported(sources[module], module, path.endswith("__init__.py"), known)):
             target_path, target_layer = modules[target]
-            if RANK[target_layer] > RANK[layer]:
+            # upwards, or sideways between the two layers that share a rank
+            if RANK[target_layer] > RANK[layer] or (RANK[target_layer] == RANK[layer] and target_layer != layer):
                 problems.append(f"service/{path} ({layer}) imports {target} ({target_layer})")
     return problems
 
@@ -130,6 +131,7 @@ def test_every_layer_is_a_known_one_and_a_subpackage_is_one_layer():
 
 
 def test_no_module_imports_from_a_layer_above_its_own():
+    """Nor do actions and policytools, side by side on the engine, import each other."""
     modules = layers()
     sources = {module: (SERVICE / path).read_text() for module, (path, _) in modules.items()}
     problems = upward_imports(modules, sources)
@@ -153,3 +155,12 @@ def test_the_layer_check_sees_an_upward_import():
             "service/store/models.py (store) imports audience_authz.http.errors (http)"], source
     sources = {name: "" for name in modules} | {"audience_authz.store.models": "from audience_authz import vocabulary"}
     assert upward_imports(modules, sources) == []
+
+
+def test_the_layer_check_keeps_actions_and_policytools_apart():
+    modules = {"audience_authz.actions.sharing": ("actions/sharing.py", "actions"),
+               "audience_authz.policytools.check": ("policytools/check.py", "policytools")}
+    sources = {"audience_authz.actions.sharing": "from audience_authz.policytools.check import check_policy",
+               "audience_authz.policytools.check": ""}
+    assert upward_imports(modules, sources) == [
+        "service/actions/sharing.py (actions) imports audience_authz.policytools.check (policytools)"]

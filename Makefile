@@ -43,7 +43,7 @@ migrate: install
 clean:
 	rm -rf $(VENV) *.egg-info audience-authz.db audience-authz.db-wal audience-authz.db-shm
 
-# The benchmark (bench/run.py; README "Performance"): a 1M-audience store, the service beside
+# The benchmark (bench/run.py; docs/performance.md): a 1M-audience store, the service beside
 # cedarpy and stock pycasbin, HTTP under gunicorn with wrk. bench-quick: a tenth, < 2 minutes.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -1,6 +1,6 @@
 """The hot path's SQL reads through indexes only (SQLite's EXPLAIN QUERY PLAN): every form
 of the facts statement, and the queries that plan effects and list attached ad groups.
-A table scan here would make a decision's cost grow with the store (README, Performance)."""
+A table scan here would make a decision's cost grow with the store (docs/performance.md)."""
 
 from __future__ import annotations
 

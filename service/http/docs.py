@@ -2,7 +2,7 @@
 
 The page and its scripts come bundled in the flask-openapi3-swagger package (nothing is
 fetched from the internet). Like every path but ``/healthz`` they need the bearer token
-(``http/auth.py``; SPEC §4): open the page through a proxy or browser extension that adds
+(``http/auth.py``; docs/spec.md §4): open the page through a proxy or browser extension that adds
 the ``Authorization`` header. The document is embedded in the page, so no second request
 fetches it; "Authorize" in the page takes the token for "Try it out".
 """

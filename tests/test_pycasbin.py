@@ -35,6 +35,7 @@ def enforce_ex(self, *rvals):  # parses matchers its own way: a subclass's hook 
             type(self)._get_expression = own
 CoreEnforcer.enforce_ex = enforce_ex
 """,
+    "the enforcer took a name the engine uses": "CoreEnforcer._conditions = None",
     "the policy-line reader splits at every comma": (
         "casbin.persist.load_policy_line = lambda line, model: "
         "model['p']['p'].policy.append([t.strip() for t in line.split(',')][1:])"),
@@ -43,6 +44,7 @@ WHAT_IT_SAYS = {
     "the matcher hook is gone": "casbin.Enforcer._get_expression, the matcher hook, is gone",
     "the matcher hook rewrites differently": "Enforcer._get_expression rewrites 'a && !b || c != d' as",
     "enforce_ex no longer calls the hook": "enforce_ex no longer parses matchers through Enforcer._get_expression",
+    "the enforcer took a name the engine uses": "casbin.Enforcer now has attributes of its own named ['_conditions']",
     "the policy-line reader splits at every comma": "load_policy_line no longer splits a policy line at its top-level",
 }
 

@@ -107,13 +107,17 @@ m = r.rel == p.rel && !(r.act != p.act) && holds(p.cond, r.f)
 """
 
 
+_OWN_ATTRIBUTES = {"_parsed", "_conditions", "_holds"}  # what _Enforcer adds to pycasbin's class
+
+
 @functools.cache
 def check_pycasbin() -> None:
     """Prove, once per process, that the installed pycasbin still works the way this
     module relies on: its private matcher hook exists, is called by ``enforce_ex`` (so
     ``_Enforcer``'s override is the one evaluating), rewrites ``&& || !`` as before, the
-    first matching line decides and is the one reported, and its policy-line reader splits
-    lines as before. Else ``PycasbinMismatch``, naming the release and the tested range."""
+    first matching line decides and is the one reported, its policy-line reader splits
+    lines as before, and the names ``_Enforcer`` adds are not pycasbin's. Else
+    ``PycasbinMismatch``, naming the release, what changed and the tested range."""
     version = importlib.metadata.version("pycasbin")
     try:
         problem = _pycasbin_problem()
@@ -134,10 +138,13 @@ def _pycasbin_problem() -> str | None:
         return f"Enforcer._get_expression rewrites 'a && !b || c != d' as {rewritten!r}"
     if _read_line("p, r, a, holds(x, [1, 2]), allow, why, e:1") != ["r", "a", "holds(x, [1, 2])", "allow", "why", "e:1"]:
         return "casbin.persist.load_policy_line no longer splits a policy line at its top-level commas"
-    model = casbin.Enforcer.new_model(text=_PROBE_MODEL)
+    stock = casbin.Enforcer(casbin.Enforcer.new_model(text=_PROBE_MODEL))
+    taken = _OWN_ATTRIBUTES & (set(dir(stock)) | set(vars(stock)))
+    if taken:
+        return f"casbin.Enforcer now has attributes of its own named {sorted(taken)}, which _Enforcer sets"
     lines = [["r", "a", "r.f.n > 1", "deny", "first", ""], ["r", "a", "r.f.n > 1", "allow", "second", ""],
              ["r", "a", "True", "allow", "last", ""]]
-    probe = _enforcer(model, lines)
+    probe = _enforcer(casbin.Enforcer.new_model(text=_PROBE_MODEL), lines)
     answers = [probe.enforce_ex("r", "a", _Probe(n)) for n in (2, 0)]
     if getattr(probe._parsed, "cache", None) is None:
         return "enforce_ex no longer parses matchers through Enforcer._get_expression"

@@ -29,7 +29,21 @@ def _policy_dir(policy_dir):
     return settings(policy_dir=policy_dir).policy_dir
 
 
-@click.group()
+class _Main(click.Group):
+    """Ends a command that cannot run with the installed pycasbin with one line saying why."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except RuntimeError as exc:
+            from audience_authz.engine.policy import PycasbinMismatch  # imported late: it loads pycasbin
+
+            if isinstance(exc, PycasbinMismatch):
+                raise click.ClickException(str(exc)) from None
+            raise
+
+
+@click.group(cls=_Main)
 def main():
     """Audience sharing authorization service."""
 
@@ -59,13 +73,14 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
 
         # the workers' shared metrics: before prometheus_client is imported
         prepare_metrics_dir(chosen.prometheus_multiproc_dir)
-    from audience_authz.engine.policy import PolicyError
+    from audience_authz.engine.policy import PolicyError, check_pycasbin
     from audience_authz.http import logs
     from audience_authz.http.app import create_app, generated_token
     from audience_authz.policytools.reload import Reloader, Snapshots
     from audience_authz.store import db
 
     logs.configure(chosen.log_level)
+    check_pycasbin()  # before anything is made: this pycasbin may decide nothing
     if not chosen.token_list:
         token = generated_token()
         chosen = chosen.model_copy(update={"tokens": token})
@@ -100,14 +115,15 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
             shutil.rmtree(snapshots.root, ignore_errors=True)
 
 
-def _init_database(database_url):
-    """Bind the database; a schema behind this release's migrations is refused."""
+def _init_database(database_url, create=True):
+    """Bind the database; a schema behind this release's migrations, an unknown kind of
+    URL or a missing driver is a one-line error, not a traceback."""
     from audience_authz.store import db
     from audience_authz.store.migrations import SchemaBehind
 
     try:
-        return db.init(_database_url(database_url))
-    except SchemaBehind as exc:
+        return db.init(_database_url(database_url), create=create)
+    except (SchemaBehind, db.DatabaseUrlError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -169,7 +185,7 @@ def migrate(database_url, check):
     from audience_authz.store import db
     from audience_authz.store import migrations
 
-    database = db.init(_database_url(database_url), create=False)
+    database = _init_database(database_url, create=False)
     with database.connection_context():
         pending = migrations.pending(database)
         applied = migrations.applied(database)
@@ -293,7 +309,7 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, fmt, 
         since_at = policydiff.parse_since(since) if since else None
     except ValueError:
         raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
-    db.init(_database_url(database_url), create=False)
+    _init_database(database_url, create=False)
     try:
         query = policydiff.select(last, since_at)
         with click.progressbar(query.iterator(), length=query.count(), label="replaying decisions",

@@ -8,12 +8,20 @@ pycasbin. Two things are done for speed, neither changes a decision:
   which loses the order a first-match policy depends on);
 * each enforcer keeps the expressions it has parsed, per thread, instead of re-parsing
   the matcher text of every line on every call as stock pycasbin does.
+
+The second relies on a private pycasbin hook, ``Enforcer._get_expression`` (pycasbin
+has no public one); ``check_pycasbin`` proves at the first load of a process that the
+installed release still calls it and still decides as this module expects, and otherwise
+stops the process with ``PycasbinMismatch`` before any decision is made.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import importlib.metadata
+import inspect
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +46,21 @@ class PolicyError(Exception):
         super().__init__("; ".join(f"{f}:{n}: {m}" for f, n, m in problems))
 
 
+# The pycasbin releases this module was tested with (pyproject.toml pins the same range).
+TESTED_PYCASBIN = ">=2.8,<2.9"
+POLICY_COLUMNS = ("rel", "act", "cond", "eft", "reason", "effects")  # p = ... in model.conf
+
+
+class PycasbinMismatch(RuntimeError):
+    """The installed pycasbin does not behave as this module relies on: nothing may be decided."""
+
+
+def casbin_syntax(expr: str) -> str:
+    """A matcher as the Python expression pycasbin evaluates (``&&``, ``||``, ``!``
+    rewritten by pycasbin itself, so the service reads matchers exactly as Casbin does)."""
+    return casbin.Enforcer._get_expression(expr, None).expr
+
+
 class _Enforcer(casbin.Enforcer):
     """pycasbin's enforcer with its parsed matcher expressions kept (per thread)."""
 
@@ -54,15 +77,85 @@ class _Enforcer(casbin.Enforcer):
             compiled = self._conditions[cond] = Compiled(cond)
         return compiled.eval({"r": _Request(facts)})
 
-    def _get_expression(self, expr, functions=None):
+    def _get_expression(self, expr, functions=None):  # overrides pycasbin's private hook
         cache = getattr(self._parsed, "cache", None)
         if cache is None:
             cache = self._parsed.cache = {}
         parsed = cache.get(expr)
         if parsed is None:
-            translated = casbin.Enforcer._get_expression(expr, functions).expr  # && || ! as Casbin reads them
-            parsed = cache[expr] = Compiled(translated, functions)
+            parsed = cache[expr] = Compiled(casbin_syntax(expr), functions)
         return parsed
+
+
+def _enforcer(model, lines: list[list[str]]) -> _Enforcer:
+    """An enforcer of ``model`` (a model.conf path or a casbin Model) over ``lines`` in order."""
+    enforcer = _Enforcer(model)
+    if lines:
+        enforcer.get_model().add_policies("p", "p", lines)
+    return enforcer
+
+
+_PROBE_MODEL = f"""
+[request_definition]
+r = rel, act, f
+[policy_definition]
+p = {", ".join(POLICY_COLUMNS)}
+[policy_effect]
+e = priority(p.eft) || deny
+[matchers]
+m = r.rel == p.rel && !(r.act != p.act) && holds(p.cond, r.f)
+"""
+
+
+_OWN_ATTRIBUTES = {"_parsed", "_conditions", "_holds"}  # what _Enforcer adds to pycasbin's class
+
+
+@functools.cache
+def check_pycasbin() -> None:
+    """Prove, once per process, that the installed pycasbin still works the way this
+    module relies on: its private matcher hook exists, is called by ``enforce_ex`` (so
+    ``_Enforcer``'s override is the one evaluating), rewrites ``&& || !`` as before, the
+    first matching line decides and is the one reported, its policy-line reader splits
+    lines as before, and the names ``_Enforcer`` adds are not pycasbin's. Else
+    ``PycasbinMismatch``, naming the release, what changed and the tested range."""
+    version = importlib.metadata.version("pycasbin")
+    try:
+        problem = _pycasbin_problem()
+    except Exception as exc:  # noqa: BLE001 - any failure of the probe is the mismatch
+        problem = f"the probe failed: {type(exc).__name__}: {exc}"
+    if problem:
+        raise PycasbinMismatch(
+            f"pycasbin {version} is not a release audience-authz works with ({problem}); "
+            f"install a tested one: pip install 'pycasbin{TESTED_PYCASBIN}'")
+
+
+def _pycasbin_problem() -> str | None:
+    hook = inspect.getattr_static(casbin.Enforcer, "_get_expression", None)
+    if not isinstance(hook, staticmethod):
+        return "casbin.Enforcer._get_expression, the matcher hook, is gone or no longer a static method"
+    rewritten = casbin_syntax("a && !b || c != d")
+    if rewritten.split() != "a and not b or c != d".split():
+        return f"Enforcer._get_expression rewrites 'a && !b || c != d' as {rewritten!r}"
+    if _read_line("p, r, a, holds(x, [1, 2]), allow, why, e:1") != ["r", "a", "holds(x, [1, 2])", "allow", "why", "e:1"]:
+        return "casbin.persist.load_policy_line no longer splits a policy line at its top-level commas"
+    stock = casbin.Enforcer(casbin.Enforcer.new_model(text=_PROBE_MODEL))
+    taken = _OWN_ATTRIBUTES & (set(dir(stock)) | set(vars(stock)))
+    if taken:
+        return f"casbin.Enforcer now has attributes of its own named {sorted(taken)}, which _Enforcer sets"
+    lines = [["r", "a", "r.f.n > 1", "deny", "first", ""], ["r", "a", "r.f.n > 1", "allow", "second", ""],
+             ["r", "a", "True", "allow", "last", ""]]
+    probe = _enforcer(casbin.Enforcer.new_model(text=_PROBE_MODEL), lines)
+    answers = [probe.enforce_ex("r", "a", _Probe(n)) for n in (2, 0)]
+    if getattr(probe._parsed, "cache", None) is None:
+        return "enforce_ex no longer parses matchers through Enforcer._get_expression"
+    if [(allowed, list(rule)) for allowed, rule in answers] != [(False, lines[0]), (True, lines[2])]:
+        return f"enforce_ex answers {answers} where the first matching line should decide"
+    return None
+
+
+@dataclass(frozen=True)
+class _Probe:
+    n: int
 
 
 class _Request:
@@ -127,6 +220,7 @@ class Policy:
     @classmethod
     def load(cls, directory: str | Path | None = None) -> "Policy":
         """The policy of ``directory`` (default: the shipped one)."""
+        check_pycasbin()
         directory = Path(directory) if directory is not None else shipped_policy_dir()
         missing = [(name, 0, "file is missing") for name in POLICY_FILES
                    if not (directory / name).is_file()]
@@ -154,11 +248,8 @@ class Policy:
         pairs = {(rel, act) for rel in RELATIONS for act in ACTIONS}
         pairs |= {(r.rel, r.act) for r in self.rules if "*" not in (r.rel, r.act)}
         for rel, act in pairs:
-            enforcer = _Enforcer(model_path)
             lines = [list(r.values) for r in self.rules if r.rel in ("*", rel) and r.act in ("*", act)]
-            if lines:
-                enforcer.get_model().add_policies("p", "p", lines)
-            self._enforcers[(rel, act)] = enforcer
+            self._enforcers[(rel, act)] = _enforcer(model_path, lines)
         self._by_values = {}
         for rule in self.rules:  # an exact repeat of a line never decides: the first one does
             self._by_values.setdefault(rule.values, rule)
@@ -182,17 +273,32 @@ class Policy:
         return self.reasons.get(code, code.replace("_", " "))
 
 
-def _read_rules(path: Path) -> list[Rule]:
-    from casbin.persist.adapter import _extract_tokens  # Casbin's own CSV line reader
+def _read_line(text: str) -> list[str] | None:
+    """The fields of a ``p`` line, split by Casbin's own policy-line reader (commas inside
+    brackets or parentheses stay in their field); None for a line of another type."""
+    model = casbin.Model()
+    model.add_def("p", "p", ", ".join(POLICY_COLUMNS))
+    casbin.persist.load_policy_line(text, model)
+    lines = model["p"]["p"].policy
+    return lines[0] if lines else None
 
+
+def _read_rules(path: Path) -> list[Rule]:
     rules, problems = [], []
     for number, text in enumerate(path.read_text().splitlines(), start=1):
-        tokens = _extract_tokens(text.strip())
-        if not tokens or tokens[0] != "p":
-            if tokens and tokens[0]:
-                problems.append((path.name, number, f"unknown line type {tokens[0]!r}"))
+        text = text.strip()
+        if not text or text.startswith("#"):
             continue
-        values = tokens[1:]
+        kind = text.split(",", 1)[0].strip()
+        try:
+            values = _read_line(text) if kind == "p" else None
+        except IndexError:  # a closing bracket without its opening one
+            problems.append((path.name, number, "unbalanced brackets or parentheses"))
+            continue
+        if values is None:
+            problems.append((path.name, number, f"unknown line type {kind!r}"))
+            continue
+        values = list(values)
         if len(values) == 5:
             values.append("")
         if len(values) != 6:

@@ -32,7 +32,7 @@ from audience_authz.vocabulary import DISCONNECT_OUTCOMES, EFFECTS, FACT_TYPES
 from audience_authz.engine.expressions import Compiled, ExpressionError, names_in
 from audience_authz.engine.policy import (ACCOUNT_ACTIONS, ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, POLICY_FILES, RELATIONS,
                      SERVICE_REASONS,
-                     Policy, PolicyError, Rule)
+                     Policy, PolicyError, Rule, casbin_syntax, check_pycasbin)
 
 Problem = tuple[str, int, str]
 POINT_BUDGET = 150_000
@@ -43,6 +43,7 @@ _OTHER = "<other>"  # a string value no condition names
 
 
 def check_policy(directory) -> list[Problem]:
+    check_pycasbin()  # PycasbinMismatch: no policy can be checked (or served) with this pycasbin
     directory = Path(directory)
     missing = [(name, 0, "file is missing") for name in POLICY_FILES if not (directory / name).is_file()]
     if missing:
@@ -96,9 +97,7 @@ def _model_problems(directory: Path) -> list[Problem]:
         found.append(("model.conf", 0, "[matchers] m = ... is missing"))
     else:
         try:
-            import casbin
-
-            translated = casbin.Enforcer._get_expression(m.value, None).expr
+            translated = casbin_syntax(m.value)
             Compiled(translated, {"holds": None})
             unknown = {n.id for n in ast.walk(ast.parse(translated.strip(), mode="eval"))
                        if isinstance(n, ast.Name)} - set(REQUEST_TOKENS) - set(POLICY_TOKENS) - {"holds", "True", "False"}

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from audience_authz import metrics
 from audience_authz.engine.authorizer import Authorizer
-from audience_authz.engine.policy import POLICY_FILES, Policy, PolicyError
+from audience_authz.engine.policy import POLICY_FILES, Policy, PolicyError, PycasbinMismatch
 from audience_authz.policytools.check import Problem, check_policy
 
 log = logging.getLogger("audience_authz.reload")
@@ -186,6 +186,8 @@ class Reloader:
                 return None, problems
             version = Policy.load(incoming).version
             return Policy.load(self.snapshots.keep(incoming, version)), []
+        except PycasbinMismatch:
+            raise  # not the candidate's fault: no policy can be served with this pycasbin
         except Exception as exc:  # noqa: BLE001 - anything that goes wrong refuses the candidate
             log.exception("vetting the policy candidate failed")
             return None, [("policy", 0, f"the candidate could not be vetted: {type(exc).__name__}: {exc}")]

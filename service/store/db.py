@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 from urllib.parse import urlparse
 
@@ -26,6 +27,10 @@ SQLITE_PRAGMAS = {
 }
 
 
+class DatabaseUrlError(ValueError):
+    """The database URL names a kind of database this installation cannot open."""
+
+
 def init(url: str, create: bool = True, *, pool_size: int = DEFAULT_POOL_SIZE,
          pool_timeout: int = DEFAULT_POOL_TIMEOUT, sqlite_busy_timeout_ms: int = SQLITE_PRAGMAS["busy_timeout"]):
     """Connect the models to ``url`` (sqlite:///file or postgresql://...). With ``create``,
@@ -33,6 +38,10 @@ def init(url: str, create: bool = True, *, pool_size: int = DEFAULT_POOL_SIZE,
     (else ``migrations.SchemaBehind``)."""
     scheme = urlparse(url).scheme
     if scheme in ("postgres", "postgresql"):
+        if importlib.util.find_spec("psycopg2") is None:  # an extra: pip install 'audience-authz[postgresql]'
+            raise DatabaseUrlError(
+                f"{scheme}:// needs PostgreSQL's driver psycopg2, which is not installed: "
+                "pip install 'audience-authz[postgresql]' (or psycopg2-binary)")
         # pooled connections: a request takes one and gives it back at its end (http/app.py)
         db = connect(url.replace(scheme + "://", "postgresql+pool://", 1),
                      max_connections=pool_size, timeout=pool_timeout,
@@ -48,7 +57,7 @@ def init(url: str, create: bool = True, *, pool_size: int = DEFAULT_POOL_SIZE,
                      lock_type="IMMEDIATE", autoconnect=True, check_same_thread=False,
                      max_connections=64, stale_timeout=3600)
     else:
-        raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+        raise DatabaseUrlError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
     database.initialize(db)
     if create:
         migrations.ensure_current(db, TABLES)

@@ -61,13 +61,16 @@ def create_audience(authz: Authorizer, principal: str, audience_id: str | None, 
                         member_count=member_count)
         record_event("audience_created", outcome, audience_id=new_id, account_id=principal, name=name,
                audience_type="custom", source=source)
-        return {"audience": audience_view(Audience.get_by_id(new_id), "owner", []), "effects": []}
-    return _with_actions(authz, principal, run(work))
+        return _with_actions(authz, principal, {"audience": audience_view(Audience.get_by_id(new_id), "owner", []),
+                                                "effects": []})
+    return run(work)
 
 
 
 def _with_actions(authz: Authorizer, principal: str, result: dict) -> dict:
-    """Fill in the ``actions`` of a freshly created or changed audience."""
+    """Fill in the ``actions`` of a freshly created or changed audience, inside the action's
+    transaction: a fault here rolls the change back instead of answering an error after it
+    committed."""
     audience = result["audience"]
     gathered = authz.check(Request(principal, "delete", audience["id"]), log=False,
                            plan_effects=False).gathered
@@ -100,8 +103,9 @@ def edit_audience(authz: Authorizer, principal: str, audience_id: str, name: str
                      "remove": max(0, audience.member_count - members["count"]),
                      "replace": members["count"]}[members["op"]]
             audience.member_count = changes["member_count"] = count
-        return _save_revision(audience, outcome, "audience_updated", changes=changes)
-    return _with_actions(authz, principal, run(work))
+        return _with_actions(authz, principal,
+                             _save_revision(audience, outcome, "audience_updated", changes=changes))
+    return run(work)
 
 
 
@@ -153,8 +157,9 @@ def create_lookalike(authz: Authorizer, principal: str, seed_id: str, lookalike_
                         seed_audience=seed_id, member_count=seed.member_count * 10)
         record_event("lookalike_created", outcome, audience_id=new_id, account_id=principal,
                seed_audience_id=seed_id, name=name)
-        return {"audience": audience_view(Audience.get_by_id(new_id), "owner", []), "effects": []}
-    return _with_actions(authz, principal, run(work))
+        return _with_actions(authz, principal, {"audience": audience_view(Audience.get_by_id(new_id), "owner", []),
+                                                "effects": []})
+    return run(work)
 
 
 
@@ -166,5 +171,5 @@ def refresh_lookalike(authz: Authorizer, principal: str, audience_id: str) -> di
             return Denied([outcome])
         audience = Audience.get_by_id(audience_id)
         audience.member_count = audience.seed_audience.member_count * 10
-        return _save_revision(audience, outcome, "lookalike_refreshed")
-    return _with_actions(authz, principal, run(work))
+        return _with_actions(authz, principal, _save_revision(audience, outcome, "lookalike_refreshed"))
+    return run(work)

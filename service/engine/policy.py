@@ -13,6 +13,7 @@ pycasbin. Two things are done for speed, neither changes a decision:
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import threading
 from dataclasses import dataclass, field
@@ -121,6 +122,8 @@ class Policy:
     facts_schema: dict[str, dict]
     reasons: dict[str, str]
     facts_class: type
+    loaded_at: datetime.datetime = field(  # when this process built it (shown by the console)
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc), compare=False)
     _enforcers: dict[tuple[str, str], _Enforcer] = field(default_factory=dict, repr=False)
 
     # -- loading ---------------------------------------------------------------------------

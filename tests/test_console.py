@@ -61,8 +61,8 @@ def page(browser, live, request):
     context = browser.new_context(base_url=live.base_url, viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.set_default_timeout(15_000)
-    yield page
     ARTIFACTS.mkdir(exist_ok=True)
+    yield page
     page.screenshot(path=str(ARTIFACTS / f"console-{request.node.name}.png"), full_page=True)
     context.close()
 
@@ -113,7 +113,7 @@ def test_rules_and_matrix_show_the_shipped_policy(page):
     expect(reshare).to_contain_text(policy.message("reshare_forbidden"))
     expect(reshare.locator("details summary")).to_contain_text("case")  # the shipped tests reach it
     expect(page.locator("h2", has_text="the recipient's column")).to_be_visible()
-    page.screenshot(path=str(ARTIFACTS / "console-rules.png"))
+    page.screenshot(path=str(ARTIFACTS / "console-rules.png"))  # docs/console.md shows these
 
     page.goto("/console/matrix")
     access = page.locator("table.matrix").first
@@ -153,6 +153,8 @@ def test_try_a_decision_shows_the_deciding_line_and_facts(page, api):
     facts = page.locator("#facts")
     expect(facts.locator("tr", has_text="audience_known")).to_contain_text("true")
     expect(page.locator("#relation")).to_have_text("recipient")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / "console-try.png"))
 
     page.fill("#account", w.owner)  # the owner may share it: an allow with its line
     page.click("#decide")

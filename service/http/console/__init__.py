@@ -14,6 +14,7 @@ path imports it: the API loads none of its code or dependencies per request.
 from __future__ import annotations
 
 import datetime
+import threading
 from pathlib import Path
 
 from flask import Blueprint
@@ -27,7 +28,7 @@ bp = Blueprint("console", __name__, url_prefix=PREFIX, template_folder="template
 
 def register(app, settings) -> None:
     """Mount the console on ``app``: session settings, the access checks, the pages."""
-    from audience_authz.http.console import access, pages  # noqa: F401 - their routes join bp
+    from audience_authz.http.console import access, pages, policyview  # noqa: F401 - their routes join bp
 
     app.secret_key = settings.console_secret.get_secret_value()
     app.config.update(
@@ -40,3 +41,6 @@ def register(app, settings) -> None:
     )
     access.register(app, settings)
     app.register_blueprint(bp)
+    # the rules view runs the policy's test cases (~0.1 s): once per version, not on a first visit
+    threading.Thread(target=policyview.of, args=(app.extensions["authz"].policy,), name="console-warm-up",
+                     daemon=True).start()

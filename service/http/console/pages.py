@@ -59,7 +59,8 @@ def home():
 @bp.get("/rules")
 def rules():
     view = policyview.of(_authz().policy)
-    return _page("rules.html", title="Rules", view=view, highlight=request.args.get("line", type=int))
+    return _page("rules.html", title="Rules", view=view, highlight=request.args.get("line", type=int),
+                 policy_dir=_policy_dir())
 
 
 @bp.get("/matrix")
@@ -167,6 +168,16 @@ def decision(key: int):
                  resource=json.loads(row.resource), reasons=json.loads(row.reasons), rule=rule, source=source)
 
 
+@bp.get("/decisions/id/<decision_id>")
+def decision_by_id(decision_id: str):
+    """A decision by the id its answer gave (the unique index on decision_id)."""
+    found = queries.decisions_by_id({decision_id[:64]}).get(decision_id)
+    if found is None:
+        return render_template("error.html", title="Not found",
+                               message=f"no decision {decision_id[:64]!r} in the log (yet)"), 404
+    return redirect(url_for("console.decision", key=found.id))
+
+
 def _snapshot(version: str) -> Policy | None:
     reloader = current_app.extensions.get("policy_reloader")
     if reloader is None or not version.isalnum():
@@ -188,10 +199,14 @@ def candidate():
     return _candidate_page(directory=directory, last=last, analysis=analysis)
 
 
-def _candidate_page(**context):
+def _policy_dir() -> Path:
+    """The policy directory the server watches (what serves is its vetted snapshot)."""
     reloader = current_app.extensions.get("policy_reloader")
-    return _page("candidate.html", title="Candidate", replay_max=REPLAY_MAX,
-                 policy_dir=reloader.directory if reloader else _authz().policy.directory,
+    return reloader.directory if reloader else _authz().policy.directory
+
+
+def _candidate_page(**context):
+    return _page("candidate.html", title="Candidate", replay_max=REPLAY_MAX, policy_dir=_policy_dir(),
                  **{"directory": "", "last": REPLAY_DEFAULT, "analysis": None, "reload": None, **context})
 
 

@@ -228,6 +228,12 @@ def test_candidate_that_lets_recipients_reshare_counts_the_changed_decisions(pag
     expect(page.locator("#safety-placeholder")).to_be_visible()
     page.screenshot(path=str(ARTIFACTS / "console-candidate.png"), full_page=True)
 
+    page.fill("#directory", "")  # the same candidate as an uploaded policy.csv
+    page.set_input_files("#files", str(csv))
+    page.click("#analyse")
+    expect(page.locator("#check-ok")).to_contain_text("uploaded: policy.csv")
+    expect(change.locator("td.count")).to_have_text(str(expected))
+
     page.click("#reload")  # a full session may reload: the files on disk have not changed
     expect(page.locator("#reload-result")).to_contain_text("unchanged")
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 from flask import current_app, redirect, render_template, request, url_for
@@ -23,7 +25,7 @@ from audience_authz.http.console import access, bp, policyview, queries
 from audience_authz.http.schemas import AuthorizeBody
 from audience_authz.policytools import diff as policydiff
 from audience_authz.policytools.check import check_policy
-from audience_authz.vocabulary import ACTIONS, AUDIENCE_ACTIONS
+from audience_authz.vocabulary import ACTIONS, AUDIENCE_ACTIONS, POLICY_FILES
 
 REPLAY_DEFAULT, REPLAY_MAX = 1000, 100_000
 
@@ -195,7 +197,14 @@ def _snapshot(version: str) -> Policy | None:
 def candidate():
     directory = (request.values.get("directory") or "").strip()
     last = min(max(request.values.get("last", REPLAY_DEFAULT, type=int) or REPLAY_DEFAULT, 1), REPLAY_MAX)
-    analysis = _analyse(directory, last) if request.method == "POST" else None
+    analysis = None
+    if request.method == "POST":
+        uploads = [f for f in request.files.getlist("files") if f.filename]
+        if uploads:
+            analysis = _analyse_uploads(uploads, last)
+            directory = ""
+        else:
+            analysis = _analyse(directory, last)
     return _candidate_page(directory=directory, last=last, analysis=analysis)
 
 
@@ -208,6 +217,23 @@ def _policy_dir() -> Path:
 def _candidate_page(**context):
     return _page("candidate.html", title="Candidate", replay_max=REPLAY_MAX, policy_dir=_policy_dir(),
                  **{"directory": "", "last": REPLAY_DEFAULT, "analysis": None, "reload": None, **context})
+
+
+def _analyse_uploads(uploads, last: int) -> dict:
+    """Uploaded policy files, each replacing that file of the serving policy (its tests/
+    too), analysed as a directory (as POST /v1/policy/diff does with ``files``)."""
+    names = [Path(f.filename).name for f in uploads]
+    unknown = [n for n in names if n not in POLICY_FILES]
+    if unknown:
+        return {"error": f"not a policy file: {', '.join(unknown)} (give {', '.join(POLICY_FILES)})"}
+    with tempfile.TemporaryDirectory(prefix="audience-authz-console-candidate-") as workdir:
+        work = Path(workdir) / "candidate"
+        shutil.copytree(_authz().policy.directory, work)
+        for name, upload in zip(names, uploads):
+            upload.save(work / name)
+        analysis = _analyse(str(work), last)
+        analysis["uploaded"] = names
+        return analysis
 
 
 def _analyse(directory: str, last: int) -> dict:

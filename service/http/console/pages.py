@@ -56,6 +56,11 @@ def home():
     return redirect(url_for("console.rules"))
 
 
+@bp.route("/<path:rest>", methods=["GET", "POST"])
+def not_found(rest: str):
+    return render_template("error.html", title="Not found", message=f"the console has no page {rest[:100]!r}"), 404
+
+
 # -- Rules and Matrix ---------------------------------------------------------------------
 
 @bp.get("/rules")
@@ -99,7 +104,7 @@ def try_decision():
     view = policyview.of(policy)
     line = ((result.get("explanation") or {}).get("matched_rule") or {}).get("line") if result else None
     return _page("try.html", title="Try a decision", form=form, actions=AUDIENCE_ACTIONS, result=result,
-                 error=error, view=view, highlight=line)
+                 error=error, view=view, highlight=line), 400 if error else 200
 
 
 @bp.get("/pick")
@@ -149,7 +154,8 @@ def decisions():
     query = {k: v for k, v in request.args.items() if k != "before" and v}
     return _page("decisions.html", title="Decisions", page=page, filters=args,
                  since=request.args.get("since", ""), until=request.args.get("until", ""), actions=ACTIONS,
-                 reasons=reasons, problems=problems, query=query, scan=queries.SCAN, before=before)
+                 reasons=reasons, problems=problems, query=query, scan=queries.SCAN,
+                 before=before), 400 if problems else 200
 
 
 @bp.get("/decisions/<int:key>")
@@ -205,7 +211,8 @@ def candidate():
             directory = ""
         else:
             analysis = _analyse(directory, last)
-    return _candidate_page(directory=directory, last=last, analysis=analysis)
+    status = 400 if analysis and ("error" in analysis or "problems" in analysis) else 200
+    return _candidate_page(directory=directory, last=last, analysis=analysis), status
 
 
 def _policy_dir() -> Path:
@@ -242,7 +249,7 @@ def _analyse(directory: str, last: int) -> dict:
     path = Path(directory)
     try:
         found = bool(directory) and path.is_dir()
-    except OSError:
+    except (OSError, ValueError):  # e.g. a name too long for the file system, a NUL in it
         found = False
     if not found:
         return {"error": f"no such directory on the server: {directory[:200]!r}"}

@@ -248,6 +248,8 @@ def test_check_scoped_session_cannot_reload(page, live):
     answer = page.request.post("/console/reload", form={"csrf_token": token})
     assert answer.status == 403
     assert "read-only" in answer.text()
+    probe = page.request.post("/console/candidate", form={"csrf_token": token, "directory": "/etc"})
+    assert probe.status == 403  # nor read a directory of the server (uploads it may analyse)
     forged = page.request.post("/console/reload", form={"csrf_token": "forged"})
     assert forged.status == 400  # and no form goes through without its CSRF token
 

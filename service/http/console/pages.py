@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from flask import current_app, redirect, render_template, request, url_for
+from flask import abort, current_app, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
@@ -209,7 +209,9 @@ def candidate():
         if uploads:
             analysis = _analyse_uploads(uploads, last)
             directory = ""
-        else:
+        else:  # a path on the server: what POST /v1/policy/diff allows a full token only
+            if not access.may_write():
+                abort(403, "a check-scoped session may analyse uploaded files, not read a directory of the server")
             analysis = _analyse(directory, last)
     status = 400 if analysis and ("error" in analysis or "problems" in analysis) else 200
     return _candidate_page(directory=directory, last=last, analysis=analysis), status

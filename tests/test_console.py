@@ -161,6 +161,14 @@ def test_try_a_decision_shows_the_deciding_line_and_facts(page, api):
     expect(page.locator("#decision")).to_have_text("allow")
     expect(page.locator("tr.decides")).to_have_id(f"line-{policy_line(policy, 'owner', 'share', 'owner_may_share')}")
 
+    page.select_option("#action", "delete")  # the effects it would carry, planned from the store
+    page.fill("#target", "")
+    page.click("#decide")
+    expect(page.locator("#decision")).to_have_text("allow")
+    expect(page.locator("#effects")).to_contain_text("end_share")
+    expect(page.locator("#effects li", has_text="end_share")).to_contain_text(w.recipient)
+    assert api.get(f"/v1/audiences/{w.A}", account=w.owner).body["status"] == "active"  # planned, not applied
+
 
 def test_decision_log_filtered_to_one_account(page, api):
     w = world_factory(api)

@@ -197,6 +197,7 @@ def test_decision_log_filtered_to_one_account(page, api):
     line = policy_line(Policy.load(), "none", "*", "no_access")
     expect(page.locator("#deciding-line tr.decides")).to_contain_text("no_access")
     expect(page.locator("#deciding-line tr.decides td").first).to_have_text(str(line))
+    page.screenshot(path=str(ARTIFACTS / "console-decision.png"), full_page=True)
     page.click("#try-again")  # the same request, asked of the policy serving now
     expect(page.locator("#account")).to_have_value(w.peer)
     page.click("#decide")

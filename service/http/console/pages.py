@@ -34,10 +34,6 @@ def _authz() -> Authorizer:
     return current_app.extensions["authz"]
 
 
-def _page(template: str, **context):
-    return render_template(template, **context)
-
-
 @bp.app_template_filter("ticks")
 def ticks(text: str) -> Markup:
     """`code` in the matrix's texts as <code>code</code>."""
@@ -66,8 +62,8 @@ def not_found(rest: str):
 @bp.get("/rules")
 def rules():
     view = policyview.of(_authz().policy)
-    return _page("rules.html", title="Rules", view=view, highlight=request.args.get("line", type=int),
-                 policy_dir=_policy_dir())
+    return render_template("rules.html", title="Rules", view=view, highlight=request.args.get("line", type=int),
+                           policy_dir=_policy_dir())
 
 
 @bp.get("/matrix")
@@ -75,7 +71,7 @@ def matrix():
     view = policyview.of(_authz().policy)
     tables = [{"title": t.title, "intro": t.intro, "headers": t.headers,
                "rows": [[policyview.cell(c) for c in row] for row in t.rows]} for t in view.tables]
-    return _page("matrix.html", title="Matrix", tables=tables)
+    return render_template("matrix.html", title="Matrix", tables=tables)
 
 
 # -- Try a decision -----------------------------------------------------------------------
@@ -103,8 +99,8 @@ def try_decision():
     policy = _authz().policy
     view = policyview.of(policy)
     line = ((result.get("explanation") or {}).get("matched_rule") or {}).get("line") if result else None
-    return _page("try.html", title="Try a decision", form=form, actions=AUDIENCE_ACTIONS, result=result,
-                 error=error, view=view, highlight=line), 400 if error else 200
+    return render_template("try.html", title="Try a decision", form=form, actions=AUDIENCE_ACTIONS, result=result,
+                           error=error, view=view, highlight=line), 400 if error else 200
 
 
 @bp.get("/pick")
@@ -152,10 +148,10 @@ def decisions():
     page = queries.decisions(filters, before, allow_lines, policy.version)
     reasons = sorted({*policy.reasons, *(r.reason for r in policy.rules)})
     query = {k: v for k, v in request.args.items() if k != "before" and v}
-    return _page("decisions.html", title="Decisions", page=page, filters=args,
-                 since=request.args.get("since", ""), until=request.args.get("until", ""), actions=ACTIONS,
-                 reasons=reasons, problems=problems, query=query, scan=queries.SCAN,
-                 before=before), 400 if problems else 200
+    return render_template("decisions.html", title="Decisions", page=page, filters=args,
+                           since=request.args.get("since", ""), until=request.args.get("until", ""), actions=ACTIONS,
+                           reasons=reasons, problems=problems, query=query, scan=queries.SCAN,
+                           before=before), 400 if problems else 200
 
 
 @bp.get("/decisions/<int:key>")
@@ -172,8 +168,8 @@ def decision(key: int):
             old = _snapshot(row.policy_version)
             if old is not None:
                 rule, source = next((r for r in old.rules if r.line == row.rule_line), None), "snapshot"
-    return _page("decision.html", title=f"Decision {row.id}", row=row, facts=json.loads(row.facts),
-                 resource=json.loads(row.resource), reasons=json.loads(row.reasons), rule=rule, source=source)
+    return render_template("decision.html", title=f"Decision {row.id}", row=row, facts=json.loads(row.facts),
+                           resource=json.loads(row.resource), reasons=json.loads(row.reasons), rule=rule, source=source)
 
 
 @bp.get("/decisions/id/<decision_id>")
@@ -224,8 +220,8 @@ def _policy_dir() -> Path:
 
 
 def _candidate_page(**context):
-    return _page("candidate.html", title="Candidate", replay_max=REPLAY_MAX, policy_dir=_policy_dir(),
-                 **{"directory": "", "last": REPLAY_DEFAULT, "analysis": None, "reload": None, **context})
+    return render_template("candidate.html", title="Candidate", replay_max=REPLAY_MAX, policy_dir=_policy_dir(),
+                           **{"directory": "", "last": REPLAY_DEFAULT, "analysis": None, "reload": None, **context})
 
 
 def _analyse_uploads(uploads, last: int) -> dict:
@@ -277,7 +273,7 @@ def reload():
 
 # -- Events -------------------------------------------------------------------------------
 
-def sentence(event, why) -> str:
+def sentence(event) -> str:
     """An event as a sentence (the payload's details stay beside it)."""
     p = json.loads(event.payload)
     t = event.type
@@ -304,7 +300,7 @@ def events():
     audience = (request.args.get("audience") or "").strip()[:128]
     rows, next_before = queries.events(before, audience)
     why = queries.decisions_by_id({e.decision_id for e in rows if e.decision_id})
-    items = [{"event": e, "sentence": sentence(e, why), "why": why.get(e.decision_id),
+    items = [{"event": e, "sentence": sentence(e), "why": why.get(e.decision_id),
               "payload": json.dumps(json.loads(e.payload), indent=1)} for e in rows]
-    return _page("events.html", title="Events", items=items, next_before=next_before, audience=audience,
-                 before=before)
+    return render_template("events.html", title="Events", items=items, next_before=next_before, audience=audience,
+                           before=before)

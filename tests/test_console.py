@@ -239,6 +239,10 @@ def test_candidate_that_lets_recipients_reshare_counts_the_changed_decisions(pag
     expect(page.locator("#replay-summary [data-kind='deny->allow']")).to_contain_text(str(expected))
     expect(page.locator("#candidate-tests")).to_contain_text("fail")  # the shipped case expects the deny
     expect(page.locator("#safety-placeholder")).to_be_visible()
+    page.locator("#analysis summary", has_text="candidate's rules").click()  # its changed line: no passing case
+    reshare = policy_line(Policy.load(), "recipient", "share", "reshare_forbidden")
+    expect(page.locator(f"#line-{reshare} .untested")).to_be_visible()
+    expect(page.locator("#analysis .untested")).to_have_count(1)
     page.screenshot(path=str(ARTIFACTS / "console-candidate.png"), full_page=True)
 
     page.fill("#directory", "")  # the same candidate as an uploaded policy.csv

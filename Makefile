@@ -9,7 +9,12 @@ export AUDIENCE_AUTHZ_TOKENS ?= dev-token
 
 .PHONY: install run demo test policy-check policy-test clean bench bench-quick bench-install stress
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed chromium
+
+# the console's browser tests (tests/test_console.py) drive Debian's chromium: installed when missing
+.PHONY: chromium
+chromium:
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

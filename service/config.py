@@ -7,10 +7,11 @@ one ``Settings`` object from ``create_app`` and no module reads the environment 
 """
 
 
+import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///audience-authz.db"
@@ -53,6 +54,10 @@ class Settings(BaseSettings):
     prometheus_multiproc_dir: str = Field(
         "", validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR"),
         description="metrics directory shared by the workers; default: a temporary one made by `serve`")
+    console_secret: SecretStr = Field(
+        default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
+        description="key that signs the /console session cookies and CSRF tokens; default: one made at start-up"
+                    " (shared by the workers of one `serve`; sessions end when the server restarts)")
 
     @property
     def token_list(self) -> list[str]:
@@ -86,6 +91,8 @@ def environment_variables() -> dict[str, tuple[str, str]]:
     rows = {}
     for name, field in Settings.model_fields.items():
         variable = "PROMETHEUS_MULTIPROC_DIR" if field.validation_alias else f"AUDIENCE_AUTHZ_{name.upper()}"
-        default = "(shipped policy)" if field.default_factory else str(field.default)
+        default = str(field.default)
+        if field.default_factory:
+            default = "(generated)" if name == "console_secret" else "(shipped policy)"
         rows[variable] = (default, field.description or "")
     return rows

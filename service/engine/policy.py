@@ -18,6 +18,7 @@ stops the process with ``PycasbinMismatch`` before any decision is made.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import functools
 import hashlib
 import importlib.metadata
@@ -214,6 +215,8 @@ class Policy:
     facts_schema: dict[str, dict]
     reasons: dict[str, str]
     facts_class: type
+    loaded_at: datetime.datetime = field(  # when this process built it (shown by the console)
+        default_factory=lambda: datetime.datetime.now(datetime.timezone.utc), compare=False)
     _enforcers: dict[tuple[str, str], _Enforcer] = field(default_factory=dict, repr=False)
 
     # -- loading ---------------------------------------------------------------------------

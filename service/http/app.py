@@ -53,7 +53,10 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     app.register_api(routes.api)
     app.register_api(routes.decide)
     app.register_api(policy_routes.api)
-    auth.register(app, settings, OPEN_PATHS)  # first: tokens, scopes, rate limit
+    auth.register(app, settings, OPEN_PATHS, open_prefixes=("/console",))  # first: tokens, scopes, rate limit
+    from audience_authz.http import console  # imported here only: nothing on the /v1 path loads it
+
+    console.register(app, settings)  # /console: its own session login
     errors.register(app)
     _register_connection(app)
     _register_health(app)

@@ -70,6 +70,17 @@ def scoped_tokens(by_scope: dict[str, list[str]]) -> dict[bytes, str]:
     return known
 
 
+def scope_of(known: dict[bytes, str], token: str) -> str | None:
+    """The scope of ``token`` among ``known`` (None: no such token), with the same work
+    whichever token matches; what the console's login checks a token with."""
+    presented = _digest(token.strip())
+    scope = None
+    for digest, candidate in known.items():  # no early exit
+        if hmac.compare_digest(presented, digest):
+            scope = candidate
+    return scope
+
+
 def permits(scope: str, method: str, route: str | None) -> bool:
     """May a token of ``scope`` call ``method route``? (route None: no such endpoint, the
     router answers 404/405 itself)."""
@@ -78,14 +89,16 @@ def permits(scope: str, method: str, route: str | None) -> bool:
     return (method, route) in _SCOPE_ROUTES.get(scope, ())
 
 
-def register(app, settings, open_paths) -> None:
-    """Authenticate every request but ``open_paths``, enforce scopes, then rate-limit.
+def register(app, settings, open_paths, open_prefixes: tuple[str, ...] = ()) -> None:
+    """Authenticate every request but ``open_paths`` and the paths under ``open_prefixes``
+    (the console, which checks its own session), enforce scopes, then rate-limit.
     Call before any other before_request hook that needs an authenticated caller."""
     known = scoped_tokens(settings.scoped_tokens())
+    open_exact, open_under = set(open_paths) | set(open_prefixes), tuple(p + "/" for p in open_prefixes)
 
     @app.before_request
     def authenticate():
-        if request.path in open_paths:
+        if request.path in open_exact or request.path.startswith(open_under):
             return None
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         presented = _digest(token.strip())

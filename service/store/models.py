@@ -119,6 +119,10 @@ class DecisionLog(BaseModel):
     facts = pw.TextField()  # JSON: what the decision was made on, for replay and audit
     rule_line = pw.IntegerField(null=True)  # the policy.csv line that decided
 
+    class Meta:
+        # one account's decisions, newest first, without a scan (the console's filter)
+        indexes = ((("principal", "id"), False),)
+
 
 # Covering indexes of the hot path (engine/facts.py): the facts of an audience or an
 # account come from one index B-tree, without a second lookup into the table.

@@ -1,0 +1,46 @@
+"""The policy console: server-rendered pages under ``/console`` for people who would rather
+look than read JSON (docs/console.md).
+
+Pages: Rules, Matrix, Try, Decisions, Candidate, Events. A login form takes a bearer token
+of any scope; the session is Flask's signed cookie (HttpOnly, SameSite=Strict, path
+``/console``) keyed by ``console_secret``; every form and htmx request carries a CSRF token
+(Flask-WTF). The ``check`` scope sees everything read-only; only ``admin`` and ``full``
+may reload the policy.
+
+``app.create_app`` imports this package when it registers it, and no module on the /v1
+path imports it: the API loads none of its code or dependencies per request.
+"""
+
+from __future__ import annotations
+
+import datetime
+import threading
+from pathlib import Path
+
+from flask import Blueprint
+
+HERE = Path(__file__).resolve().parent
+PREFIX = "/console"
+
+bp = Blueprint("console", __name__, url_prefix=PREFIX, template_folder="templates",
+               static_folder="static", static_url_path="/static")
+
+
+def register(app, settings) -> None:
+    """Mount the console on ``app``: session settings, the access checks, the pages."""
+    from audience_authz.http.console import access, pages, policyview  # noqa: F401 - their routes join bp
+
+    app.secret_key = settings.console_secret.get_secret_value()
+    app.config.update(
+        SESSION_COOKIE_NAME="audience_authz_console",
+        SESSION_COOKIE_PATH=PREFIX,  # the API's requests never carry it
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        PERMANENT_SESSION_LIFETIME=datetime.timedelta(hours=8),
+        WTF_CSRF_TIME_LIMIT=None,  # a token lives as long as its session
+    )
+    access.register(app, settings)
+    app.register_blueprint(bp)
+    # the rules view runs the policy's test cases (~0.1 s): once per version, not on a first visit
+    threading.Thread(target=policyview.of, args=(app.extensions["authz"].policy,), name="console-warm-up",
+                     daemon=True).start()

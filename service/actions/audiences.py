@@ -13,6 +13,7 @@ from audience_authz.store import effects as fx
 from audience_authz.store.locks import lock_audiences
 from audience_authz.store.models import Account, Audience, Share, utcnow
 from audience_authz.store.transactions import run
+from audience_authz.vocabulary import bounded_members
 
 
 def get_audience(authz: Authorizer, principal: str, audience_id: str) -> dict:
@@ -96,9 +97,9 @@ def edit_audience(authz: Authorizer, principal: str, audience_id: str, name: str
         if name is not None:
             audience.name = changes["name"] = name
         if members is not None:
-            count = {"add": audience.member_count + members["count"],
-                     "remove": max(0, audience.member_count - members["count"]),
-                     "replace": members["count"]}[members["op"]]
+            count = bounded_members({"add": audience.member_count + members["count"],
+                                     "remove": audience.member_count - members["count"],
+                                     "replace": members["count"]}[members["op"]])
             audience.member_count = changes["member_count"] = count
         return _save_revision(audience, outcome, "audience_updated", changes=changes)
     return _with_actions(authz, principal, run(work))
@@ -150,7 +151,7 @@ def create_lookalike(authz: Authorizer, principal: str, seed_id: str, lookalike_
         new_id = _new_id(lookalike_id, "lal")
         seed = Audience.get_by_id(seed_id)
         Audience.create(id=new_id, owner_account=principal, name=name, type="lookalike", source="",
-                        seed_audience=seed_id, member_count=seed.member_count * 10)
+                        seed_audience=seed_id, member_count=bounded_members(seed.member_count * 10))
         record_event("lookalike_created", outcome, audience_id=new_id, account_id=principal,
                seed_audience_id=seed_id, name=name)
         return {"audience": audience_view(Audience.get_by_id(new_id), "owner", []), "effects": []}
@@ -165,6 +166,6 @@ def refresh_lookalike(authz: Authorizer, principal: str, audience_id: str) -> di
         if not outcome.allowed:
             return Denied([outcome])
         audience = Audience.get_by_id(audience_id)
-        audience.member_count = audience.seed_audience.member_count * 10
+        audience.member_count = bounded_members(audience.seed_audience.member_count * 10)
         return _save_revision(audience, outcome, "lookalike_refreshed")
     return _with_actions(authz, principal, run(work))

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator,
                       model_validator)
 
-from audience_authz.vocabulary import AUDIENCE_ACTIONS, SOURCES
+from audience_authz.vocabulary import AUDIENCE_ACTIONS, MAX_MEMBERS, SOURCES
 
 Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128,
                                        pattern=r"^[A-Za-z0-9_.:\-]+$")]
@@ -88,12 +88,12 @@ class AudienceCreateBody(Strict):
     id: Id | None = None
     name: Name
     source: Source
-    member_count: int = Field(0, ge=0, le=10**12)
+    member_count: int = Field(0, ge=0, le=MAX_MEMBERS)
 
 
 class MembersChange(Strict):
     op: Literal["add", "remove", "replace"]
-    count: int = Field(ge=0, le=10**12)
+    count: int = Field(ge=0, le=MAX_MEMBERS, description="counts saturate at 0 and at the maximum")
 
 
 class AudiencePatchBody(Strict):

@@ -11,7 +11,7 @@ from audience_authz.engine.facts import Request, gather_listed
 from audience_authz.exceptions import ApiError, Denied, NotFound
 from audience_authz.store import effects as fx
 from audience_authz.store.locks import lock_audiences
-from audience_authz.store.models import Account, Audience, Share, utcnow
+from audience_authz.store.models import Account, Audience, utcnow
 from audience_authz.store.transactions import run
 from audience_authz.vocabulary import bounded_members
 
@@ -25,29 +25,31 @@ def get_audience(authz: Authorizer, principal: str, audience_id: str) -> dict:
                                plan_effects=False).gathered
         return audience_view(Audience.get_by_id(audience_id), outcome.gathered.relation,
                              allowed_actions(authz, gathered))
-    return run(work)
+    return run(work, snapshot=True)
 
 
 
-def list_audiences(authz: Authorizer, principal: str, account_id: str) -> dict:
+def list_audiences(authz: Authorizer, principal: str, account_id: str, after: str | None = None,
+                   limit: int = 100) -> dict:
+    """One page of the account's list, by audience id after the cursor ``after``;
+    ``next_after`` is the cursor of the next page (None on the last)."""
     def work():
         if not Account.select().where(Account.id == account_id).exists():
             raise NotFound("account", account_id)
         outcome = authz.check(Request(principal, "list_audiences", "", account_id=account_id))
         if not outcome.allowed:
             return Denied([outcome])
-        owned = Audience.select().where((Audience.owner_account == account_id) & (Audience.status == "active"))
-        shared = (Audience.select().join(Share, on=(Share.audience == Audience.id))
-                  .where((Share.recipient_account == account_id) & (Share.status == "active")))
-        listed = gather_listed(authz.policy, account_id)  # one statement for the whole list
+        listed = list(gather_listed(authz.policy, account_id, after, limit + 1).items())  # one statement
+        page = listed[:limit]
+        rows = {a.id: a for a in Audience.select().where(Audience.id.in_([i for i, _ in page]))} if page else {}
         items = []
-        for audience in sorted([*owned, *shared], key=lambda a: a.id):
-            gathered = listed[audience.id]
+        for audience_id, gathered in page:
             actions = allowed_actions(authz, gathered)
             if "view" in actions:
-                items.append(audience_view(audience, gathered.relation, actions))
-        return {"account_id": account_id, "audiences": items}
-    return run(work)
+                items.append(audience_view(rows[audience_id], gathered.relation, actions))
+        return {"account_id": account_id, "audiences": items,
+                "next_after": page[-1][0] if len(listed) > limit else None}
+    return run(work, snapshot=True)
 
 
 

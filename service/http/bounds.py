@@ -6,8 +6,9 @@ An answer over the limit is cut to fit, not refused:
 * a page (a list with a ``next_after`` cursor: audiences, shares, events, decisions, the
   share log) keeps its longest head that fits, and ``next_after`` continues after it;
 * the answer of an action or a decision (a change already committed, or its preview) keeps
-  its fields and summary, and empties its lists, largest first, until it fits; ``truncated``
-  names the lists emptied. The summary says what they held: ``effect_counts`` (effects by
+  its fields and summary, and empties its lists (and those of the objects it holds, such
+  as ``ad_group.include``), largest first, until it fits; ``truncated`` names the lists
+  emptied. The summary says what they held: ``effect_counts`` (effects by
   type) and ``events`` (first and last id of the action's events: ``GET
   /v1/events?after=<first_id - 1>`` reads them). Without its lists an answer is a few
   hundred bytes of ids and counts, so it is sent even past a very small limit: a change
@@ -56,16 +57,19 @@ def _page(body: dict, field: str, limit: int) -> dict | None:
 
 
 def _without_lists(body: dict, limit: int) -> dict:
-    """The answer with its lists emptied, largest first, until it fits (or none left)."""
-    cut = dict(body)
+    """The answer with its lists (and those of the objects in it, e.g. an ad group's
+    include and exclude) emptied, largest first, until it fits (or none is left)."""
+    cut = {k: dict(v) if isinstance(v, dict) else v for k, v in body.items()}
     truncated = list(cut.get("truncated", []))
-    lists = sorted((k for k, v in cut.items() if isinstance(v, list) and v and k != "truncated"),
-                   key=lambda k: _size(cut[k]), reverse=True)
-    for name in lists:
+    found = [((k,), v) for k, v in cut.items() if isinstance(v, list) and v and k != "truncated"]
+    found += [((k, inner), v) for k, obj in cut.items() if isinstance(obj, dict)
+              for inner, v in obj.items() if isinstance(v, list) and v]
+    for where, value in sorted(found, key=lambda item: _size(item[1]), reverse=True):
         if _size(cut) <= limit:
             break
-        cut[name] = []
-        truncated.append(name)
+        holder = cut if len(where) == 1 else cut[where[0]]
+        holder[where[-1]] = []
+        truncated.append(".".join(where))
     cut["truncated"] = truncated
     return cut
 

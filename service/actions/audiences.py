@@ -65,17 +65,24 @@ def create_audience(authz: Authorizer, principal: str, audience_id: str | None, 
         record_event("audience_created", outcome, audience_id=new_id, account_id=principal, name=name,
                audience_type="custom", source=source)
         return {"audience": audience_view(Audience.get_by_id(new_id), "owner", []), "effects": []}
-    return _with_actions(authz, principal, run(work))
+    return run(_with_actions(authz, principal, work))
 
 
 
-def _with_actions(authz: Authorizer, principal: str, result: dict) -> dict:
-    """Fill in the ``actions`` of a freshly created or changed audience."""
-    audience = result["audience"]
-    gathered = authz.check(Request(principal, "delete", audience["id"]), log=False,
-                           plan_effects=False).gathered
-    audience["actions"] = allowed_actions(authz, gathered)
-    return result
+def _with_actions(authz: Authorizer, principal: str, work):
+    """``work`` that also fills in the ``actions`` of the audience it created or changed,
+    inside its transaction: nothing that can fail runs after the commit (an answer of 500
+    for a change that was made would invite a retry that finds it made)."""
+    def completed():
+        result = work()
+        if isinstance(result, Denied):
+            return result
+        audience = result["audience"]
+        gathered = authz.check(Request(principal, "delete", audience["id"]), log=False,
+                               plan_effects=False).gathered
+        audience["actions"] = allowed_actions(authz, gathered)
+        return result
+    return completed
 
 
 
@@ -104,7 +111,7 @@ def edit_audience(authz: Authorizer, principal: str, audience_id: str, name: str
                                      "replace": members["count"]}[members["op"]])
             audience.member_count = changes["member_count"] = count
         return _save_revision(audience, outcome, "audience_updated", changes=changes)
-    return _with_actions(authz, principal, run(work))
+    return run(_with_actions(authz, principal, work))
 
 
 
@@ -157,7 +164,7 @@ def create_lookalike(authz: Authorizer, principal: str, seed_id: str, lookalike_
         record_event("lookalike_created", outcome, audience_id=new_id, account_id=principal,
                seed_audience_id=seed_id, name=name)
         return {"audience": audience_view(Audience.get_by_id(new_id), "owner", []), "effects": []}
-    return _with_actions(authz, principal, run(work))
+    return run(_with_actions(authz, principal, work))
 
 
 
@@ -170,4 +177,4 @@ def refresh_lookalike(authz: Authorizer, principal: str, audience_id: str) -> di
         audience = Audience.get_by_id(audience_id)
         audience.member_count = bounded_members(audience.seed_audience.member_count * 10)
         return _save_revision(audience, outcome, "lookalike_refreshed")
-    return _with_actions(authz, principal, run(work))
+    return run(_with_actions(authz, principal, work))

@@ -117,7 +117,6 @@ def register(app: Flask) -> None:
         return error_response(500, "internal_error", "the service could not complete the request")
 
 
-
 def too_large(response) -> Response:
     """The answer to a read whose answer cannot be cut to the size limit (http/bounds.py)."""
     max_response = current_app.config["MAX_RESPONSE_BYTES"]

@@ -241,8 +241,10 @@ class AuthzClient:
     def accept_terms(self, account_id: str) -> dict:
         return self._call("POST", f"/v1/accounts/{account_id}/terms-acceptance", account=account_id)
 
-    def list_audiences(self, account_id: str) -> dict:
-        return self._call("GET", f"/v1/accounts/{account_id}/audiences", account=account_id)
+    def list_audiences(self, account_id: str, *, after: str | None = None, limit: int = 100) -> dict:
+        """One page of the account's list; pass its ``next_after`` as ``after`` for the next."""
+        params = {"limit": limit, **({"after": after} if after else {})}
+        return self._call("GET", f"/v1/accounts/{account_id}/audiences", account=account_id, params=params)
 
     # -- audiences -------------------------------------------------------------------------
 
@@ -285,8 +287,11 @@ class AuthzClient:
         return self._call("POST", f"/v1/audiences/{audience_id}/shares",
                           {"account_ids": list(recipient_ids)}, account=account_id)
 
-    def list_shares(self, account_id: str, audience_id: str) -> dict:
-        return self._call("GET", f"/v1/audiences/{audience_id}/shares", account=account_id)
+    def list_shares(self, account_id: str, audience_id: str, *, after: str | None = None,
+                    limit: int = 100) -> dict:
+        """One page of the active recipients; pass its ``next_after`` as ``after`` for the next."""
+        params = {"limit": limit, **({"after": after} if after else {})}
+        return self._call("GET", f"/v1/audiences/{audience_id}/shares", account=account_id, params=params)
 
     def stop_sharing(self, account_id: str, audience_id: str, recipient_id: str | None = None) -> dict:
         """Stop sharing with one recipient, or (``recipient_id=None``) with every recipient."""

@@ -44,7 +44,10 @@ class Settings(BaseSettings):
     admin_tokens: str = Field("", description="comma-separated tokens that may also upsert accounts and Business Centers")
     rate_limit: str = Field("10000/second", description="requests per token, e.g. 100/second; off disables it")
     max_body: PositiveInt = Field(1024 * 1024, description="largest request body in bytes (413 past it)")
-    max_response: PositiveInt = Field(8 * 1024 * 1024, description="largest answer in bytes (500 response_too_large past it)")
+    max_response: PositiveInt = Field(8 * 1024 * 1024, description="largest answer in bytes: a page past it is cut"
+                                      " short, an action's answer keeps its summary and drops its lists")
+    max_request_cost: PositiveInt = Field(100_000, description="most work of one /v1/authorize or batch request:"
+                                          " one per check plus one per effect planned (422 request_too_costly past it)")
     db_pool_size: PositiveInt = Field(32, description="PostgreSQL connections per process")
     db_pool_timeout: PositiveInt = Field(10, description="seconds a request waits for a free PostgreSQL connection")
     sqlite_busy_timeout_ms: PositiveInt = Field(10000, description="milliseconds a SQLite writer waits for the lock")

@@ -46,3 +46,13 @@ FACT_TYPES = {"bool": bool, "int": int, "str": str}
 # the policy refuses to share).
 SOURCES = ("engagement", "app_activity", "website_traffic", "customer_file", "partner",
            "lead_generation", "shop_activity")
+
+MAX_MEMBERS = 10**12
+"""The largest member count the API takes, and the most any stored count becomes:
+arithmetic on counts (adding members, a lookalike's ten times its seed) saturates here
+instead of failing after the policy allowed the action."""
+
+
+def bounded_members(count: int) -> int:
+    """A member count kept within 0..MAX_MEMBERS."""
+    return max(0, min(count, MAX_MEMBERS))

@@ -79,7 +79,9 @@ def test_action_calls_do_what_the_api_does(client, uid):
     log = client.share_log(owner, audience)["entries"]
     assert [(e["action"], e["account_id"]) for e in log] == [("share", recipient), ("stop", recipient)]
     assert client.delete_audience(owner, f"lal_{uid}")["deleted"] is True
-    assert client.stop_sharing(owner, audience) == {"audience_id": audience, "stopped": [], "effects": []}
+    nothing = client.stop_sharing(owner, audience)  # no recipient left: nothing stopped, no event
+    assert {k: nothing[k] for k in ("audience_id", "stopped", "effects", "effect_counts", "events")} == {
+        "audience_id": audience, "stopped": [], "effects": [], "effect_counts": {}, "events": None}
 
     with pytest.raises(RequestError) as missing:
         client.get_ad_group(owner, f"nope_{uid}")

@@ -76,7 +76,7 @@ def test_without_the_flag_there_is_no_explanation(api, world):
         answer = api.ok(api.post("/v1/authorize", _check(w.recipient, "share", w.A, explain=flag,
                                                          target_account_id=w.peer)))
         assert answer["decision"] == "deny" and "explanation" not in answer
-        assert set(answer) == {"decision", "reasons", "effects", "policy_version", "decision_id"}
+        assert set(answer) == {"decision", "reasons", "effects", "effect_counts", "policy_version", "decision_id"}
 
 
 def test_batch_explains_the_checks_that_ask(api, world):

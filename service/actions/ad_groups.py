@@ -21,7 +21,7 @@ def get_ad_group(authz: Authorizer, principal: str, ad_group_id: str) -> dict:
         if not outcome.allowed:
             return Denied([outcome])
         return ad_group_view(group)
-    return run(work)
+    return run(work, snapshot=True)
 
 
 

@@ -11,8 +11,9 @@ from audience_authz.engine.facts import Request, gather_listed
 from audience_authz.exceptions import ApiError, Denied, NotFound
 from audience_authz.store import effects as fx
 from audience_authz.store.locks import lock_audiences
-from audience_authz.store.models import Account, Audience, Share, utcnow
+from audience_authz.store.models import Account, Audience, utcnow
 from audience_authz.store.transactions import run
+from audience_authz.vocabulary import bounded_members
 
 
 def get_audience(authz: Authorizer, principal: str, audience_id: str) -> dict:
@@ -24,29 +25,31 @@ def get_audience(authz: Authorizer, principal: str, audience_id: str) -> dict:
                                plan_effects=False).gathered
         return audience_view(Audience.get_by_id(audience_id), outcome.gathered.relation,
                              allowed_actions(authz, gathered))
-    return run(work)
+    return run(work, snapshot=True)
 
 
 
-def list_audiences(authz: Authorizer, principal: str, account_id: str) -> dict:
+def list_audiences(authz: Authorizer, principal: str, account_id: str, after: str | None = None,
+                   limit: int = 100) -> dict:
+    """One page of the account's list, by audience id after the cursor ``after``;
+    ``next_after`` is the cursor of the next page (None on the last)."""
     def work():
         if not Account.select().where(Account.id == account_id).exists():
             raise NotFound("account", account_id)
         outcome = authz.check(Request(principal, "list_audiences", "", account_id=account_id))
         if not outcome.allowed:
             return Denied([outcome])
-        owned = Audience.select().where((Audience.owner_account == account_id) & (Audience.status == "active"))
-        shared = (Audience.select().join(Share, on=(Share.audience == Audience.id))
-                  .where((Share.recipient_account == account_id) & (Share.status == "active")))
-        listed = gather_listed(authz.policy, account_id)  # one statement for the whole list
+        listed = list(gather_listed(authz.policy, account_id, after, limit + 1).items())  # one statement
+        page = listed[:limit]
+        rows = {a.id: a for a in Audience.select().where(Audience.id.in_([i for i, _ in page]))} if page else {}
         items = []
-        for audience in sorted([*owned, *shared], key=lambda a: a.id):
-            gathered = listed[audience.id]
+        for audience_id, gathered in page:
             actions = allowed_actions(authz, gathered)
             if "view" in actions:
-                items.append(audience_view(audience, gathered.relation, actions))
-        return {"account_id": account_id, "audiences": items}
-    return run(work)
+                items.append(audience_view(rows[audience_id], gathered.relation, actions))
+        return {"account_id": account_id, "audiences": items,
+                "next_after": page[-1][0] if len(listed) > limit else None}
+    return run(work, snapshot=True)
 
 
 
@@ -61,21 +64,25 @@ def create_audience(authz: Authorizer, principal: str, audience_id: str | None, 
                         member_count=member_count)
         record_event("audience_created", outcome, audience_id=new_id, account_id=principal, name=name,
                audience_type="custom", source=source)
-        return _with_actions(authz, principal, {"audience": audience_view(Audience.get_by_id(new_id), "owner", []),
-                                                "effects": []})
-    return run(work)
+        return {"audience": audience_view(Audience.get_by_id(new_id), "owner", []), "effects": []}
+    return run(_with_actions(authz, principal, work))
 
 
 
-def _with_actions(authz: Authorizer, principal: str, result: dict) -> dict:
-    """Fill in the ``actions`` of a freshly created or changed audience, inside the action's
-    transaction: a fault here rolls the change back instead of answering an error after it
-    committed."""
-    audience = result["audience"]
-    gathered = authz.check(Request(principal, "delete", audience["id"]), log=False,
-                           plan_effects=False).gathered
-    audience["actions"] = allowed_actions(authz, gathered)
-    return result
+def _with_actions(authz: Authorizer, principal: str, work):
+    """``work`` that also fills in the ``actions`` of the audience it created or changed,
+    inside its transaction: nothing that can fail runs after the commit (an answer of 500
+    for a change that was made would invite a retry that finds it made)."""
+    def completed():
+        result = work()
+        if isinstance(result, Denied):
+            return result
+        audience = result["audience"]
+        gathered = authz.check(Request(principal, "delete", audience["id"]), log=False,
+                               plan_effects=False).gathered
+        audience["actions"] = allowed_actions(authz, gathered)
+        return result
+    return completed
 
 
 
@@ -99,13 +106,12 @@ def edit_audience(authz: Authorizer, principal: str, audience_id: str, name: str
         if name is not None:
             audience.name = changes["name"] = name
         if members is not None:
-            count = {"add": audience.member_count + members["count"],
-                     "remove": max(0, audience.member_count - members["count"]),
-                     "replace": members["count"]}[members["op"]]
+            count = bounded_members({"add": audience.member_count + members["count"],
+                                     "remove": audience.member_count - members["count"],
+                                     "replace": members["count"]}[members["op"]])
             audience.member_count = changes["member_count"] = count
-        return _with_actions(authz, principal,
-                             _save_revision(audience, outcome, "audience_updated", changes=changes))
-    return run(work)
+        return _save_revision(audience, outcome, "audience_updated", changes=changes)
+    return run(_with_actions(authz, principal, work))
 
 
 
@@ -154,12 +160,11 @@ def create_lookalike(authz: Authorizer, principal: str, seed_id: str, lookalike_
         new_id = _new_id(lookalike_id, "lal")
         seed = Audience.get_by_id(seed_id)
         Audience.create(id=new_id, owner_account=principal, name=name, type="lookalike", source="",
-                        seed_audience=seed_id, member_count=seed.member_count * 10)
+                        seed_audience=seed_id, member_count=bounded_members(seed.member_count * 10))
         record_event("lookalike_created", outcome, audience_id=new_id, account_id=principal,
                seed_audience_id=seed_id, name=name)
-        return _with_actions(authz, principal, {"audience": audience_view(Audience.get_by_id(new_id), "owner", []),
-                                                "effects": []})
-    return run(work)
+        return {"audience": audience_view(Audience.get_by_id(new_id), "owner", []), "effects": []}
+    return run(_with_actions(authz, principal, work))
 
 
 
@@ -170,6 +175,6 @@ def refresh_lookalike(authz: Authorizer, principal: str, audience_id: str) -> di
         if not outcome.allowed:
             return Denied([outcome])
         audience = Audience.get_by_id(audience_id)
-        audience.member_count = audience.seed_audience.member_count * 10
-        return _with_actions(authz, principal, _save_revision(audience, outcome, "lookalike_refreshed"))
-    return run(work)
+        audience.member_count = bounded_members(audience.seed_audience.member_count * 10)
+        return _save_revision(audience, outcome, "lookalike_refreshed")
+    return run(_with_actions(authz, principal, work))

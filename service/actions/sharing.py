@@ -37,17 +37,22 @@ def share(authz: Authorizer, principal: str, audience_id: str, account_ids: list
 
 
 
-def list_shares(authz: Authorizer, principal: str, audience_id: str) -> dict:
+def list_shares(authz: Authorizer, principal: str, audience_id: str, after: str | None = None,
+                limit: int = 100) -> dict:
+    """One page of the active recipients, by account id after the cursor ``after``."""
     def work():
         outcome = decide_visible(authz, principal, audience_id, "view_shares")
         if not outcome.allowed:
             return Denied([outcome])
-        shares = (Share.select().where((Share.audience == audience_id) & (Share.status == "active"))
-                  .order_by(Share.recipient_account))
+        shares = list(Share.select().where((Share.audience == audience_id) & (Share.status == "active")
+                                           & (Share.recipient_account > (after or "")))
+                      .order_by(Share.recipient_account).limit(limit + 1))
+        page = shares[:limit]
         return {"audience_id": audience_id, "shares": [
             {"account_id": s.recipient_account_id, "created_at": iso(s.created_at),
-             "created_by": s.created_by} for s in shares]}
-    return run(work)
+             "created_by": s.created_by} for s in page],
+            "next_after": page[-1].recipient_account_id if len(shares) > limit else None}
+    return run(work, snapshot=True)
 
 
 
@@ -80,4 +85,4 @@ def share_log(authz: Authorizer, principal: str, audience_id: str, after: int, l
                             "actor": payload["actor"], "at": iso(event.at)})
         return {"audience_id": audience_id, "entries": entries,
                 "next_after": entries[-1]["id"] if len(entries) == limit else None}
-    return run(work)
+    return run(work, snapshot=True)

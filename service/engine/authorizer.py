@@ -8,11 +8,15 @@ import uuid
 from dataclasses import dataclass, field
 
 from audience_authz.engine import decision_log
+from audience_authz.store import budget
 from audience_authz.store import effects as fx
 from audience_authz import metrics
 from audience_authz.engine.facts import Gathered, Request, gather
 from audience_authz.store.models import utcnow
 from audience_authz.engine.policy import Decision, Policy
+
+
+AD_GROUPS_NAMED = 100  # ad groups a deny reason names (the first, by id)
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Outcome:
             "decision": self.decision.decision,
             "reasons": self.reasons,
             "effects": self.effects,
+            "effect_counts": fx.effect_counts(self.effects),
             "policy_version": self.policy_version,
             "decision_id": self.decision_id,
         }
@@ -52,6 +57,7 @@ class Authorizer:
     def check(self, req: Request, *, plan_effects: bool = True, log: bool = True,
               explain: bool = False, ad_group_override=None) -> Outcome:
         policy = self.policy  # one policy for the whole decision, even across a reload
+        budget.charge(1)
         gathered = gather(policy, req, ad_group_override)
         decision = policy.decide(gathered.relation, req.action, gathered.facts)
         outcome = Outcome(req, decision, gathered, uuid.uuid4().hex, policy.version)
@@ -63,7 +69,10 @@ class Authorizer:
         elif plan_effects and decision.effects:
             outcome.effects = fx.plan(req, decision, gathered)
         if not decision.allowed and decision.reason == "applied_to_ad_groups":
-            outcome.reasons[0]["ad_group_ids"] = fx.attached_ad_groups(req.audience_id, req.principal)
+            attached = fx.attached_ad_groups(req.audience_id, req.principal, limit=AD_GROUPS_NAMED + 1)
+            outcome.reasons[0]["ad_group_ids"] = attached[:AD_GROUPS_NAMED]
+            if len(attached) > AD_GROUPS_NAMED:  # a reason (and its log row) stays small
+                outcome.reasons[0]["more_ad_groups"] = True
         if explain:
             outcome.explanation = explanation(policy, gathered, decision)
         if log:

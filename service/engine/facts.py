@@ -148,8 +148,8 @@ def _from_row(policy, principal: str, target_specified: bool, row,
     return Gathered(relation, facts, a_owner)
 
 
-# The facts of every audience in an account's list (its own active ones and those shared
-# with it), as ``gather`` would give them for a delete, in one statement.
+# The facts of a page of an account's list (its own active audiences and those shared
+# with it, by id after a cursor), as ``gather`` would give them for a delete, in one statement.
 _LISTED_SQL = """
 SELECT
   pa.id, pa.business_center_id, pa.terms_accepted_at,
@@ -161,8 +161,9 @@ SELECT
   (SELECT COUNT(*) FROM ad_group_audience aga
     JOIN ad_group ag ON ag.id = aga.ad_group_id
     WHERE aga.audience_id = a.id AND ag.account_id = {p})
-FROM (SELECT id FROM audience WHERE owner_account_id = {p} AND status = 'active'
-      UNION SELECT audience_id FROM audience_share WHERE recipient_account_id = {p} AND status = 'active')
+FROM (SELECT id FROM audience WHERE owner_account_id = {p} AND status = 'active' AND id > {p}
+      UNION SELECT audience_id FROM audience_share
+        WHERE recipient_account_id = {p} AND status = 'active' AND audience_id > {p})
   AS listed
 JOIN audience a ON a.id = listed.id
 LEFT JOIN account pa ON pa.id = {p}
@@ -170,13 +171,18 @@ LEFT JOIN audience seed ON seed.id = a.seed_audience_id
 LEFT JOIN account oa ON oa.id = a.owner_account_id
 LEFT JOIN business_center obc ON obc.id = oa.business_center_id
 ORDER BY a.id
-"""
+{limit}"""
 
 
-def gather_listed(policy, account_id: str) -> dict[str, Gathered]:
-    """audience id -> its relation and facts, for every audience in ``account_id``'s list."""
-    sql = _LISTED_SQL.format(p=database.obj.param)
-    rows = database.execute_sql(sql, [account_id] * 5)
+def gather_listed(policy, account_id: str, after: str | None = None,
+                  limit: int | None = None) -> dict[str, Gathered]:
+    """audience id -> its relation and facts, for the audiences of ``account_id``'s list
+    with an id greater than ``after`` (all of them without it), in id order, at most ``limit``."""
+    p = database.obj.param
+    sql = _LISTED_SQL.format(p=p, limit=f"LIMIT {p}" if limit is not None else "")
+    after = after or ""  # every id has at least one character
+    params = [account_id, account_id, account_id, after, account_id, after, account_id]
+    rows = database.execute_sql(sql, params + ([limit] if limit is not None else []))
     return {row[3]: _from_row(policy, account_id, False, row) for row in rows}
 
 

@@ -10,7 +10,7 @@ from flask_openapi3 import Info, OpenAPI
 
 from audience_authz import config
 from audience_authz.engine import decision_log
-from audience_authz.http import auth, docs, errors, logs, metrics, policy_routes, routes
+from audience_authz.http import auth, bounds, docs, errors, logs, metrics, policy_routes, routes
 from audience_authz.http.responses import ErrorBody, Health, Readiness
 from audience_authz.policytools import reload
 from audience_authz.store import db
@@ -63,6 +63,7 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     logs.register(app)
     metrics.register(app, app.extensions["authz"].policy.version)
     docs.register(app)
+    bounds.register(app, errors.too_large)  # last: it runs first, so the logs see the status sent
     return app
 
 

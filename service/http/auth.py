@@ -18,7 +18,8 @@ what an *account* may do with an audience stays in the policy files.
 The rate limit (``AUDIENCE_AUTHZ_RATE_LIMIT``, a limits string such as ``100/second`` or
 ``6000 per minute``; ``off`` disables it) counts requests per token in each worker
 process (in-memory storage), and answers ``429 {"error": {"code": "rate_limited"}}`` with
-``Retry-After``. The default is generous enough that tests and benchmarks never meet it.
+``Retry-After``. A batch counts as many requests as it has checks. The default is generous
+enough that tests and benchmarks never meet it.
 """
 
 from __future__ import annotations
@@ -121,6 +122,20 @@ def register(app, settings, open_paths, open_prefixes: tuple[str, ...] = ()) -> 
     _rate_limit(app, settings.rate_limit, open_paths)
 
 
+_BATCH_ROUTE = ("POST", "/v1/authorize/batch")
+
+
+def _cost() -> int:
+    """What a request counts in the rate limit: a batch, each of its checks (so a batch
+    is no way around the limit); any other request, one."""
+    rule = request.url_rule.rule if request.url_rule is not None else None
+    if (request.method, rule) != _BATCH_ROUTE:
+        return 1
+    body = request.get_json(silent=True)
+    checks = body.get("checks") if isinstance(body, dict) else None
+    return max(1, len(checks)) if isinstance(checks, list) else 1
+
+
 def _rate_limit(app, text: str, open_paths) -> None:
     """A fixed window per token (the ``limits`` library, which Flask-Limiter is built on,
     used directly: Flask-Limiter's per-request resolution of limits cost more than a whole
@@ -134,9 +149,13 @@ def _rate_limit(app, text: str, open_paths) -> None:
     @app.before_request
     def rate_limited():
         key = g.get("token_key")
-        if key is None or request.path in open_paths or window.hit(limit, key):
+        if key is None or request.path in open_paths:
+            return None
+        cost = _cost()
+        if window.hit(limit, key, cost=cost):
             return None
         reset_at, _ = window.get_window_stats(limit, key)
-        response = error_response(429, "rate_limited", f"over the rate limit of this token ({text})")
+        counted = f"; a batch counts each of its {cost} checks" if cost > 1 else ""
+        response = error_response(429, "rate_limited", f"over the rate limit of this token ({text}){counted}")
         response.headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
         return response

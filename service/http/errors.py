@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 
 import peewee as pw
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from audience_authz import metrics
 from audience_authz.exceptions import ApiError, Denied
+from audience_authz.http import bounds
 
 log = logging.getLogger("audience_authz")
 
@@ -115,16 +116,13 @@ def register(app: Flask) -> None:
         metrics.database_error(exc)
         return error_response(500, "internal_error", "the service could not complete the request")
 
-    max_response = app.config["MAX_RESPONSE_BYTES"]
 
-    @app.after_request
-    def limit_response(response):
-        if not response.is_streamed and (response.content_length or 0) > max_response:
-            log.error("response of %s %s too large (%d bytes)", request.method, request.path,
-                      response.content_length)
-            return error_response(500, "response_too_large",
-                                  f"the answer would exceed {max_response} bytes; ask for less (page)")
-        return response
+def too_large(response) -> Response:
+    """The answer to a read whose answer cannot be cut to the size limit (http/bounds.py)."""
+    max_response = current_app.config["MAX_RESPONSE_BYTES"]
+    log.error("response of %s %s too large (%d bytes)", request.method, request.path, response.content_length)
+    return error_response(500, "response_too_large",
+                          f"the answer would exceed {max_response} bytes; ask for less (page)")
 
 
 def fail_closed(blueprint, authz_of) -> None:
@@ -152,13 +150,13 @@ def fail_closed(blueprint, authz_of) -> None:
 
     @blueprint.after_request
     def limit_response(response):
-        from flask import current_app
-
-        max_response = current_app.config["MAX_RESPONSE_BYTES"]
-        if not response.is_streamed and (response.content_length or 0) > max_response:
-            log.error("response of %s %s too large (%d bytes)", request.method, request.path,
-                      response.content_length)
-            denial = jsonify(deny_body(authz_of(), "response_too_large"))
-            denial.status_code = 500
-            return denial
-        return response
+        if not bounds.oversize(response):
+            return response
+        cut = bounds.fitted(response)
+        if cut is not None:
+            return cut
+        log.error("response of %s %s too large (%d bytes)", request.method, request.path,
+                  response.content_length)
+        denial = jsonify(deny_body(authz_of(), "response_too_large"))
+        denial.status_code = 500
+        return denial

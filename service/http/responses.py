@@ -40,7 +40,24 @@ class Forbidden(RootModel[DenyBody | ErrorBody]):
     """A policy deny, or a token whose scope does not cover the endpoint."""
 
 
-class AuthorizeAnswer(BaseModel):
+class EventSpan(BaseModel):
+    first_id: int
+    last_id: int
+    count: int
+
+
+class Summary(BaseModel):
+    """What an answer with effects always carries, so that it can be cut to the response
+    size limit (``truncated``) without losing what happened."""
+
+    effect_counts: dict[str, int] = Field(default_factory=dict, description="effects by type")
+    events: EventSpan | None = Field(None, description="the action's events in GET /v1/events"
+                                                       " (after=first_id-1); null when it recorded none")
+    truncated: list[str] = Field(default_factory=list,
+                                 description="lists emptied to fit the response size limit")
+
+
+class AuthorizeAnswer(Summary):
     decision: Literal["allow", "deny"]
     reasons: list[Reason]
     effects: list[dict[str, Any]]
@@ -56,7 +73,7 @@ class BatchAnswer(BaseModel):
     results: list[AuthorizeAnswer]
 
 
-class BusinessCenterView(BaseModel):
+class BusinessCenterView(Summary):
     id: str
     name: str
     cross_bc_allowlisted: bool
@@ -64,7 +81,7 @@ class BusinessCenterView(BaseModel):
                                           description="shares ended because they left the sharing scope")
 
 
-class AccountView(BaseModel):
+class AccountView(Summary):
     id: str
     name: str
     business_center_id: str | None
@@ -93,14 +110,15 @@ class AudienceView(BaseModel):
 class AudienceList(BaseModel):
     account_id: str
     audiences: list[AudienceView]
+    next_after: str | None = Field(description="the cursor of the next page (after=); null on the last page")
 
 
-class AudienceResult(BaseModel):
+class AudienceResult(Summary):
     audience: AudienceView
     effects: list[dict[str, Any]]
 
 
-class DeleteResult(BaseModel):
+class DeleteResult(Summary):
     audience_id: str
     relation: str
     deleted: bool
@@ -108,7 +126,7 @@ class DeleteResult(BaseModel):
     effects: list[dict[str, Any]]
 
 
-class ShareResult(BaseModel):
+class ShareResult(Summary):
     audience_id: str
     shared_with: list[str]
     recipients: list[str]
@@ -124,9 +142,10 @@ class ShareEntry(BaseModel):
 class ShareList(BaseModel):
     audience_id: str
     shares: list[ShareEntry]
+    next_after: str | None = Field(description="the cursor of the next page (after=); null on the last page")
 
 
-class StopResult(BaseModel):
+class StopResult(Summary):
     audience_id: str
     stopped: list[str]
     effects: list[dict[str, Any]]
@@ -157,7 +176,7 @@ class AdGroupView(BaseModel):
     updated_at: Timestamp
 
 
-class AdGroupResult(BaseModel):
+class AdGroupResult(Summary):
     ad_group: AdGroupView
     created: bool
     effects: list[dict[str, Any]]
@@ -242,4 +261,4 @@ COMMON = {400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 413: ErrorBody, 429: E
           414: {"description": "The request line is over the server's limit"},
           431: {"description": "A request header is over the server's limit"}}
 ACTING = {403: Forbidden, 404: ErrorBody}  # routes that act for X-Account-Id: policy denies
-AUTHORIZE = {500: ErrorOrDeny, 503: ErrorOrDeny}
+AUTHORIZE = {422: ErrorBody, 500: ErrorOrDeny, 503: ErrorOrDeny}

@@ -10,8 +10,9 @@ from audience_authz.engine import decision_log
 from audience_authz.http import responses as R
 from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.facts import Request
+from audience_authz.store import budget
 from audience_authz.http.schemas import (AccountBody, ActingAccount, AdGroupBody, AudienceCreateBody, AudiencePatchBody,
-                      AuthorizeBody, BatchBody, BusinessCenterBody, IdPath, LookalikeBody, Page,
+                      AuthorizeBody, BatchBody, BusinessCenterBody, IdPage, IdPath, LookalikeBody, Page,
                       ShareBody, ShareTargetPath)
 
 api = APIBlueprint("api", __name__, url_prefix="/v1", abp_security=[{"bearer": []}],
@@ -49,10 +50,10 @@ def post_terms(path: IdPath, header: ActingAccount):
 
 
 @api.get("/accounts/<id>/audiences", tags=[AUDIENCES],
-         summary="Owned and shared-with-me audiences, with relation and allowed actions",
+         summary="Owned and shared-with-me audiences, with relation and allowed actions (paged by id)",
          responses={200: R.AudienceList, **R.ACTING})
-def get_account_audiences(path: IdPath, header: ActingAccount):
-    return actions.list_audiences(authz(), header.x_account_id, path.id)
+def get_account_audiences(path: IdPath, header: ActingAccount, query: IdPage):
+    return actions.list_audiences(authz(), header.x_account_id, path.id, query.after, query.limit)
 
 
 # -- audiences -----------------------------------------------------------------------------
@@ -105,10 +106,10 @@ def post_shares(path: IdPath, header: ActingAccount, body: ShareBody):
     return actions.share(authz(), header.x_account_id, path.id, body.account_ids), 201
 
 
-@api.get("/audiences/<id>/shares", tags=[SHARING], summary="Active recipients (owner only)",
+@api.get("/audiences/<id>/shares", tags=[SHARING], summary="Active recipients (owner only), paged by account id",
          responses={200: R.ShareList, **R.ACTING})
-def get_shares(path: IdPath, header: ActingAccount):
-    return actions.list_shares(authz(), header.x_account_id, path.id)
+def get_shares(path: IdPath, header: ActingAccount, query: IdPage):
+    return actions.list_shares(authz(), header.x_account_id, path.id, query.after, query.limit)
 
 
 @api.delete("/audiences/<id>/shares/<account_id>", tags=[SHARING], summary="Stop sharing with one recipient",
@@ -153,16 +154,23 @@ def _decide(check: AuthorizeBody) -> dict:
     return authz().check(req, explain=check.explain).answer()
 
 
+def _cost_cap():
+    """The work one decision request may cost (store/budget.py): 422 past it."""
+    return budget.limited(current_app.config["SETTINGS"].max_request_cost)
+
+
 @decide.post("/authorize", tags=[DECIDE], summary="One decision, with reasons and effects (not applied)",
           responses={200: R.AuthorizeAnswer, **R.AUTHORIZE})
 def post_authorize(body: AuthorizeBody):
-    return _decide(body)
+    with _cost_cap():
+        return _decide(body)
 
 
 @decide.post("/authorize/batch", tags=[DECIDE], summary="Many decisions, answered in order",
           responses={200: R.BatchAnswer, **R.AUTHORIZE})
 def post_authorize_batch(body: BatchBody):
-    return {"results": [_decide(check) for check in body.checks]}
+    with _cost_cap():
+        return {"results": [_decide(check) for check in body.checks]}
 
 
 @api.get("/events", tags=[FEEDS], summary="Applied effects and state changes, in order",

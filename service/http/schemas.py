@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator,
                       model_validator)
 
-from audience_authz.vocabulary import AUDIENCE_ACTIONS, SOURCES
+from audience_authz.vocabulary import AUDIENCE_ACTIONS, MAX_MEMBERS, SOURCES
 
 Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128,
                                        pattern=r"^[A-Za-z0-9_.:\-]+$")]
@@ -50,19 +50,34 @@ class ShareTargetPath(Strict):
     account_id: Id
 
 
+def _plain_digits(value):
+    """Query text is a number only as plain ASCII digits (lax parsing would also take
+    " 5", "+5", "5.0" and "5_0", which the document's integer does not allow)."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written in digits")
+    return value
+
+
 class Page(BaseModel):
     model_config = ConfigDict(extra="forbid")
     after: int = Field(0, ge=0, le=2**63 - 1, description="return entries with an id greater than this")
     limit: int = Field(100, ge=1, le=1000)
 
-    @field_validator("after", "limit", mode="before")
-    @classmethod
-    def _plain_digits(cls, value):
-        """Query text is a number only as plain ASCII digits (lax parsing would also take
-        " 5", "+5", "5.0" and "5_0", which the document's integer does not allow)."""
-        if isinstance(value, str) and not (value.isascii() and value.isdigit()):
-            raise ValueError("must be a whole number written in digits")
-        return value
+    _digits = field_validator("after", "limit", mode="before")(_plain_digits)
+
+
+MAX_PAGE = 1000
+
+
+class IdPage(BaseModel):
+    """A page of a list ordered by id: the entries after the cursor ``after`` (the
+    ``next_after`` of the previous page), at most ``limit`` of them."""
+
+    model_config = ConfigDict(extra="forbid")
+    after: Id | None = Field(None, description="the next_after of the previous page; none for the first")
+    limit: int = Field(100, ge=1, le=MAX_PAGE)
+
+    _digits = field_validator("limit", mode="before")(_plain_digits)
 
 
 class ActingAccount(BaseModel):
@@ -88,12 +103,12 @@ class AudienceCreateBody(Strict):
     id: Id | None = None
     name: Name
     source: Source
-    member_count: int = Field(0, ge=0, le=10**12)
+    member_count: int = Field(0, ge=0, le=MAX_MEMBERS)
 
 
 class MembersChange(Strict):
     op: Literal["add", "remove", "replace"]
-    count: int = Field(ge=0, le=10**12)
+    count: int = Field(ge=0, le=MAX_MEMBERS, description="counts saturate at 0 and at the maximum")
 
 
 class AudiencePatchBody(Strict):

@@ -77,11 +77,23 @@ def is_postgres() -> bool:
     return isinstance(database.obj, PostgresqlDatabase)
 
 
+SNAPSHOT_ISOLATION = "REPEATABLE READ"
+
+
 @contextlib.contextmanager
-def transaction():
-    """One action, all or nothing."""
-    with database.atomic():
-        yield
+def transaction(snapshot: bool = False):
+    """One action, all or nothing. With ``snapshot``, a read made of several statements
+    sees one snapshot of the database: PostgreSQL's REPEATABLE READ (its default READ
+    COMMITTED gives each statement a newer one, so a list could name an audience that a
+    later statement of the same read had not seen). A snapshot read writes nothing but
+    decision-log rows (inserts of new keys), so it never meets a serialization failure.
+    SQLite's transactions are snapshots already (and BEGIN IMMEDIATE one writer at a time)."""
+    if snapshot and is_postgres():
+        with database.atomic(isolation_level=SNAPSHOT_ISOLATION):
+            yield
+    else:
+        with database.atomic():
+            yield
 
 
 def lock_clause() -> str:
@@ -89,21 +101,29 @@ def lock_clause() -> str:
     return " FOR UPDATE" if is_postgres() else ""
 
 
-def insert_rows(table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+def insert_rows(table: str, columns: tuple[str, ...], rows: list[tuple], *,
+                returning_ids: bool = False) -> list[int]:
     """Append many rows with one prepared statement (executemany; execute_values on
     PostgreSQL, which sends them in pages instead of one round trip per row). The ORM's
     insert_many builds the SQL text of every value in Python, which costs more than the
-    insert itself for thousands of rows."""
+    insert itself for thousands of rows. With ``returning_ids``, the new rows' ids."""
     if not rows:
-        return
+        return []
     cols = ", ".join(columns)
     if is_postgres():
         from psycopg2.extras import execute_values
 
-        execute_values(database.cursor(), f"INSERT INTO {table} ({cols}) VALUES %s", rows, page_size=1000)
-    else:
-        marks = ", ".join([database.obj.param] * len(columns))
-        database.cursor().executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
+        sql = f"INSERT INTO {table} ({cols}) VALUES %s" + (" RETURNING id" if returning_ids else "")
+        found = execute_values(database.cursor(), sql, rows, page_size=1000, fetch=returning_ids)
+        return [row[0] for row in found] if returning_ids else []
+    marks = ", ".join([database.obj.param] * len(columns))
+    cursor = database.cursor()
+    cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
+    if not returning_ids:
+        return []
+    # one writer at a time (BEGIN IMMEDIATE): the rows took consecutive rowids ending at the last
+    last = cursor.execute("SELECT last_insert_rowid()").fetchone()[0]
+    return list(range(last - len(rows) + 1, last + 1))
 
 
 READY_LOCK_WAIT_MS = 1000

@@ -7,13 +7,20 @@ action's transaction, recording one event per effect.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 
+from audience_authz.store import budget
 from audience_authz.store.db import insert_rows
 from audience_authz.store.locks import lock_event_feed
 from audience_authz.store.models import database, utcnow
 
 _CHUNK = 500
+PROPAGATE_CHUNK = 100
+"""Recipients named by one propagate_update effect (and its event): an update of an
+audience with more recipients is several effects, so no event grows with the number of
+recipients (each event stays a few tens of kilobytes at most, and a feed page can hold it)."""
 
 
 def _recipients_clause(one_recipient: str | None) -> tuple[str, list]:
@@ -36,10 +43,16 @@ def plan(req, decision, gathered) -> list[dict]:
     """The effects of an allowed action, in the order they apply."""
     names = {name for name, _ in decision.effects}
     audience_id = req.audience_id
+    one = None if "propagate_update" in names else _affected_recipients(req, decision, gathered)
+    if budget.counting():
+        budget.charge(_planned_size(audience_id, one, "disconnect_audience" in names))
     if "propagate_update" in names:
-        return [{"type": "propagate_update", "audience_id": audience_id,
-                 "account_ids": active_recipients(audience_id, None)}]
-    one = _affected_recipients(req, decision, gathered)
+        recipients = active_recipients(audience_id, None)
+        chunks = [recipients[i:i + PROPAGATE_CHUNK] for i in range(0, len(recipients), PROPAGATE_CHUNK)]
+        if len(chunks) <= 1:
+            return [{"type": "propagate_update", "audience_id": audience_id, "account_ids": recipients}]
+        return [{"type": "propagate_update", "audience_id": audience_id, "account_ids": chunk,
+                 "part": i + 1, "parts": len(chunks)} for i, chunk in enumerate(chunks)]
     recipients = active_recipients(audience_id, one)
     groups = _targeting_of_recipient_groups(audience_id, one) if "disconnect_audience" in names else {}
     on_empty = decision.effect_arg("disconnect_audience")
@@ -62,6 +75,19 @@ def plan(req, decision, gathered) -> list[dict]:
             planned.append({"type": "remove_from_list", "audience_id": audience_id,
                             "account_id": account_id})
     return planned
+
+
+def _planned_size(audience_id: str, one: str | None, with_ad_groups: bool) -> int:
+    """What a plan will touch, counted before it is built (for the request's budget):
+    its recipients, and the recipients' ad groups using the audience."""
+    p = database.obj.param
+    recipients, params = _recipients_clause(one)
+    groups = (f"(SELECT COUNT(*) FROM ad_group_audience t JOIN ad_group g ON g.id = t.ad_group_id"
+              f" WHERE t.audience_id = {p} AND g.account_id IN ({recipients}))") if with_ad_groups else "0"
+    sql = f"SELECT (SELECT COUNT(*) FROM ({recipients}) AS r), {groups}"
+    args = [audience_id, *params] + ([audience_id, audience_id, *params] if with_ad_groups else [])
+    n_recipients, n_groups = database.execute_sql(sql, args).fetchone()
+    return int(n_recipients) + int(n_groups)
 
 
 def active_recipients(audience_id: str, one: str | None) -> list[str]:
@@ -89,14 +115,14 @@ def _targeting_of_recipient_groups(audience_id: str, one: str | None) -> dict[st
     return {acc: list(by_group.items()) for acc, by_group in groups.items()}
 
 
-def attached_ad_groups(audience_id: str, account_id: str) -> list[str]:
-    """The ad groups of ``account_id`` that include or exclude the audience (fixed SQL: it
-    answers a deny on the authorize path)."""
+def attached_ad_groups(audience_id: str, account_id: str, limit: int = 100) -> list[str]:
+    """The first ``limit`` ad groups of ``account_id`` that include or exclude the audience
+    (fixed SQL: it answers a deny on the authorize path)."""
     p = database.obj.param
     rows = database.execute_sql(
         f"SELECT t.ad_group_id FROM ad_group_audience t JOIN ad_group g ON g.id = t.ad_group_id"
-        f" WHERE t.audience_id = {p} AND g.account_id = {p} ORDER BY t.ad_group_id",
-        [audience_id, account_id])
+        f" WHERE t.audience_id = {p} AND g.account_id = {p} ORDER BY t.ad_group_id LIMIT {p}",
+        [audience_id, account_id, limit])
     return [r[0] for r in rows]
 
 
@@ -148,6 +174,35 @@ def _ids_by_audience(effects: list[dict], key: str) -> list[tuple[str, list[str]
     return list(grouped.items())
 
 
+_recorded: contextvars.ContextVar[list | None] = contextvars.ContextVar("recorded_events", default=None)
+
+
+@contextlib.contextmanager
+def recording():
+    """Collect the ids of the events recorded in the block (one attempt of an action): the
+    answer points into the events feed with them."""
+    ids: list[int] = []
+    token = _recorded.set(ids)
+    try:
+        yield ids
+    finally:
+        _recorded.reset(token)
+
+
+def effect_counts(effects: list[dict]) -> dict[str, int]:
+    """How many effects of each type: the summary an answer keeps when its list is cut."""
+    counts: dict[str, int] = {}
+    for effect in effects:
+        counts[effect["type"]] = counts.get(effect["type"], 0) + 1
+    return counts
+
+
+def span(ids: list[int]) -> dict | None:
+    """The pointer of an answer into the events feed: its first and last event ids (read
+    them with ``GET /v1/events?after=<first_id - 1>``) and how many there are."""
+    return {"first_id": min(ids), "last_id": max(ids), "count": len(ids)} if ids else None
+
+
 def record(items: list[dict], *, decision_id: str | None, extra: dict | None = None) -> None:
     """Append events (effects or state changes), in order."""
     now = utcnow()
@@ -157,9 +212,13 @@ def record(items: list[dict], *, decision_id: str | None, extra: dict | None = N
         payload = dict(item, **extra[item["type"]]) if item["type"] in extra else item
         rows.append((item["type"], item.get("audience_id"), item.get("account_id"), decision_id,
                      json.dumps(payload, separators=(",", ":")), now))
-    if rows:
-        lock_event_feed()
-    insert_rows("event", _EVENT_COLUMNS, rows)
+    if not rows:
+        return
+    lock_event_feed()
+    ids = insert_rows("event", _EVENT_COLUMNS, rows, returning_ids=True)
+    collected = _recorded.get()
+    if collected is not None:
+        collected.extend(ids)
 
 
 _EVENT_COLUMNS = ("type", "audience_id", "account_id", "decision_id", "payload", "at")

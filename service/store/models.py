@@ -41,15 +41,15 @@ class Audience(BaseModel):
     source = pw.CharField(max_length=32, default="")
     seed_audience = pw.ForeignKeyField("self", null=True, backref="lookalikes", index=True)
     status = pw.CharField(max_length=16, default="active")  # active | deleted
-    member_count = pw.IntegerField(default=0)
-    revision = pw.IntegerField(default=1)
+    member_count = pw.BigIntegerField(default=0)  # up to vocabulary.MAX_MEMBERS (migration 0004)
+    revision = pw.BigIntegerField(default=1)
     created_at = pw.DateTimeField(default=utcnow)
     updated_at = pw.DateTimeField(default=utcnow)
     deleted_at = pw.DateTimeField(null=True)
 
 
 class Share(BaseModel):
-    id = pw.AutoField()
+    id = pw.BigAutoField()
     audience = pw.ForeignKeyField(Audience, backref="shares")
     recipient_account = pw.ForeignKeyField(Account, backref="received_shares")
     status = pw.CharField(max_length=16, default="active")  # active | stopped
@@ -96,7 +96,7 @@ class AdGroupAudience(BaseModel):
 class Event(BaseModel):
     """Append-only: every applied side effect and state change, in order."""
 
-    id = pw.AutoField()
+    id = pw.BigAutoField()
     type = pw.CharField(max_length=32)
     audience_id = pw.CharField(max_length=128, null=True, index=True)
     account_id = pw.CharField(max_length=128, null=True)
@@ -106,7 +106,7 @@ class Event(BaseModel):
 
 
 class DecisionLog(BaseModel):
-    id = pw.AutoField()
+    id = pw.BigAutoField()
     decision_id = pw.CharField(max_length=64, unique=True)
     at = pw.DateTimeField(default=utcnow)
     principal = pw.CharField(max_length=128)

@@ -12,6 +12,7 @@ import peewee as pw
 
 from audience_authz import metrics
 from audience_authz.exceptions import Denied
+from audience_authz.store import effects as fx
 from audience_authz.store.db import transaction
 from audience_authz.store.locks import LockOrderConflict, final_attempt
 
@@ -32,14 +33,15 @@ def _retryable(exc: Exception) -> bool:
 
 
 
-def run(work):
+def run(work, *, snapshot: bool = False):
     """Run ``work()`` in one transaction; a Denied it returns is raised after commit (the
     decision log keeps the deny, nothing else changed). Conflicts with concurrent
-    transactions are retried (each retry is logged as ``transaction retry``)."""
+    transactions are retried (each retry is logged as ``transaction retry``). A read
+    assembled from several statements passes ``snapshot`` (``db.transaction``)."""
     for attempt in range(1, ATTEMPTS + 1):
         last = final_attempt.set(attempt == ATTEMPTS)
         try:
-            with transaction():
+            with fx.recording() as event_ids, transaction(snapshot):
                 result = work()
             break
         except (pw.OperationalError, pw.IntegrityError, LockOrderConflict) as exc:
@@ -50,6 +52,10 @@ def run(work):
             final_attempt.reset(last)
     if isinstance(result, Denied):
         raise result
-    if isinstance(result, dict) and result.get("effects"):
+    if isinstance(result, dict) and "effects" in result:
         metrics.effects_applied(result["effects"])  # counted once committed
+        # the summary an answer keeps when its lists are cut to the response size limit
+        # (http/bounds.py): counts by type, and where its events are in the feed
+        result["effect_counts"] = fx.effect_counts(result["effects"])
+        result["events"] = fx.span(event_ids)
     return result

@@ -11,10 +11,11 @@ export AUDIENCE_AUTHZ_TOKENS ?= dev-token
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e ./client  # the client-only distribution (audience_authz_client)
 	touch $@
 
 # `run` serves under gunicorn, as in production (`serve --dev` would be Flask's own server)

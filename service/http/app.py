@@ -53,6 +53,7 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     app.register_api(routes.api)
     app.register_api(routes.decide)
     app.register_api(policy_routes.api)
+    _register_one_segment_ids(app)
     auth.register(app, settings, OPEN_PATHS)  # first: tokens, scopes, rate limit
     errors.register(app)
     _register_connection(app)
@@ -61,6 +62,19 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     metrics.register(app, app.extensions["authz"].policy.version)
     docs.register(app)
     return app
+
+
+def _register_one_segment_ids(app: OpenAPI) -> None:
+    """An id is one path segment. The WSGI server decodes %2F into "/" before routing, so
+    "/v1/audiences/aud_A%2Fshares" would reach the route of aud_A's shares; no id may hold
+    a "/" (schemas.Id), so a path with an encoded slash names no resource: 404."""
+
+    @app.before_request
+    def encoded_slash():
+        raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+        if "%2f" in raw.partition("?")[0].lower():
+            return errors.error_response(404, "not_found", "an id is one path segment: it cannot hold '/' (%2F)")
+        return None
 
 
 def _register_connection(app: OpenAPI) -> None:

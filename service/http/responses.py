@@ -63,6 +63,7 @@ class EndShareEffect(BaseModel):
     type: Literal["end_share"]
     audience_id: str
     account_id: str
+    reason: ReasonCode | None = Field(None, description="a share ended because it left the sharing scope: why")
 
 
 class RemoveFromListEffect(BaseModel):
@@ -71,6 +72,7 @@ class RemoveFromListEffect(BaseModel):
     type: Literal["remove_from_list"]
     audience_id: str
     account_id: str
+    reason: ReasonCode | None = Field(None, description="a share ended because it left the sharing scope: why")
 
 
 class DisconnectAudienceEffect(BaseModel):
@@ -83,6 +85,7 @@ class DisconnectAudienceEffect(BaseModel):
     before: Targeting
     after: Targeting
     no_audience_targeting: bool = Field(description="the ad group targets no audience any more (broadened)")
+    reason: ReasonCode | None = Field(None, description="a share ended because it left the sharing scope: why")
 
 
 class PauseAdGroupEffect(BaseModel):
@@ -92,6 +95,7 @@ class PauseAdGroupEffect(BaseModel):
     ad_group_id: str
     account_id: str
     audience_id: str
+    reason: ReasonCode | None = Field(None, description="a share ended because it left the sharing scope: why")
 
 
 class PropagateUpdateEffect(BaseModel):
@@ -387,6 +391,7 @@ class DecisionView(BaseModel):
     policy_version: str
     relation: str
     rule_line: int | None
+    request_id: str | None = Field(description="the X-Request-Id of the call that was decided (null without one)")
 
 
 class DecisionPage(BaseModel):

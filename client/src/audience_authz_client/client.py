@@ -294,7 +294,7 @@ class AuthzClient:
         if audience_id is not None:
             params["audience_id"] = audience_id
         if types:
-            params["type"] = ",".join(types)
+            params["type"] = list(types)  # repeated: ?type=a&type=b
         if wait:
             params["wait"] = wait
         return self._read(EventPage, "GET", "/v1/events", request_id, params=params,

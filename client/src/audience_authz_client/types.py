@@ -73,6 +73,7 @@ class EndShare:
     type: Literal["end_share"]
     audience_id: str
     account_id: str
+    reason: ReasonCode | None = None  # a share ended because it left the sharing scope: why
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class RemoveFromList:
     type: Literal["remove_from_list"]
     audience_id: str
     account_id: str
+    reason: ReasonCode | None = None  # a share ended because it left the sharing scope: why
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class DisconnectAudience:
     before: Targeting
     after: Targeting
     no_audience_targeting: bool
+    reason: ReasonCode | None = None  # a share ended because it left the sharing scope: why
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class PauseAdGroup:
     ad_group_id: str
     account_id: str
     audience_id: str
+    reason: ReasonCode | None = None  # a share ended because it left the sharing scope: why
 
 
 @dataclass(frozen=True)

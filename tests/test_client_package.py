@@ -118,6 +118,7 @@ def test_the_clients_names_are_the_services():
     assert set(vocabulary.SERVICE_REASONS) <= set(reasons)
     assert '"response_too_large"' in (ROOT / "service" / "http" / "errors.py").read_text()
     assert _names(client_pkg.Action) == set(vocabulary.AUDIENCE_ACTIONS)
+    assert _names(client_pkg.MatrixAction) == set(vocabulary.MATRIX_ACTIONS)
     assert _names(client_pkg.Source) == set(vocabulary.SOURCES)
     assert _names(client_pkg.EffectType) == set(vocabulary.EFFECTS) | {"pause_ad_group"}
     assert set(client_pkg.types.EFFECT_CLASSES) == _names(client_pkg.EffectType)

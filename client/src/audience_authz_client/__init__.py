@@ -18,7 +18,7 @@ from audience_authz_client.types import (CLIENT_REASONS, Account, Action, AdGrou
                                          AudienceList, AudienceResult, BusinessCenter, Check, Decision,
                                          DecisionEntry, DecisionPage, DecisionValue, DeleteResult, Denied,
                                          DisconnectAudience, Effect, EffectType, EndShare, Event, EventPage,
-                                         EventType, PauseAdGroup, PropagateUpdate, Reason, ReasonCode,
+                                         EventType, MatrixAction, PauseAdGroup, PropagateUpdate, Reason, ReasonCode,
                                          RemoveFromList, ShareEntry, ShareList, ShareLog, ShareLogEntry,
                                          ShareResult, Source, StopResult, Targeting)
 
@@ -27,7 +27,7 @@ __all__ = [
     "BATCH_LIMIT", "CLIENT_REASONS", "Account", "Action", "AdGroup", "AdGroupResult", "Audience", "AudienceList",
     "AudienceResult", "AuthzClient", "AuthzError", "BusinessCenter", "Check", "Decision", "DecisionEntry",
     "DecisionPage", "DecisionValue", "DeleteResult", "Denied", "DisconnectAudience", "Effect", "EffectType",
-    "EndShare", "Event", "EventPage", "EventType", "PauseAdGroup", "PropagateUpdate", "RateLimited", "Reason",
+    "EndShare", "Event", "EventPage", "EventType", "MatrixAction", "PauseAdGroup", "PropagateUpdate", "RateLimited", "Reason",
     "ReasonCode", "RemoveFromList", "RequestError", "ShareEntry", "ShareList", "ShareLog", "ShareLogEntry",
     "ShareResult", "Source", "StopResult", "Targeting", "Unavailable", "path", "segment",
 ]

@@ -128,13 +128,15 @@ class AuthzClient:
 
     def authorize(self, account_id: str, action: Action, audience_id: str, *,
                   target_account_id: str | None = None, ad_group_id: str | None = None,
-                  request_id: str | None = None) -> Decision:
+                  explain: bool = False, request_id: str | None = None) -> Decision:
         """May ``account_id`` do ``action`` on ``audience_id``? A failure is a deny; a misuse
-        (400, 401, 403 insufficient_scope, ...) raises ``RequestError``."""
+        (400, 401, 403 insufficient_scope, ...) raises ``RequestError``. ``explain`` adds the
+        matched policy line and the facts (``Decision.explanation``)."""
         check = Check(account_id, action, audience_id, target_account_id, ad_group_id)
         rid = _request_id(request_id)
         deadline = time.monotonic() + self.timeout
-        return self._decide("/v1/authorize", check.body(), rid, deadline,
+        body = {**check.body(), **({"explain": True} if explain else {})}
+        return self._decide("/v1/authorize", body, rid, deadline,
                             lambda body: parse(Decision, body, request_id=rid), 1)[0]
 
     def authorize_many(self, checks: Iterable[Check], *, request_id: str | None = None) -> list[Decision]:

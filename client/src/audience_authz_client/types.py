@@ -20,6 +20,10 @@ from typing import Any, Literal, Union
 Action = Literal["view", "edit", "apply", "delete", "share", "stop_sharing", "create_lookalike",
                  "refresh_lookalike", "view_shares"]
 
+# The actions of the sharing matrix: what an audience view lists as allowed.
+MatrixAction = Literal["view", "edit", "apply", "delete", "share", "stop_sharing", "create_lookalike",
+                       "refresh_lookalike"]
+
 # The deny reason codes of the policy (policy/reasons.yaml; stable, never renamed), the
 # service's own (no rule matched, a fault it failed closed on), and this client's own:
 # ``unavailable`` (no usable answer) and ``rate_limited`` (429 past the call's deadline).
@@ -60,6 +64,7 @@ class Reason:
     message: str = ""
     account_id: str | None = None  # the target account the reason is about
     ad_group_ids: tuple[str, ...] | None = None  # applied_to_ad_groups: the ad groups in the way
+    audience_id: str | None = None  # an ad group upsert: the audience refused
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ class Decision:
     effects: tuple[Effect, ...] = ()
     policy_version: str | None = None
     decision_id: str | None = None  # None when the service (or this client) failed closed
+    explanation: dict[str, Any] | None = None  # with explain=True: the matched line and the facts
     request_id: str | None = field(default=None, metadata={"client": True})
     error: str | None = field(default=None, metadata={"client": True})  # why this client failed closed
 
@@ -214,7 +220,7 @@ class Audience:
     updated_at: str | None
     deleted_at: str | None
     relation: Relation
-    actions: tuple[Action, ...]
+    actions: tuple[MatrixAction, ...]
 
 
 @dataclass(frozen=True)
@@ -347,7 +353,7 @@ class DecisionPage:
 # -- reading answers -----------------------------------------------------------------------
 
 T = typing.TypeVar("T")
-_PASS_THROUGH = (ReasonCode, Action, EventType)  # a newer service may add names to these
+_PASS_THROUGH = (ReasonCode, Action, MatrixAction, EventType)  # a newer service may add names to these
 
 
 def parse(cls: type[T], data: object, **extra: Any) -> T:

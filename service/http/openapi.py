@@ -32,11 +32,10 @@ def finish(app) -> dict:
     doc = app.api_doc
     components = doc.setdefault("components", {})
     components["headers"] = {name: dict(header) for name, header in _HEADERS.items()}
-    components.setdefault("parameters", {})["RequestId"] = _REQUEST_ID_PARAMETER
     doc["servers"] = [{"url": "/", "description": "this service (the origin the document was read from)"}]
     for operations in doc["paths"].values():
         for operation in operations.values():
-            operation.setdefault("parameters", []).append({"$ref": "#/components/parameters/RequestId"})
+            operation.setdefault("parameters", []).append(dict(_REQUEST_ID_PARAMETER))  # inline, as the others
             for status, response in operation["responses"].items():
                 headers = response.setdefault("headers", {})
                 headers["X-Request-Id"] = {"$ref": "#/components/headers/X-Request-Id"}

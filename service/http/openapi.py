@@ -21,9 +21,11 @@ _HEADERS = {
                      "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,128}$"}},
     "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer", "minimum": 1}},
 }
+# any text is accepted: one that is not 1-128 of A-Z a-z 0-9 . _ : - is replaced, not refused
 _REQUEST_ID_PARAMETER = {"name": "X-Request-Id", "in": "header", "required": False,
-                         "description": "The caller's request id, echoed in the answer and the logs",
-                         "schema": _HEADERS["X-Request-Id"]["schema"]}
+                         "description": "The caller's request id, echoed in the answer and the logs (replaced by"
+                                        " one the service makes when it is not 1-128 of A-Z a-z 0-9 . _ : -)",
+                         "schema": {"type": "string"}}
 _FROM_THE_HTTP_SERVER = {"text/html": {"schema": {"type": "string"}}}
 
 

@@ -180,3 +180,20 @@ def test_an_sse_consumer_sees_every_event_once_in_order_across_a_restart(tmp_pat
     assert got == [(e["id"], e["type"]) for e in expected]  # each once, in order, none missing
     assert [e["data"] for e in tail.received] == expected  # the SSE data is the feed's event
     assert {e["type"] for e in expected} >= {"share_created", "end_share", "audience_deleted"}
+
+
+@pytest.mark.full
+def test_the_python_client_follows_the_stream(api, server):
+    start = api.ok(api.get("/v1/events/latest"))["id"]
+    w = world_factory(api)
+    expected = _events(api, f"after={start}&audience_id={w.A}")["events"]
+    client = AuthzClient(server.base_url, server.token, timeout=5)
+    stream = client.stream_events(start, audience_id=w.A)
+    try:
+        got = [next(stream) for _ in expected]
+        api.ok(api.delete(f"/v1/audiences/{w.A}/shares/{w.recipient}", account=w.owner))
+        then = next(stream)  # pushed as it is applied
+    finally:
+        stream.close()
+    assert [(e.id, e.type, e.payload) for e in got] == [(e["id"], e["type"], e["payload"]) for e in expected]
+    assert (then.type, then.account_id) == ("end_share", w.recipient) and then.id > got[-1].id

@@ -24,6 +24,7 @@ def client(server):
         yield c
 
 
+@pytest.mark.full
 def test_authorize_and_authorize_many_answer_as_the_service(client, api, server):
     w = world_factory(api)
     denied = client.authorize(w.recipient, "share", w.A, target_account_id=w.peer)
@@ -46,6 +47,7 @@ def test_authorize_and_authorize_many_answer_as_the_service(client, api, server)
     assert client.authorize_many([]) == []
 
 
+@pytest.mark.full
 def test_action_calls_do_what_the_api_does(client, uid):
     bc, owner, recipient = f"bc_{uid}", f"own_{uid}", f"rec_{uid}"
     client.upsert_business_center(bc, "BC")
@@ -143,6 +145,7 @@ def test_a_server_that_never_answers_is_a_deny_within_one_deadline_per_call():
         assert time.monotonic() - started < 1.2
 
 
+@pytest.mark.full
 def test_a_failing_service_is_a_deny_and_only_idempotent_calls_are_retried(empty_database):
     with LiveServer(empty_database) as live:
         api = Api(live.base_url, live.token)

@@ -19,6 +19,7 @@ def _events(api: Api, query: str) -> dict:
     return api.ok(api.get(f"/v1/events?{query}"))
 
 
+@pytest.mark.full
 def test_filters_by_account_audience_and_type(api):
     start = api.ok(api.get("/v1/events/latest"))["id"]
     w = world_factory(api)
@@ -35,6 +36,7 @@ def test_filters_by_account_audience_and_type(api):
     assert api.get(f"/v1/events?type=no_such_type").status == 400
 
 
+@pytest.mark.full
 def test_the_newest_id_and_a_cursor_past_the_end(api):
     w = world_factory(api)
     latest = api.ok(api.get("/v1/events/latest"))["id"]
@@ -48,6 +50,7 @@ def test_the_newest_id_and_a_cursor_past_the_end(api):
     assert stream.status == 400 and stream.body["error"]["code"] == "cursor_past_end"
 
 
+@pytest.mark.full
 def test_a_filtered_page_moves_the_cursor_past_what_it_looked_at(api):
     start = api.ok(api.get("/v1/events/latest"))["id"]
     world_factory(api)
@@ -56,6 +59,7 @@ def test_a_filtered_page_moves_the_cursor_past_what_it_looked_at(api):
     assert page == {"events": [], "next_after": latest}
 
 
+@pytest.mark.full
 def test_a_write_that_changes_nothing_records_no_event(api):
     w = world_factory(api)
     group = {"name": "g", "include": [w.A], "exclude": [w.B]}

@@ -16,10 +16,11 @@ install: $(VENV)/.installed chromium
 chromium:
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) apt-get install -y chromium)
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,postgresql,client]'
+	$(BIN)/pip install --quiet -e '.[test,postgresql]'
+	$(BIN)/pip install --quiet -e ./client  # the client-only distribution (audience_authz_client)
 	touch $@
 
 # `run` serves under gunicorn, as in production (`serve --dev` would be Flask's own server)

@@ -1,4 +1,5 @@
-"""audience_authz.client against live servers: decisions, actions, and failing closed."""
+"""The client-only package audience_authz_client against live servers: decisions, actions,
+failing closed, what is raised, the deadline, retries and 429, request ids."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from audience_authz.client import AuthzClient, Check, Denied, RequestError, Unavailable
+from audience_authz_client import (AuthzClient, Check, Denied, EndShare, PropagateUpdate, RateLimited, RequestError,
+                                   Unavailable)
 from tests.ops import break_decisions, broken_decision_answer, empty_database, json_lines  # noqa: F401 - fixture
 from tests.support import Api, LiveServer, free_port, world_factory
 
@@ -22,14 +24,17 @@ def client(server):
         yield c
 
 
+@pytest.mark.full
 def test_authorize_and_authorize_many_answer_as_the_service(client, api, server):
     w = world_factory(api)
     denied = client.authorize(w.recipient, "share", w.A, target_account_id=w.peer)
     assert not denied.allowed and denied.decision == "deny" and denied.codes == ["reshare_forbidden"]
-    assert denied.reasons[0].details == {"account_id": w.peer} and denied.error is None
-    allowed = client.authorize(w.owner, "stop_sharing", w.A, target_account_id=w.recipient)
-    assert allowed.allowed and [e["type"] for e in allowed.effects] == ["end_share", "remove_from_list"]
-    assert allowed.policy_version and allowed.decision_id
+    assert denied.reasons[0].account_id == w.peer and denied.error is None
+    allowed = client.authorize(w.owner, "stop_sharing", w.A, target_account_id=w.recipient,
+                               request_id=f"req-{w.u}")
+    assert allowed.allowed and [e.type for e in allowed.effects] == ["end_share", "remove_from_list"]
+    assert isinstance(allowed.effects[0], EndShare) and allowed.effects[0].account_id == w.recipient
+    assert allowed.policy_version and allowed.decision_id and allowed.request_id == f"req-{w.u}"
 
     checks = [Check(w.owner, "edit", w.A), Check(w.recipient, "edit", w.A),
               Check(w.recipient, "apply", w.B, ad_group_id=w.id("nope")),
@@ -42,52 +47,63 @@ def test_authorize_and_authorize_many_answer_as_the_service(client, api, server)
     assert client.authorize_many([]) == []
 
 
+@pytest.mark.full
 def test_action_calls_do_what_the_api_does(client, uid):
     bc, owner, recipient = f"bc_{uid}", f"own_{uid}", f"rec_{uid}"
     client.upsert_business_center(bc, "BC")
     client.upsert_account(owner, "owner", bc)
-    assert client.upsert_account(recipient, "recipient", bc)["business_center_id"] == bc
+    assert client.upsert_account(recipient, "recipient", bc).business_center_id == bc
     created = client.create_audience(owner, "A", "customer_file", audience_id=f"aud_{uid}")
-    audience = created["audience"]["id"]
-    assert audience == f"aud_{uid}" and created["audience"]["relation"] == "owner"
-    with pytest.raises(Denied) as no_terms:
-        client.share(owner, audience, [recipient])
-    assert no_terms.value.codes == ["terms_not_accepted"]
-    assert client.accept_terms(owner)["terms_accepted_at"]
-    assert client.share(owner, audience, [recipient])["recipients"] == [recipient]
-    assert [s["account_id"] for s in client.list_shares(owner, audience)["shares"]] == [recipient]
-    assert client.get_audience(recipient, audience)["relation"] == "recipient"
-    assert [a["id"] for a in client.list_audiences(recipient)["audiences"]] == [audience]
+    assert not isinstance(created, Denied)
+    audience = created.audience.id
+    assert audience == f"aud_{uid}" and created.audience.relation == "owner"
+    no_terms = client.share(owner, audience, [recipient])
+    assert isinstance(no_terms, Denied) and no_terms.codes == ["terms_not_accepted"]
+    assert no_terms.decision_ids and no_terms.request_id
+    accepted = client.accept_terms(owner)
+    assert not isinstance(accepted, Denied) and accepted.terms_accepted_at
+    shared = client.share(owner, audience, [recipient])
+    assert not isinstance(shared, Denied) and shared.recipients == (recipient,)
+    shares = client.list_shares(owner, audience)
+    assert not isinstance(shares, Denied) and [s.account_id for s in shares.shares] == [recipient]
+    seen = client.get_audience(recipient, audience)
+    assert not isinstance(seen, Denied) and seen.relation == "recipient" and "apply" in seen.actions
+    listed = client.list_audiences(recipient)
+    assert not isinstance(listed, Denied) and [a.id for a in listed.audiences] == [audience]
 
-    edited = client.edit_audience(owner, audience, name="A2", members={"op": "add", "count": 5})
-    assert edited["audience"]["name"] == "A2"
-    assert edited["effects"][0]["type"] == "propagate_update" and edited["effects"][0]["account_ids"] == [recipient]
+    edited = client.edit_audience(owner, audience, name="A2", members=("add", 5))
+    assert not isinstance(edited, Denied) and edited.audience.name == "A2"
+    assert edited.effects == (PropagateUpdate("propagate_update", audience, (recipient,), 2),)
     group = client.upsert_ad_group(recipient, f"ag_{uid}", "g", include=[audience])  # apply
-    assert group["ad_group"]["include"] == [audience]
-    assert client.get_ad_group(recipient, f"ag_{uid}")["include"] == [audience]
-    with pytest.raises(Denied) as reshare:
-        client.share(recipient, audience, [owner])
-    assert reshare.value.codes == ["reshare_forbidden"]
+    assert not isinstance(group, Denied) and group.ad_group.include == (audience,)
+    got = client.get_ad_group(recipient, f"ag_{uid}")
+    assert not isinstance(got, Denied) and got.include == (audience,)
+    reshare = client.share(recipient, audience, [owner])
+    assert isinstance(reshare, Denied) and reshare.codes == ["reshare_forbidden"]
 
     lookalike = client.create_lookalike(owner, audience, "L", lookalike_id=f"lal_{uid}")
-    assert lookalike["audience"]["type"] == "lookalike"
-    assert client.refresh_lookalike(owner, f"lal_{uid}")["audience"]["revision"] == 2
+    assert not isinstance(lookalike, Denied) and lookalike.audience.type == "lookalike"
+    refreshed = client.refresh_lookalike(owner, f"lal_{uid}")
+    assert not isinstance(refreshed, Denied) and refreshed.audience.revision == 2
 
     stopped = client.stop_sharing(owner, audience, recipient)
-    assert stopped["stopped"] == [recipient]
-    assert client.get_ad_group(recipient, f"ag_{uid}")["no_audience_targeting"] is True
-    log = client.share_log(owner, audience)["entries"]
-    assert [(e["action"], e["account_id"]) for e in log] == [("share", recipient), ("stop", recipient)]
-    assert client.delete_audience(owner, f"lal_{uid}")["deleted"] is True
-    nothing = client.stop_sharing(owner, audience)  # no recipient left: nothing stopped, no event
-    assert {k: nothing[k] for k in ("audience_id", "stopped", "effects", "effect_counts", "events")} == {
-        "audience_id": audience, "stopped": [], "effects": [], "effect_counts": {}, "events": None}
+    assert not isinstance(stopped, Denied) and stopped.stopped == (recipient,)
+    after = client.get_ad_group(recipient, f"ag_{uid}")
+    assert not isinstance(after, Denied) and after.no_audience_targeting is True
+    log = client.share_log(owner, audience)
+    assert not isinstance(log, Denied)
+    assert [(e.action, e.account_id) for e in log.entries] == [("share", recipient), ("stop", recipient)]
+    deleted = client.delete_audience(owner, f"lal_{uid}")
+    assert not isinstance(deleted, Denied) and deleted.deleted is True
+    again = client.stop_sharing(owner, audience)
+    assert not isinstance(again, Denied) and (again.stopped, again.effects) == ((), ())
 
     with pytest.raises(RequestError) as missing:
-        client.get_ad_group(owner, f"nope_{uid}")
+        client.get_ad_group(owner, f"nope_{uid}", request_id=f"missing-{uid}")
     assert missing.value.status == 404 and missing.value.code == "unknown_ad_group"
-    events = client.events(after=0, limit=1000)["events"]
-    assert events and client.decisions(after=0, limit=5)["decisions"]
+    assert missing.value.request_id == f"missing-{uid}"
+    events = client.events(after=0, limit=1000).events
+    assert events and client.decisions(after=0, limit=5).decisions
 
 
 # -- failing closed ------------------------------------------------------------------------
@@ -108,18 +124,28 @@ def test_a_closed_port_is_a_deny_and_actions_raise():
         client.share("acc", "aud", ["other"])
 
 
-def test_a_server_that_never_answers_is_a_deny_after_the_timeout():
+def test_a_server_that_never_answers_is_a_deny_within_one_deadline_per_call():
     with socket.socket() as silent:  # accepts connections (the backlog), never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
-        client = AuthzClient(f"http://127.0.0.1:{silent.getsockname()[1]}", "t", timeout=0.3, retries=1,
+        client = AuthzClient(f"http://127.0.0.1:{silent.getsockname()[1]}", "t", timeout=0.5, retries=3,
                              backoff=0.01)
+        for call in (lambda: client.authorize("acc", "view", "aud"),
+                     lambda: client.authorize_many([Check("acc", "view", "aud")] * 3)):
+            started = time.monotonic()
+            answer = call()
+            decision = answer if not isinstance(answer, list) else answer[0]
+            # four attempts of 0.5 s each would take 2 s: the deadline is the call's, not an attempt's
+            assert time.monotonic() - started < 1.2
+            assert not decision.allowed and decision.codes == ["unavailable"]
+            assert "timed out" in decision.error.lower() or "deadline" in decision.error
         started = time.monotonic()
-        decision = _assert_fails_closed(client)
-        assert "timed out" in decision.error.lower()
-        assert time.monotonic() - started < 10
+        with pytest.raises(Unavailable):
+            client.list_shares("acc", "aud")
+        assert time.monotonic() - started < 1.2
 
 
+@pytest.mark.full
 def test_a_failing_service_is_a_deny_and_only_idempotent_calls_are_retried(empty_database):
     with LiveServer(empty_database) as live:
         api = Api(live.base_url, live.token)
@@ -128,7 +154,7 @@ def test_a_failing_service_is_a_deny_and_only_idempotent_calls_are_retried(empty
         client = AuthzClient(live.base_url, live.token, timeout=30, retries=2, backoff=0.01)
         shares_path = f"/v1/audiences/{w.A}/shares"
         authorized, shared = _served(live, "/v1/authorize"), _served(live, shares_path)
-        decision = client.authorize(w.owner, "edit", w.A)
+        decision = client.authorize(w.owner, "edit", w.A, request_id=f"broken-{w.u}")
         status, code = broken_decision_answer(empty_database)
         assert not decision.allowed and decision.codes == [code] and decision.error == f"HTTP {status}"
         with pytest.raises(Unavailable):
@@ -136,28 +162,36 @@ def test_a_failing_service_is_a_deny_and_only_idempotent_calls_are_retried(empty
         time.sleep(0.3)  # the access line is written after the answer
         assert _served(live, "/v1/authorize") - authorized == 3  # tried, then retried twice
         assert _served(live, shares_path) - shared == 1  # an action is never sent twice
+        # every attempt of one call carries the call's request id
+        assert _served(live, "/v1/authorize", request_id=f"broken-{w.u}") == 3
 
 
-def _served(live: LiveServer, path: str) -> int:
-    """How many requests for ``path`` the server's access log shows."""
+def _served(live: LiveServer, path: str, request_id: str | None = None) -> int:
+    """How many requests for ``path`` (with ``request_id``) the server's access log shows."""
     return sum(1 for r in json_lines(live.log_path.read_text())
-               if r.get("logger") == "audience_authz.access" and r["path"] == path)
+               if r.get("logger") == "audience_authz.access" and r["path"] == path
+               and request_id in (None, r.get("request_id")))
 
 
 @contextlib.contextmanager
-def _stub(status: int, body: bytes):
-    """A server that answers every POST with ``status`` and ``body``, and counts them."""
+def _stub(status: int, body: bytes, headers: dict | None = None):
+    """A server that answers every request with ``status``, ``body`` and ``headers``, and
+    records the path and X-Request-Id of each."""
     seen = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
-            seen.append(self.path)
+        def answer(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append((self.path, self.headers.get("X-Request-Id")))
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
+
+        do_POST = do_GET = do_PUT = do_DELETE = answer
 
         def log_message(self, *args):
             pass
@@ -178,8 +212,9 @@ def _stub(status: int, body: bytes):
     (200, b'{"decision": "allow", "reasons": [], "effec'),  # cut short
     (200, b'{"decision": "maybe", "reasons": [], "effects": []}'),
     (200, b'{"decision": "allow", "reasons": "none", "effects": []}'),
+    (200, b'{"decision": "allow", "reasons": [], "effects": [{"type": "launch_rocket"}]}'),  # unknown effect
     (200, b'["allow"]'),
-    (401, b'{"error": {"code": "unauthorized", "message": "token"}}'),
+    (302, b'{"decision": "allow", "reasons": [], "effects": []}'),
 ])
 def test_a_malformed_or_failed_answer_is_a_deny(status, body):
     with _stub(status, body) as (url, seen):
@@ -189,6 +224,63 @@ def test_a_malformed_or_failed_answer_is_a_deny(status, body):
         many = client.authorize_many([Check("acc", "view", "aud")])
         assert not many[0].allowed and many[0].error
         assert len(seen) == (4 if status >= 500 else 2)  # 5xx is retried once per call
+
+
+@pytest.mark.parametrize("status, code", [(400, "invalid_request"), (401, "unauthorized"),
+                                          (403, "insufficient_scope"), (413, "body_too_large")])
+def test_a_misuse_is_raised_not_denied(status, code):
+    body = ('{"error": {"code": "%s", "message": "yours"}}' % code).encode()
+    with _stub(status, body) as (url, seen):
+        client = AuthzClient(url, "t", timeout=5, retries=2, backoff=0.01)
+        with pytest.raises(RequestError) as one:
+            client.authorize("acc", "view", "aud", request_id="mine-1")
+        assert (one.value.status, one.value.code, one.value.request_id) == (status, code, "mine-1")
+        with pytest.raises(RequestError):
+            client.authorize_many([Check("acc", "view", "aud")])
+        with pytest.raises(RequestError):
+            client.share("acc", "aud", ["other"])
+        assert len(seen) == 3  # a 4xx is never retried
+
+
+@pytest.mark.full
+def test_a_wrong_token_raises_unauthorized(server):
+    client = AuthzClient(server.base_url, "wrong-token", timeout=10, retries=0)
+    with pytest.raises(RequestError) as wrong:
+        client.authorize("acc", "view", f"aud_{uuid.uuid4().hex[:6]}")
+    assert wrong.value.status == 401 and wrong.value.code == "unauthorized"
+
+
+def test_429_waits_retry_after_only_within_the_deadline():
+    limited = b'{"error": {"code": "rate_limited", "message": "over the limit"}}'
+    with _stub(429, limited, {"Retry-After": "1"}) as (url, seen):
+        short = AuthzClient(url, "t", timeout=0.5, retries=3)
+        started = time.monotonic()
+        decision = short.authorize("acc", "view", "aud")
+        assert time.monotonic() - started < 0.5  # a 1 s wait does not fit in 0.5 s: no wait
+        assert not decision.allowed and decision.codes == ["rate_limited"] and "429" in decision.error
+        with pytest.raises(RateLimited) as raised:
+            short.share("acc", "aud", ["other"])
+        assert raised.value.retry_after == 1 and raised.value.status == 429
+        assert len(seen) == 2
+
+        seen.clear()
+        patient = AuthzClient(url, "t", timeout=5, retries=1)
+        started = time.monotonic()
+        assert patient.authorize("acc", "view", "aud").codes == ["rate_limited"]
+        assert 1 <= time.monotonic() - started < 3  # waited once, then out of retries
+        assert len(seen) == 2 and seen[0][1] == seen[1][1]  # one call, one request id
+
+
+def test_each_call_has_a_request_id_the_caller_may_choose():
+    answer = b'{"decision": "deny", "reasons": [{"code": "no_access", "message": "m"}], "effects": [],' \
+             b' "policy_version": "v", "decision_id": "d"}'
+    with _stub(200, answer) as (url, seen):
+        client = AuthzClient(url, "t", timeout=5)
+        assert client.authorize("acc", "view", "aud", request_id="caller-42").request_id == "caller-42"
+        generated = client.authorize("acc", "view", "aud").request_id
+        assert [rid for _, rid in seen] == ["caller-42", generated] and generated != "caller-42"
+        with pytest.raises(ValueError):
+            client.authorize("acc", "view", "aud", request_id="has spaces\r\nX-Injected: 1")
 
 
 def test_a_batch_answer_that_does_not_match_the_checks_denies_them_all():
@@ -201,7 +293,21 @@ def test_a_batch_answer_that_does_not_match_the_checks_denies_them_all():
         assert all("results do not match" in d.error for d in decisions)
 
 
-def test_a_wrong_token_is_a_deny_with_the_services_reason(server):
-    client = AuthzClient(server.base_url, "wrong-token", timeout=10, retries=0)
-    decision = client.authorize("acc", "view", f"aud_{uuid.uuid4().hex[:6]}")
-    assert not decision.allowed and decision.codes == ["unauthorized"] and decision.error == "HTTP 401"
+@pytest.mark.full
+@pytest.mark.parametrize("audience_id", ["aud_x/../{C}", "{A}?x=1", "{A}#frag", "..", "%2e%2e", "{A}/shares",
+                                         "../audiences/{C}"])
+def test_an_id_cannot_steer_a_call_to_another_resource(client, api, audience_id):
+    """An id is one path segment: "aud_x/../aud_C" must not share aud_C, nor "aud_A?x=1" read aud_A."""
+    w = world_factory(api, share_with_recipient=False)
+    steered = audience_id.format(A=w.A, C=w.C)
+    with pytest.raises(RequestError) as share:
+        client.share(w.owner, steered, [w.peer])
+    assert share.value.status in (400, 404)
+    with pytest.raises(RequestError) as read:
+        client.get_audience(w.owner, steered)
+    assert read.value.status in (400, 404)
+    with pytest.raises(RequestError):
+        client.stop_sharing(w.owner, w.A, f"{w.peer}/../{w.recipient}")
+    for audience in (w.A, w.C):  # nothing was shared
+        shares = client.list_shares(w.owner, audience)
+        assert not isinstance(shares, Denied) and shares.shares == ()

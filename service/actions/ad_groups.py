@@ -46,6 +46,10 @@ def upsert_ad_group(authz: Authorizer, principal: str, ad_group_id: str, name: s
         if denied:
             return denied
         created = outcome.gathered.relation == "new"
+        if not created:  # the same name and targeting again: nothing changes, no event
+            view = ad_group_view(AdGroup.get_by_id(ad_group_id))
+            if (view["name"], view["include"], view["exclude"]) == (name, list(include), list(exclude)):
+                return {"ad_group": view, "created": False, "effects": []}
         AdGroup.insert(id=ad_group_id, account=principal, name=name, updated_at=utcnow()).on_conflict(
             conflict_target=[AdGroup.id], update={AdGroup.name: name, AdGroup.updated_at: utcnow()}).execute()
         AdGroupAudience.delete().where(AdGroupAudience.ad_group == ad_group_id).execute()

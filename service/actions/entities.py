@@ -26,11 +26,14 @@ def upsert_business_center(authz: Authorizer, bc_id: str, name: str, cross_bc_al
             ).execute()
 
         def announce():
-            record_event("business_center_upserted", business_center_id=bc_id, name=name,
-                   cross_bc_allowlisted=cross_bc_allowlisted)
+            if not unchanged:  # an identical upsert changes nothing: no event
+                record_event("business_center_upserted", business_center_id=bc_id, name=name,
+                             cross_bc_allowlisted=cross_bc_allowlisted)
 
         lock_scope_change("business_center", bc_id)
         row = BusinessCenter.select().where(BusinessCenter.id == bc_id)
+        before = row.first()
+        unchanged = before is not None and (before.name, before.cross_bc_allowlisted) == (name, cross_bc_allowlisted)
         ended = scope.reviewed_change(
             authz, find=lambda: scope.shares_from_business_center(bc_id),
             stake=lambda: scope.audiences_of_business_center(bc_id),
@@ -57,11 +60,14 @@ def upsert_account(authz: Authorizer, account_id: str, name: str, business_cente
             ).execute()
 
         def announce():
-            record_event("account_upserted", account_id=account_id, name=name,
-                   business_center_id=business_center_id)
+            if not unchanged:  # an identical upsert changes nothing: no event
+                record_event("account_upserted", account_id=account_id, name=name,
+                             business_center_id=business_center_id)
 
         lock_scope_change("account", account_id)
         row = Account.select().where(Account.id == account_id)
+        before = row.first()
+        unchanged = before is not None and (before.name, before.business_center_id) == (name, business_center_id)
         ended = scope.reviewed_change(
             authz, find=lambda: scope.shares_of_account(account_id),
             stake=lambda: scope.audiences_of_account(account_id),

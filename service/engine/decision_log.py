@@ -29,6 +29,7 @@ import logging
 import os
 import threading
 import time
+from contextvars import ContextVar
 
 from audience_authz.store.db import insert_rows
 from audience_authz.store.models import database
@@ -38,7 +39,20 @@ FLUSH_INTERVAL_S = 0.05  # the default of the setting decision_log_flush_s
 FLUSH_ROWS = 500
 MAX_BUFFERED = 20_000
 COLUMNS = ("decision_id", "at", "principal", "action", "resource", "decision", "reasons",
-           "policy_version", "relation", "facts", "rule_line")
+           "policy_version", "relation", "facts", "rule_line", "request_id")
+
+# Correlation (set by the HTTP layer for each request): the request id stored with each
+# decision, and the decision ids made while serving it (for the access line).
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+decision_ids: ContextVar[list[str] | None] = ContextVar("decision_ids", default=None)
+
+
+def begin_request(rid: str | None) -> list[str]:
+    """Start correlating a request: returns the list its decisions' ids are added to."""
+    made: list[str] = []
+    request_id.set(rid)
+    decision_ids.set(made)
+    return made
 
 
 class DecisionLogWriter:
@@ -55,7 +69,12 @@ class DecisionLogWriter:
         self._thread: threading.Thread | None = None
 
     def write(self, row: tuple) -> None:
-        """Log one decision (a tuple in ``COLUMNS`` order)."""
+        """Log one decision (a tuple in ``COLUMNS`` order, without the request id, which
+        comes from the request being served)."""
+        row = (*row, request_id.get())
+        made = decision_ids.get()
+        if made is not None:
+            made.append(row[0])
         if database.in_transaction():
             _insert([row])
             return

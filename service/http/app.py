@@ -10,14 +10,14 @@ from flask_openapi3 import Info, OpenAPI
 
 from audience_authz import config
 from audience_authz.engine import decision_log
-from audience_authz.http import auth, bounds, docs, errors, logs, metrics, policy_routes, routes
+from audience_authz.http import auth, bounds, docs, errors, logs, metrics, openapi, policy_routes, routes
 from audience_authz.http.responses import ErrorBody, Health, Readiness
 from audience_authz.policytools import reload
 from audience_authz.store import db
 from audience_authz.store.models import database
 
 log = logging.getLogger("audience_authz")
-OPEN_PATHS = {"/healthz"}
+OPEN_PATHS = {"/healthz", "/openapi.json"}  # the document holds no data: generators read it
 
 
 def generated_token() -> str:
@@ -53,6 +53,7 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     app.register_api(routes.api)
     app.register_api(routes.decide)
     app.register_api(policy_routes.api)
+    _register_one_segment_ids(app)
     auth.register(app, settings, OPEN_PATHS, open_prefixes=("/console",))  # first: tokens, scopes, rate limit
     from audience_authz.http import console  # imported here only: nothing on the /v1 path loads it
 
@@ -63,8 +64,22 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     logs.register(app)
     metrics.register(app, app.extensions["authz"].policy.version)
     docs.register(app)
+    openapi.finish(app)
     bounds.register(app, errors.too_large)  # last: it runs first, so the logs see the status sent
     return app
+
+
+def _register_one_segment_ids(app: OpenAPI) -> None:
+    """An id is one path segment. The WSGI server decodes %2F into "/" before routing, so
+    "/v1/audiences/aud_A%2Fshares" would reach the route of aud_A's shares; no id may hold
+    a "/" (schemas.Id), so a path with an encoded slash names no resource: 404."""
+
+    @app.before_request
+    def encoded_slash():
+        raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+        if "%2f" in raw.partition("?")[0].lower():
+            return errors.error_response(404, "not_found", "an id is one path segment: it cannot hold '/' (%2F)")
+        return None
 
 
 def _register_connection(app: OpenAPI) -> None:
@@ -82,11 +97,11 @@ def _register_connection(app: OpenAPI) -> None:
 def _register_health(app: OpenAPI) -> None:
     app.add_url_rule("/openapi.json", "openapi_json", lambda: app.api_doc)
 
-    @app.get("/healthz", summary="Liveness", responses={200: Health})
+    @app.get("/healthz", operation_id="healthz", summary="Liveness", responses={200: Health})
     def healthz():
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: database reachable and policy loaded", security=[{"bearer": []}],
+    @app.get("/readyz", operation_id="readyz", summary="Readiness: database reachable and policy loaded", security=[{"bearer": []}],
              responses={200: Readiness, 401: ErrorBody, 503: Readiness})
     def readyz():
         authz = app.extensions["authz"]

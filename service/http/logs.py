@@ -3,7 +3,8 @@
 The request id comes from the caller's ``X-Request-Id`` (when it is a sane token) or is
 made here; it is returned in the response's ``X-Request-Id`` and stamped on every log line
 written while the request runs. Each request ends with one access line (method, path,
-status, duration, request id, acting account), never with the token or the body.
+status, duration, request id, acting account, and the ids of the decisions made for it,
+which the decision log stores with the request id), never with the token or the body.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 import uuid
 
 from flask import Flask, g, has_request_context, request, request_started
+
+from audience_authz.engine import decision_log
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -72,6 +75,7 @@ def register(app: Flask) -> None:
     def started(sender, **extra):
         g.request_id = request_id()
         g.log_started = time.perf_counter()
+        g.decision_ids = decision_log.begin_request(g.request_id)
 
     request_started.connect(started, app, weak=False)
 
@@ -85,5 +89,6 @@ def register(app: Flask) -> None:
             "method": request.method, "path": request.path, "status": response.status_code,
             "duration_ms": duration_ms, "account": (request.headers.get("X-Account-Id") or "")[:128] or None,
             "remote_addr": request.remote_addr,
+            **({"decision_ids": list(g.decision_ids)} if g.get("decision_ids") else {}),
         })
         return response

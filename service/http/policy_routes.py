@@ -46,7 +46,7 @@ class DiffBody(BaseModel):
         return self
 
 
-@api.post("/reload", tags=[POLICY], responses={200: R.ReloadResult, 422: R.PolicyRefused},
+@api.post("/reload", operation_id="reloadPolicy", tags=[POLICY], responses={200: R.ReloadResult, 422: R.PolicyRefused},
           summary="Reload the policy files into this worker (others follow within the watch interval)")
 def post_reload():
     result = current_app.extensions["policy_reloader"].reload("api")
@@ -57,7 +57,7 @@ def post_reload():
     return result.body()
 
 
-@api.post("/diff", tags=[POLICY], responses={200: R.DiffReport, 422: R.PolicyRefused}, summary="Replay the decision log against a candidate policy: what would change")
+@api.post("/diff", operation_id="diffPolicy", tags=[POLICY], responses={200: R.DiffReport, 422: R.PolicyRefused}, summary="Replay the decision log against a candidate policy: what would change")
 def post_diff(body: DiffBody):
     serving = current_app.extensions["authz"].policy
     workdir = None

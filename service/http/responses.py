@@ -1,14 +1,34 @@
 """The answers of the HTTP API as pydantic models: they put every status code a route can
-answer, with its body, into /openapi.json (so generated tests can check each answer
-against the document). Extra fields are allowed: an answer may grow, never shrink."""
+answer, with its body, into /openapi.json (so generated tests and generated clients can
+rely on each answer's shape). Extra fields are allowed: an answer may grow, never shrink.
+
+The names of the stable API are enums in the document: actions, decisions, reason codes
+(the shipped policy's reasons.yaml), effect and event types. Effects and events are
+discriminated unions on ``type``, with one schema per type (their payloads are described
+in docs/events.md).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field, RootModel
+import yaml
+from pydantic import BaseModel, Field, RootModel, create_model
 
-Timestamp = str | None
+from audience_authz.config import shipped_policy_dir
+from audience_authz.vocabulary import AUDIENCE_ACTIONS, MATRIX_ACTIONS, SOURCES
+
+Timestamp = Annotated[str | None, Field(description="ISO 8601 UTC, e.g. 2026-01-31T12:00:00.000000Z")]
+
+# the deny reason codes of the shipped policy, and the service's own fail-closed ones
+REASON_CODES = (*yaml.safe_load((shipped_policy_dir() / "reasons.yaml").read_text())["deny"],
+                "response_too_large")
+ReasonCode = Literal[REASON_CODES]  # type: ignore[valid-type]
+Action = Literal[AUDIENCE_ACTIONS]  # type: ignore[valid-type]
+MatrixAction = Literal[MATRIX_ACTIONS]  # type: ignore[valid-type]
+Source = Literal[SOURCES]  # type: ignore[valid-type]
+Relation = Literal["owner", "recipient", "none"]
+StopAction = Literal["stop", "owner_delete", "recipient_remove", "scope_ended"]
 
 
 class _Error(BaseModel):
@@ -23,8 +43,74 @@ class ErrorBody(BaseModel):
 
 
 class Reason(BaseModel):
-    code: str = Field(description="a reason code of policy/reasons.yaml")
+    code: ReasonCode = Field(description="a reason code of policy/reasons.yaml (stable)")
     message: str
+    account_id: str | None = Field(None, description="the target account the reason is about")
+    ad_group_ids: list[str] | None = Field(None, description="applied_to_ad_groups: the ad groups in the way")
+    audience_id: str | None = Field(None, description="an ad group upsert: the audience refused")
+
+
+# -- effects: what an allowed action does besides its own change ------------------------
+
+class Targeting(BaseModel):
+    include: list[str]
+    exclude: list[str]
+
+
+class EndShareEffect(BaseModel):
+    """The share of ``audience_id`` with ``account_id`` ends."""
+
+    type: Literal["end_share"]
+    audience_id: str
+    account_id: str
+    reason: ReasonCode | None = Field(None, description="a share ended because it left the sharing scope: why")
+
+
+class RemoveFromListEffect(BaseModel):
+    """The audience leaves ``account_id``'s list of audiences shared with it."""
+
+    type: Literal["remove_from_list"]
+    audience_id: str
+    account_id: str
+    reason: ReasonCode | None = Field(None, description="a share ended because it left the sharing scope: why")
+
+
+class DisconnectAudienceEffect(BaseModel):
+    """The audience leaves the targeting of a recipient's ad group."""
+
+    type: Literal["disconnect_audience"]
+    ad_group_id: str
+    account_id: str
+    audience_id: str
+    before: Targeting
+    after: Targeting
+    no_audience_targeting: bool = Field(description="the ad group targets no audience any more (broadened)")
+    reason: ReasonCode | None = Field(None, description="a share ended because it left the sharing scope: why")
+
+
+class PauseAdGroupEffect(BaseModel):
+    """The ad group lost its last included audience and is paused (the policy's choice)."""
+
+    type: Literal["pause_ad_group"]
+    ad_group_id: str
+    account_id: str
+    audience_id: str
+    reason: ReasonCode | None = Field(None, description="a share ended because it left the sharing scope: why")
+
+
+class PropagateUpdateEffect(BaseModel):
+    """Every recipient sees the edited audience at once."""
+
+    type: Literal["propagate_update"]
+    audience_id: str
+    account_ids: list[str]
+    revision: int | None = Field(None, description="the new revision, once the edit is applied")
+
+
+Effect = Annotated[Union[EndShareEffect, RemoveFromListEffect, DisconnectAudienceEffect, PauseAdGroupEffect,
+                         PropagateUpdateEffect], Field(discriminator="type")]
+EFFECT_MODELS = (EndShareEffect, RemoveFromListEffect, DisconnectAudienceEffect, PauseAdGroupEffect,
+                 PropagateUpdateEffect)
 
 
 class DenyBody(BaseModel):
@@ -60,9 +146,10 @@ class Summary(BaseModel):
 class AuthorizeAnswer(Summary):
     decision: Literal["allow", "deny"]
     reasons: list[Reason]
-    effects: list[dict[str, Any]]
+    effects: list[Effect]
     policy_version: str
     decision_id: str | None = Field(description="null when the service failed closed")
+    explanation: dict[str, Any] | None = Field(None, description="with explain: true, the matched line and the facts")
 
 
 class ErrorOrDeny(RootModel[AuthorizeAnswer | ErrorBody]):
@@ -77,7 +164,7 @@ class BusinessCenterView(Summary):
     id: str
     name: str
     cross_bc_allowlisted: bool
-    effects: list[dict[str, Any]] = Field(default_factory=list,
+    effects: list[Effect] = Field(default_factory=list,
                                           description="shares ended because they left the sharing scope")
 
 
@@ -86,7 +173,7 @@ class AccountView(Summary):
     name: str
     business_center_id: str | None
     terms_accepted_at: Timestamp
-    effects: list[dict[str, Any]] = Field(default_factory=list,
+    effects: list[Effect] = Field(default_factory=list,
                                           description="shares ended because they left the sharing scope")
 
 
@@ -94,7 +181,7 @@ class AudienceView(BaseModel):
     id: str
     name: str
     type: Literal["custom", "lookalike"]
-    source: str | None
+    source: Source | None
     seed_audience_id: str | None
     owner_account_id: str
     status: Literal["active", "deleted"]
@@ -103,8 +190,8 @@ class AudienceView(BaseModel):
     created_at: Timestamp
     updated_at: Timestamp
     deleted_at: Timestamp
-    relation: str
-    actions: list[str]
+    relation: Relation
+    actions: list[MatrixAction] = Field(description="the actions the policy allows the acting account")
 
 
 class AudienceList(BaseModel):
@@ -115,22 +202,22 @@ class AudienceList(BaseModel):
 
 class AudienceResult(Summary):
     audience: AudienceView
-    effects: list[dict[str, Any]]
+    effects: list[Effect]
 
 
 class DeleteResult(Summary):
     audience_id: str
-    relation: str
+    relation: Relation
     deleted: bool
     removed_from_list: bool
-    effects: list[dict[str, Any]]
+    effects: list[Effect]
 
 
 class ShareResult(Summary):
     audience_id: str
     shared_with: list[str]
     recipients: list[str]
-    effects: list[dict[str, Any]]
+    effects: list[Effect]
 
 
 class ShareEntry(BaseModel):
@@ -148,13 +235,13 @@ class ShareList(BaseModel):
 class StopResult(Summary):
     audience_id: str
     stopped: list[str]
-    effects: list[dict[str, Any]]
+    effects: list[Effect]
 
 
 class ShareLogEntry(BaseModel):
     id: int
     account_id: str | None
-    action: str
+    action: Literal["share", "stop", "owner_delete", "recipient_remove", "scope_ended"]
     actor: str
     at: Timestamp
 
@@ -169,7 +256,7 @@ class AdGroupView(BaseModel):
     id: str
     account_id: str
     name: str
-    status: str
+    status: Literal["enabled", "paused"]
     include: list[str]
     exclude: list[str]
     no_audience_targeting: bool
@@ -179,31 +266,151 @@ class AdGroupView(BaseModel):
 class AdGroupResult(Summary):
     ad_group: AdGroupView
     created: bool
-    effects: list[dict[str, Any]]
+    effects: list[Effect]
 
 
-class EventView(BaseModel):
-    id: int
-    type: str
+# -- events: one schema per type, told apart by ``type`` (docs/events.md) ----------------
+
+class BusinessCenterUpserted(BaseModel):
+    type: Literal["business_center_upserted"]
+    business_center_id: str
+    name: str
+    cross_bc_allowlisted: bool
+
+
+class AccountUpserted(BaseModel):
+    type: Literal["account_upserted"]
+    account_id: str
+    name: str
+    business_center_id: str | None
+
+
+class TermsAccepted(BaseModel):
+    type: Literal["terms_accepted"]
+    account_id: str
+
+
+class AudienceCreated(BaseModel):
+    type: Literal["audience_created"]
+    audience_id: str
+    account_id: str
+    name: str
+    audience_type: Literal["custom"]
+    source: Source
+
+
+class AudienceChanges(BaseModel):
+    name: str | None = None
+    member_count: int | None = None
+
+
+class AudienceUpdated(BaseModel):
+    type: Literal["audience_updated"]
+    audience_id: str
+    account_id: str
+    revision: int
+    changes: AudienceChanges
+
+
+class LookalikeRefreshed(BaseModel):
+    type: Literal["lookalike_refreshed"]
+    audience_id: str
+    account_id: str
+    revision: int
+
+
+class AudienceDeleted(BaseModel):
+    type: Literal["audience_deleted"]
+    audience_id: str
+    account_id: str
+
+
+class LookalikeCreated(BaseModel):
+    type: Literal["lookalike_created"]
+    audience_id: str
+    account_id: str
+    seed_audience_id: str
+    name: str
+
+
+class ShareCreated(BaseModel):
+    type: Literal["share_created"]
+    audience_id: str
+    account_id: str = Field(description="the recipient")
+    action: Literal["share"]
+    actor: str
+
+
+class AdGroupUpserted(BaseModel):
+    type: Literal["ad_group_upserted"]
+    ad_group_id: str
+    account_id: str
+    name: str
+    include: list[str]
+    exclude: list[str]
+    created: bool
+
+
+class ShareEnded(EndShareEffect):
+    action: StopAction = Field(description="what ended it")
+    actor: str = Field(description="the acting account, or the service for scope_ended")
+
+
+EVENT_PAYLOADS = (BusinessCenterUpserted, AccountUpserted, TermsAccepted, AudienceCreated, AudienceUpdated,
+                  LookalikeRefreshed, AudienceDeleted, LookalikeCreated, ShareCreated, AdGroupUpserted,
+                  ShareEnded, RemoveFromListEffect, DisconnectAudienceEffect, PauseAdGroupEffect,
+                  PropagateUpdateEffect)
+
+
+def _event_type(payload: type[BaseModel]) -> str:
+    return payload.model_fields["type"].annotation.__args__[0]
+
+
+EVENT_TYPES = tuple(_event_type(p) for p in EVENT_PAYLOADS)
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+
+
+def _envelope(payload: type[BaseModel]) -> type[BaseModel]:
+    kind = _event_type(payload)
+    name = "".join(part.title() for part in kind.split("_")) + "Event"
+    return create_model(name, __base__=_EventBase, __doc__=f"An event of type {kind}.",
+                        type=(Literal[kind], ...), payload=(payload, ...))
+
+
+class _EventBase(BaseModel):
+    id: int = Field(description="the event's position in the feed (also the SSE id)")
     audience_id: str | None
     account_id: str | None
-    decision_id: str | None
+    decision_id: str | None = Field(description="the decision that caused it, when one did")
     at: Timestamp
-    payload: dict[str, Any]
+
+
+EVENT_MODELS = tuple(_envelope(p) for p in EVENT_PAYLOADS)
+EventView = Annotated[Union[EVENT_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]
 
 
 class EventPage(BaseModel):
     events: list[EventView]
-    next_after: int
+    next_after: int = Field(description="the cursor of the next page: the last id here, or the given after")
+
+
+class LatestEvent(BaseModel):
+    id: int = Field(description="the newest event's id; 0 when there is none")
 
 
 class DecisionView(BaseModel):
     id: int
     decision_id: str
+    at: Timestamp
     principal: str
     action: str
+    resource: dict[str, str]
     decision: Literal["allow", "deny"]
+    reasons: list[Reason]
     policy_version: str
+    relation: str
+    rule_line: int | None
+    request_id: str | None = Field(description="the X-Request-Id of the call that was decided (null without one)")
 
 
 class DecisionPage(BaseModel):

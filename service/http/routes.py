@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from flask import current_app
+import json
+import threading
+import time
+
+from flask import Response, current_app
 from flask_openapi3 import APIBlueprint, Tag
 
 from audience_authz import actions
@@ -12,8 +16,9 @@ from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.facts import Request
 from audience_authz.store import budget
 from audience_authz.http.schemas import (AccountBody, ActingAccount, AdGroupBody, AudienceCreateBody, AudiencePatchBody,
-                      AuthorizeBody, BatchBody, BusinessCenterBody, IdPage, IdPath, LookalikeBody, Page,
-                      ShareBody, ShareTargetPath)
+                      AuthorizeBody, BatchBody, BusinessCenterBody, EventQuery, IdPage, IdPath, LookalikeBody,
+                      Page, ShareBody, ShareTargetPath, StreamHeaders, StreamQuery)
+from audience_authz.store.models import database
 
 api = APIBlueprint("api", __name__, url_prefix="/v1", abp_security=[{"bearer": []}],
                    abp_responses=R.COMMON)
@@ -24,32 +29,38 @@ ENTITIES, AUDIENCES, SHARING, AD_GROUPS, DECIDE, FEEDS = (
     Tag(name=n) for n in ("entities", "audiences", "sharing", "ad groups", "authorize", "feeds"))
 
 
+# set when this worker is asked to stop (http/server.py): long polls answer, streams end
+STOPPING = threading.Event()
+_POLL_S = 0.2  # how often a waiting long poll or stream looks for new events
+_HEARTBEAT_S = 15.0  # an SSE comment when nothing happened for this long (keeps proxies from closing)
+
+
 def authz() -> Authorizer:
     return current_app.extensions["authz"]
 
 
 # -- entities ------------------------------------------------------------------------------
 
-@api.put("/business-centers/<id>", tags=[ENTITIES], summary="Upsert a Business Center",
+@api.put("/business-centers/<id>", operation_id="upsertBusinessCenter", tags=[ENTITIES], summary="Upsert a Business Center",
          responses={200: R.BusinessCenterView})
 def put_business_center(path: IdPath, body: BusinessCenterBody):
     return actions.upsert_business_center(authz(), path.id, body.name, body.cross_bc_allowlisted)
 
 
-@api.put("/accounts/<id>", tags=[ENTITIES], summary="Upsert an ad account",
+@api.put("/accounts/<id>", operation_id="upsertAccount", tags=[ENTITIES], summary="Upsert an ad account",
          responses={200: R.AccountView, 404: R.ErrorBody})
 def put_account(path: IdPath, body: AccountBody):
     return actions.upsert_account(authz(), path.id, body.name, body.business_center_id)
 
 
-@api.post("/accounts/<id>/terms-acceptance", tags=[ENTITIES],
+@api.post("/accounts/<id>/terms-acceptance", operation_id="acceptTerms", tags=[ENTITIES],
           summary="Record the account's acceptance of the Custom Audience Terms",
           responses={200: R.AccountView, **R.ACTING})
 def post_terms(path: IdPath, header: ActingAccount):
     return actions.accept_terms(authz(), header.x_account_id, path.id)
 
 
-@api.get("/accounts/<id>/audiences", tags=[AUDIENCES],
+@api.get("/accounts/<id>/audiences", operation_id="listAccountAudiences", tags=[AUDIENCES],
          summary="Owned and shared-with-me audiences, with relation and allowed actions (paged by id)",
          responses={200: R.AudienceList, **R.ACTING})
 def get_account_audiences(path: IdPath, header: ActingAccount, query: IdPage):
@@ -58,7 +69,7 @@ def get_account_audiences(path: IdPath, header: ActingAccount, query: IdPage):
 
 # -- audiences -----------------------------------------------------------------------------
 
-@api.post("/audiences", tags=[AUDIENCES], summary="Create a custom audience",
+@api.post("/audiences", operation_id="createAudience", tags=[AUDIENCES], summary="Create a custom audience",
           responses={201: R.AudienceResult, 409: R.ErrorBody, **R.ACTING})
 def post_audience(header: ActingAccount, body: AudienceCreateBody):
     result = actions.create_audience(authz(), header.x_account_id, body.id, body.name, body.source,
@@ -66,33 +77,33 @@ def post_audience(header: ActingAccount, body: AudienceCreateBody):
     return result, 201
 
 
-@api.get("/audiences/<id>", tags=[AUDIENCES], summary="The audience as the acting account sees it",
+@api.get("/audiences/<id>", operation_id="getAudience", tags=[AUDIENCES], summary="The audience as the acting account sees it",
          responses={200: R.AudienceView, **R.ACTING})
 def get_audience(path: IdPath, header: ActingAccount):
     return actions.get_audience(authz(), header.x_account_id, path.id)
 
 
-@api.patch("/audiences/<id>", tags=[AUDIENCES], summary="Edit: rename, add/remove/replace members",
+@api.patch("/audiences/<id>", operation_id="editAudience", tags=[AUDIENCES], summary="Edit: rename, add/remove/replace members",
            responses={200: R.AudienceResult, **R.ACTING})
 def patch_audience(path: IdPath, header: ActingAccount, body: AudiencePatchBody):
     members = body.members.model_dump() if body.members else None
     return actions.edit_audience(authz(), header.x_account_id, path.id, body.name, members)
 
 
-@api.delete("/audiences/<id>", tags=[AUDIENCES],
+@api.delete("/audiences/<id>", operation_id="deleteAudience", tags=[AUDIENCES],
             summary="Delete (owner) or remove from the own list (recipient)",
             responses={200: R.DeleteResult, **R.ACTING})
 def delete_audience(path: IdPath, header: ActingAccount):
     return actions.delete_audience(authz(), header.x_account_id, path.id)
 
 
-@api.post("/audiences/<id>/lookalikes", tags=[AUDIENCES], summary="Create a lookalike from a custom audience",
+@api.post("/audiences/<id>/lookalikes", operation_id="createLookalike", tags=[AUDIENCES], summary="Create a lookalike from a custom audience",
           responses={201: R.AudienceResult, 409: R.ErrorBody, **R.ACTING})
 def post_lookalike(path: IdPath, header: ActingAccount, body: LookalikeBody):
     return actions.create_lookalike(authz(), header.x_account_id, path.id, body.id, body.name), 201
 
 
-@api.post("/audiences/<id>/refresh", tags=[AUDIENCES], summary="Refresh a lookalike",
+@api.post("/audiences/<id>/refresh", operation_id="refreshLookalike", tags=[AUDIENCES], summary="Refresh a lookalike",
           responses={200: R.AudienceResult, **R.ACTING})
 def post_refresh(path: IdPath, header: ActingAccount):
     return actions.refresh_lookalike(authz(), header.x_account_id, path.id)
@@ -100,31 +111,32 @@ def post_refresh(path: IdPath, header: ActingAccount):
 
 # -- sharing -------------------------------------------------------------------------------
 
-@api.post("/audiences/<id>/shares", tags=[SHARING], summary="Share with 1 to 100 accounts, all or nothing",
+@api.post("/audiences/<id>/shares", operation_id="shareAudience", tags=[SHARING], summary="Share with 1 to 100 accounts, all or nothing",
           responses={201: R.ShareResult, **R.ACTING})
 def post_shares(path: IdPath, header: ActingAccount, body: ShareBody):
     return actions.share(authz(), header.x_account_id, path.id, body.account_ids), 201
 
 
-@api.get("/audiences/<id>/shares", tags=[SHARING], summary="Active recipients (owner only), paged by account id",
+@api.get("/audiences/<id>/shares", operation_id="listShares", tags=[SHARING],
+         summary="Active recipients (owner only), paged by account id",
          responses={200: R.ShareList, **R.ACTING})
 def get_shares(path: IdPath, header: ActingAccount, query: IdPage):
     return actions.list_shares(authz(), header.x_account_id, path.id, query.after, query.limit)
 
 
-@api.delete("/audiences/<id>/shares/<account_id>", tags=[SHARING], summary="Stop sharing with one recipient",
+@api.delete("/audiences/<id>/shares/<account_id>", operation_id="stopSharing", tags=[SHARING], summary="Stop sharing with one recipient",
             responses={200: R.StopResult, **R.ACTING})
 def delete_share(path: ShareTargetPath, header: ActingAccount):
     return actions.stop_sharing(authz(), header.x_account_id, path.id, path.account_id)
 
 
-@api.delete("/audiences/<id>/shares", tags=[SHARING], summary="Stop sharing with every recipient",
+@api.delete("/audiences/<id>/shares", operation_id="stopSharingAll", tags=[SHARING], summary="Stop sharing with every recipient",
             responses={200: R.StopResult, **R.ACTING})
 def delete_shares(path: IdPath, header: ActingAccount):
     return actions.stop_sharing(authz(), header.x_account_id, path.id, None)
 
 
-@api.get("/audiences/<id>/share-log", tags=[SHARING], summary="Share history, paged (owner only)",
+@api.get("/audiences/<id>/share-log", operation_id="getShareLog", tags=[SHARING], summary="Share history, paged (owner only)",
          responses={200: R.ShareLog, **R.ACTING})
 def get_share_log(path: IdPath, header: ActingAccount, query: Page):
     return actions.share_log(authz(), header.x_account_id, path.id, query.after, query.limit)
@@ -132,14 +144,14 @@ def get_share_log(path: IdPath, header: ActingAccount, query: Page):
 
 # -- ad groups -----------------------------------------------------------------------------
 
-@api.put("/ad-groups/<id>", tags=[AD_GROUPS], summary="Upsert an ad group of the acting account",
+@api.put("/ad-groups/<id>", operation_id="upsertAdGroup", tags=[AD_GROUPS], summary="Upsert an ad group of the acting account",
          responses={200: R.AdGroupResult, **R.ACTING})
 def put_ad_group(path: IdPath, header: ActingAccount, body: AdGroupBody):
     return actions.upsert_ad_group(authz(), header.x_account_id, path.id, body.name, body.include,
                                    body.exclude)
 
 
-@api.get("/ad-groups/<id>", tags=[AD_GROUPS], summary="The ad group and its targeting",
+@api.get("/ad-groups/<id>", operation_id="getAdGroup", tags=[AD_GROUPS], summary="The ad group and its targeting",
          responses={200: R.AdGroupView, **R.ACTING})
 def get_ad_group(path: IdPath, header: ActingAccount):
     return actions.get_ad_group(authz(), header.x_account_id, path.id)
@@ -159,27 +171,91 @@ def _cost_cap():
     return budget.limited(current_app.config["SETTINGS"].max_request_cost)
 
 
-@decide.post("/authorize", tags=[DECIDE], summary="One decision, with reasons and effects (not applied)",
+@decide.post("/authorize", operation_id="authorize", tags=[DECIDE],
+             summary="One decision, with reasons and effects (not applied)",
           responses={200: R.AuthorizeAnswer, **R.AUTHORIZE})
 def post_authorize(body: AuthorizeBody):
     with _cost_cap():
         return _decide(body)
 
 
-@decide.post("/authorize/batch", tags=[DECIDE], summary="Many decisions, answered in order",
+@decide.post("/authorize/batch", operation_id="authorizeBatch", tags=[DECIDE], summary="Many decisions, answered in order",
           responses={200: R.BatchAnswer, **R.AUTHORIZE})
 def post_authorize_batch(body: BatchBody):
     with _cost_cap():
         return {"results": [_decide(check) for check in body.checks]}
 
 
-@api.get("/events", tags=[FEEDS], summary="Applied effects and state changes, in order",
+@api.get("/events", operation_id="listEvents", tags=[FEEDS],
+         summary="Applied effects and state changes, in order; filters; long poll with wait",
          responses={200: R.EventPage})
-def get_events(query: Page):
-    return actions.events(query.after, query.limit)
+def get_events(query: EventQuery):
+    filters = _event_filters(query)
+    deadline = time.monotonic() + query.wait
+    after = query.after
+    while True:
+        page = actions.events(after, query.limit, **filters)
+        remaining = deadline - time.monotonic()
+        if page["events"] or remaining <= 0 or STOPPING.is_set():
+            return page
+        after = page["next_after"]  # a filtered page moves the cursor past what it looked at
+        database.close()  # no pooled connection held while waiting
+        STOPPING.wait(min(_POLL_S, remaining))
+        database.connect(reuse_if_open=True)
 
 
-@api.get("/decisions", tags=[FEEDS], summary="The decision log, in order",
+@api.get("/events/latest", operation_id="latestEvent", tags=[FEEDS],
+         summary="The newest event's id: where a new consumer starts", responses={200: R.LatestEvent})
+def get_latest_event():
+    return {"id": actions.latest_event_id()}
+
+
+@api.get("/events/stream", operation_id="streamEvents", tags=[FEEDS],
+         summary="Server-Sent Events: each event as it is applied (SSE id = event id; Last-Event-ID resumes)",
+         responses={200: {"description": "text/event-stream: `id: <event id>`, `event: <type>`, `data: <the"
+                                         " event as in EventPage, JSON>`; a comment line every 15 s",
+                          "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+def get_event_stream(query: StreamQuery, header: StreamHeaders):
+    filters = _event_filters(query)
+    latest = actions.latest_event_id()
+    after = int(header.last_event_id) if header.last_event_id is not None else query.after
+    after = latest if after is None else after
+    actions.events(after, 1, **filters)  # a cursor past the end is a 400 now, not a silent stream
+    response = Response(_event_stream(after, filters), mimetype="text/event-stream")
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"  # a proxy must not hold events back
+    return response
+
+
+def _event_filters(query) -> dict:
+    return {"account_id": query.account_id, "audience_id": query.audience_id, "types": tuple(query.type)}
+
+
+def _event_stream(after: int, filters: dict):
+    """The SSE body. Runs after the request's handler (its connection is released), so it
+    takes a connection per poll; ends when the worker is asked to stop (the consumer then
+    reconnects with Last-Event-ID, to this worker's successor or another)."""
+    yield "retry: 1000\n\n"
+    quiet_since = time.monotonic()
+    while not STOPPING.is_set():
+        database.connect(reuse_if_open=True)
+        try:
+            page = actions.events(after, 500, **filters)
+        finally:
+            database.close()
+        for event in page["events"]:
+            yield f"id: {event['id']}\nevent: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
+        after = page["next_after"]
+        if page["events"]:
+            quiet_since = time.monotonic()
+            continue
+        if time.monotonic() - quiet_since >= _HEARTBEAT_S:
+            quiet_since = time.monotonic()
+            yield ": keep-alive\n\n"
+        STOPPING.wait(_POLL_S)
+
+
+@api.get("/decisions", operation_id="listDecisions", tags=[FEEDS], summary="The decision log, in order",
          responses={200: R.DecisionPage})
 def get_decisions(query: Page):
     decision_log.writer.flush()  # this process's batched rows first, so a reader sees its own

@@ -11,7 +11,10 @@ from typing import Annotated, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator,
                       model_validator)
 
+from audience_authz.http.responses import EventType
 from audience_authz.vocabulary import AUDIENCE_ACTIONS, MAX_MEMBERS, SOURCES
+
+MAX_WAIT_S = 25  # the longest long poll: within gunicorn's and most proxies' idle timeouts
 
 Id = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128,
                                        pattern=r"^[A-Za-z0-9_.:\-]+$")]
@@ -41,6 +44,14 @@ class Strict(BaseModel):
 
 # -- paths and queries --------------------------------------------------------------------
 
+def digits(value):
+    """Query text is a number only as plain ASCII digits (lax parsing would also take
+    " 5", "+5", "5.0" and "5_0", which the document's integer does not allow)."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written in digits")
+    return value
+
+
 class IdPath(Strict):
     id: Id
 
@@ -50,20 +61,16 @@ class ShareTargetPath(Strict):
     account_id: Id
 
 
-def _plain_digits(value):
-    """Query text is a number only as plain ASCII digits (lax parsing would also take
-    " 5", "+5", "5.0" and "5_0", which the document's integer does not allow)."""
-    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
-        raise ValueError("must be a whole number written in digits")
-    return value
-
 
 class Page(BaseModel):
     model_config = ConfigDict(extra="forbid")
     after: int = Field(0, ge=0, le=2**63 - 1, description="return entries with an id greater than this")
     limit: int = Field(100, ge=1, le=1000)
 
-    _digits = field_validator("after", "limit", mode="before")(_plain_digits)
+    @field_validator("after", "limit", mode="before")
+    @classmethod
+    def _plain_digits(cls, value):
+        return digits(value)
 
 
 MAX_PAGE = 1000
@@ -77,7 +84,43 @@ class IdPage(BaseModel):
     after: Id | None = Field(None, description="the next_after of the previous page; none for the first")
     limit: int = Field(100, ge=1, le=MAX_PAGE)
 
-    _digits = field_validator("limit", mode="before")(_plain_digits)
+    _digits = field_validator("limit", mode="before")(digits)
+
+
+class EventFilter(BaseModel):
+    """Which events: all of them, or those of one account, one audience, some types."""
+
+    model_config = ConfigDict(extra="forbid")
+    account_id: Id | None = Field(None, description="only events whose account_id is this")
+    audience_id: Id | None = Field(None, description="only events whose audience_id is this")
+    type: list[EventType] = Field(default_factory=list, description="only these types (repeat the parameter)")
+
+
+class EventQuery(Page, EventFilter):
+    wait: int = Field(0, ge=0, le=MAX_WAIT_S, description="long poll: when no event is there yet, wait up to"
+                      " this many seconds for one before answering an empty page")
+
+    @field_validator("wait", mode="before")
+    @classmethod
+    def _wait_digits(cls, value):
+        return digits(value)
+
+
+class StreamQuery(EventFilter):
+    after: int | None = Field(None, ge=0, le=2**63 - 1, description="start after this event id (default: the"
+                              " newest, i.e. only new events); a Last-Event-ID header takes precedence")
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _after_digits(cls, value):
+        return digits(value)
+
+
+class StreamHeaders(BaseModel):
+    """``Last-Event-ID``: sent by an EventSource when it reconnects; the stream resumes after it."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    last_event_id: str | None = Field(None, alias="Last-Event-ID", pattern=r"^[0-9]{1,19}$")
 
 
 class ActingAccount(BaseModel):

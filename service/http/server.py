@@ -82,10 +82,29 @@ def run(app_kwargs: dict, *, host: str, port: int, workers: int, threads: int, t
         "loglevel": "info",
         "child_exit": _child_exit,
         "worker_exit": _flush_decision_log,
+        "post_worker_init": _stop_streams_on_exit,
         "control_socket_disable": True,  # one fixed path per user: servers side by side would share it
         "logconfig_dict": logs.config(log_level),  # gunicorn's own lines as JSON too
     }
     Server(app_kwargs, options).run()
+
+
+def _stop_streams_on_exit(worker) -> None:
+    """A worker asked to stop (SIGTERM, SIGINT, SIGQUIT) ends its event streams and long
+    polls at once, so the graceful stop does not wait for consumers that never hang up."""
+    import signal
+
+    from audience_authz.http.routes import STOPPING
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        previous = signal.getsignal(signum)
+
+        def stop(sig, frame, previous=previous):
+            STOPPING.set()
+            if callable(previous):
+                previous(sig, frame)
+
+        signal.signal(signum, stop)
 
 
 def _flush_decision_log(_arbiter, _worker) -> None:

@@ -4,8 +4,8 @@ environments, run from a directory outside the checkout.
 One environment has the wheel with its dependencies (``pip install audience-authz``): its
 command checks, tests and serves the shipped policy, ``--policy-dir`` still overrides it, and
 a postgresql:// URL without the ``[postgresql]`` extra is a one-line error. The other has
-the wheel without dependencies plus ``requests`` (the ``[client]`` extra): the client loads
-there with no Flask and gets a decision from the first one's server.
+only the client distribution (``client/``, requests alone): it loads there with no Flask and
+gets a decision from the first one's server.
 """
 
 from __future__ import annotations
@@ -74,8 +74,7 @@ def built(tmp_path_factory) -> dict[str, Path]:
     outside = tmp / "elsewhere"  # the working directory of every command: no checkout near it
     outside.mkdir()
     server = venv(tmp / "server-env", wheel)  # pip install audience-authz
-    client = venv(tmp / "client-env", wheel, no_deps=True)  # the client alone: no server dependencies
-    install(client / "python", "requests")  # ... and what the [client] extra adds
+    client = venv(tmp / "client-env", ROOT / "client")  # the client distribution alone: requests, no server
     return {"wheel": wheel, "outside": outside, "server": server, "client": client}
 
 
@@ -131,7 +130,7 @@ def test_demo_then_serve_and_the_client_from_an_environment_without_flask(built,
         assert health == {"status": "ok"}
         client = f"""
 import json, sys
-from audience_authz.client import AuthzClient
+from audience_authz_client import AuthzClient
 authz = AuthzClient("http://127.0.0.1:{port}", "{TOKEN}", timeout=5)
 view = authz.authorize("acc_owner", "view", "aud_A")
 reshare = authz.authorize("acc_recipient", "share", "aud_A", target_account_id="acc_peer")

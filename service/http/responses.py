@@ -48,6 +48,8 @@ class Reason(BaseModel):
     account_id: str | None = Field(None, description="the target account the reason is about")
     ad_group_ids: list[str] | None = Field(None, description="applied_to_ad_groups: the ad groups in the way")
     audience_id: str | None = Field(None, description="an ad group upsert: the audience refused")
+    more_ad_groups: bool = Field(False, description="applied_to_ad_groups: more ad groups are in the way"
+                                                    " than ad_group_ids names (it is cut to 100)")
 
 
 # -- effects: what an allowed action does besides its own change ------------------------
@@ -105,6 +107,9 @@ class PropagateUpdateEffect(BaseModel):
     audience_id: str
     account_ids: list[str]
     revision: int | None = Field(None, description="the new revision, once the edit is applied")
+    part: int | None = Field(None, ge=1, description="with over 100 recipients the update is several effects"
+                                                     " of at most 100 account ids: this one's number, from 1")
+    parts: int | None = Field(None, ge=2, description="how many effects the chunked update is")
 
 
 Effect = Annotated[Union[EndShareEffect, RemoveFromListEffect, DisconnectAudienceEffect, PauseAdGroupEffect,

@@ -12,22 +12,23 @@ It needs ``requests`` only. What fails closed, what is raised, the deadline, the
 and 429: see ``audience_authz_client.client``.
 """
 
-from audience_authz_client.client import BATCH_LIMIT, AuthzClient, path, segment
+from audience_authz_client.client import BATCH_LIMIT, PAGE_LIMIT, AuthzClient, path, segment
 from audience_authz_client.errors import AuthzError, RateLimited, RequestError, Unavailable
 from audience_authz_client.types import (CLIENT_REASONS, Account, Action, AdGroup, AdGroupResult, Audience,
                                          AudienceList, AudienceResult, BusinessCenter, Check, Decision,
                                          DecisionEntry, DecisionPage, DecisionValue, DeleteResult, Denied,
                                          DisconnectAudience, Effect, EffectType, EndShare, Event, EventPage,
-                                         EventType, MatrixAction, PauseAdGroup, PropagateUpdate, Reason, ReasonCode,
-                                         RemoveFromList, ShareEntry, ShareList, ShareLog, ShareLogEntry,
-                                         ShareResult, Source, StopResult, Targeting)
+                                         EventSpan, EventType, MatrixAction, PauseAdGroup, PropagateUpdate, Reason,
+                                         ReasonCode, RemoveFromList, ShareEntry, ShareList, ShareLog,
+                                         ShareLogEntry, ShareResult, Source, StopResult, Targeting)
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 __all__ = [
-    "BATCH_LIMIT", "CLIENT_REASONS", "Account", "Action", "AdGroup", "AdGroupResult", "Audience", "AudienceList",
-    "AudienceResult", "AuthzClient", "AuthzError", "BusinessCenter", "Check", "Decision", "DecisionEntry",
-    "DecisionPage", "DecisionValue", "DeleteResult", "Denied", "DisconnectAudience", "Effect", "EffectType",
-    "EndShare", "Event", "EventPage", "EventType", "MatrixAction", "PauseAdGroup", "PropagateUpdate", "RateLimited", "Reason",
-    "ReasonCode", "RemoveFromList", "RequestError", "ShareEntry", "ShareList", "ShareLog", "ShareLogEntry",
-    "ShareResult", "Source", "StopResult", "Targeting", "Unavailable", "path", "segment",
+    "BATCH_LIMIT", "CLIENT_REASONS", "PAGE_LIMIT", "Account", "Action", "AdGroup", "AdGroupResult", "Audience",
+    "AudienceList", "AudienceResult", "AuthzClient", "AuthzError", "BusinessCenter", "Check", "Decision",
+    "DecisionEntry", "DecisionPage", "DecisionValue", "DeleteResult", "Denied", "DisconnectAudience", "Effect",
+    "EffectType", "EndShare", "Event", "EventPage", "EventSpan", "EventType", "MatrixAction", "PauseAdGroup",
+    "PropagateUpdate", "RateLimited", "Reason", "ReasonCode", "RemoveFromList", "RequestError", "ShareEntry",
+    "ShareList", "ShareLog", "ShareLogEntry", "ShareResult", "Source", "StopResult", "Targeting", "Unavailable",
+    "path", "segment",
 ]

@@ -58,10 +58,12 @@ from audience_authz_client.types import (Account, AdGroup, AdGroupResult, Audien
 
 log = logging.getLogger("audience_authz_client")
 BATCH_LIMIT = 1000  # the most checks /v1/authorize/batch takes at once
+PAGE_LIMIT = 1000  # the largest page of the lists paged by id
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")  # what the service keeps as given
 R = TypeVar("R")
+P = TypeVar("P", AudienceList, ShareList)
 
 
 def segment(value: str) -> str:
@@ -199,9 +201,18 @@ class AuthzClient:
         return self._act(Account, "POST", path("accounts", account_id, "terms-acceptance"), request_id,
                          account=account_id)
 
-    def list_audiences(self, account_id: str, *, request_id: str | None = None) -> AudienceList | Denied:
+    def list_audiences(self, account_id: str, *, after: str | None = None, limit: int = 100,
+                       request_id: str | None = None) -> AudienceList | Denied:
+        """One page of the audiences the account owns or has been shared, by id: those after
+        ``after`` (the previous page's ``next_after``), at most ``limit`` (1 to 1000)."""
         return self._act(AudienceList, "GET", path("accounts", account_id, "audiences"), request_id,
-                         account=account_id)
+                         params=_id_page(after, limit), account=account_id)
+
+    def audience_pages(self, account_id: str, *, after: str | None = None,
+                       limit: int = PAGE_LIMIT) -> Iterator[AudienceList | Denied]:
+        """Every page of ``list_audiences``, each its own call (and deadline), until the last;
+        a ``Denied`` page ends it."""
+        return _pages(lambda cursor: self.list_audiences(account_id, after=cursor, limit=limit), after)
 
     # -- audiences -------------------------------------------------------------------------
 
@@ -254,8 +265,18 @@ class AuthzClient:
         return self._act(ShareResult, "POST", path("audiences", audience_id, "shares"), request_id,
                          body={"account_ids": list(recipient_ids)}, account=account_id)
 
-    def list_shares(self, account_id: str, audience_id: str, *, request_id: str | None = None) -> ShareList | Denied:
-        return self._act(ShareList, "GET", path("audiences", audience_id, "shares"), request_id, account=account_id)
+    def list_shares(self, account_id: str, audience_id: str, *, after: str | None = None, limit: int = 100,
+                    request_id: str | None = None) -> ShareList | Denied:
+        """One page of the audience's active recipients, by account id: those after ``after``
+        (the previous page's ``next_after``), at most ``limit`` (1 to 1000). Owner only."""
+        return self._act(ShareList, "GET", path("audiences", audience_id, "shares"), request_id,
+                         params=_id_page(after, limit), account=account_id)
+
+    def share_pages(self, account_id: str, audience_id: str, *, after: str | None = None,
+                    limit: int = PAGE_LIMIT) -> Iterator[ShareList | Denied]:
+        """Every page of ``list_shares``, each its own call (and deadline), until the last;
+        a ``Denied`` page ends it."""
+        return _pages(lambda cursor: self.list_shares(account_id, audience_id, after=cursor, limit=limit), after)
 
     def stop_sharing(self, account_id: str, audience_id: str, recipient_id: str | None = None, *,
                      request_id: str | None = None) -> StopResult | Denied:
@@ -468,6 +489,21 @@ class AuthzClient:
         finally:
             response.close()
         return _Answer(response.status_code, _json_or_none(bytes(content)), response.headers, rid)
+
+
+def _id_page(after: str | None, limit: int) -> dict[str, Any]:
+    """The query of a list paged by id (the first page has no ``after``)."""
+    return {"limit": limit} if after is None else {"after": after, "limit": limit}
+
+
+def _pages(fetch: Callable[[str | None], P | Denied], after: str | None) -> Iterator[P | Denied]:
+    """Pages from ``fetch(cursor)``, following ``next_after`` until it is None or a deny."""
+    while True:
+        page = fetch(after)
+        yield page
+        if isinstance(page, Denied) or page.next_after is None:
+            return
+        after = page.next_after
 
 
 def _json_or_none(content: bytes) -> object:

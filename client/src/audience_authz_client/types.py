@@ -65,6 +65,7 @@ class Reason:
     account_id: str | None = None  # the target account the reason is about
     ad_group_ids: tuple[str, ...] | None = None  # applied_to_ad_groups: the ad groups in the way
     audience_id: str | None = None  # an ad group upsert: the audience refused
+    more_ad_groups: bool = False  # applied_to_ad_groups: more are in the way than ad_group_ids names (100)
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,10 @@ class PropagateUpdate:
     audience_id: str
     account_ids: tuple[str, ...]
     revision: int | None = None  # set once the edit is applied
+    # Over 100 recipients, an update is several effects (and events) of at most 100 account
+    # ids each: ``part`` of ``parts`` (both None when it is one).
+    part: int | None = None
+    parts: int | None = None
 
 
 # An effect of an allowed action, told apart by ``type``. An answer naming an effect type
@@ -128,6 +133,23 @@ EFFECT_CLASSES: dict[str, type] = {
 
 
 @dataclass(frozen=True)
+class EventSpan:
+    """The events an action recorded: ids ``first_id`` to ``last_id`` of the event feed
+    (``events(after=first_id - 1)`` reads them), ``count`` of them."""
+
+    first_id: int
+    last_id: int
+    count: int
+
+
+# What every answer with effects carries besides them (the server's ``Summary``): it stays
+# true when the service empties a long list to fit its response size limit.
+#   effect_counts  the effects by type, all of them (also those cut from ``effects``)
+#   events         the action's events in the feed, None when it recorded none
+#   truncated      the names of the lists emptied to fit the limit (e.g. "effects")
+
+
+@dataclass(frozen=True)
 class Decision:
     """The answer of ``authorize``. ``allowed`` is True only for a well-formed ``allow``."""
 
@@ -137,6 +159,9 @@ class Decision:
     policy_version: str | None = None
     decision_id: str | None = None  # None when the service (or this client) failed closed
     explanation: dict[str, Any] | None = None  # with explain=True: the matched line and the facts
+    effect_counts: dict[str, int] = field(default_factory=dict)
+    events: EventSpan | None = None
+    truncated: tuple[str, ...] = ()
     request_id: str | None = field(default=None, metadata={"client": True})
     error: str | None = field(default=None, metadata={"client": True})  # why this client failed closed
 
@@ -194,6 +219,9 @@ class BusinessCenter:
     name: str
     cross_bc_allowlisted: bool
     effects: tuple[Effect, ...] = ()  # shares ended because they left the sharing scope
+    effect_counts: dict[str, int] = field(default_factory=dict)
+    events: EventSpan | None = None
+    truncated: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -202,7 +230,10 @@ class Account:
     name: str
     business_center_id: str | None
     terms_accepted_at: str | None
-    effects: tuple[Effect, ...] = ()
+    effects: tuple[Effect, ...] = ()  # shares ended because they left the sharing scope
+    effect_counts: dict[str, int] = field(default_factory=dict)
+    events: EventSpan | None = None
+    truncated: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -225,14 +256,21 @@ class Audience:
 
 @dataclass(frozen=True)
 class AudienceList:
+    """One page, by audience id; ``next_after`` is the ``after=`` of the next page, None on
+    the last. A page may hold fewer than ``limit`` audiences and still not be the last."""
+
     account_id: str
     audiences: tuple[Audience, ...]
+    next_after: str | None
 
 
 @dataclass(frozen=True)
 class AudienceResult:
     audience: Audience
     effects: tuple[Effect, ...]
+    effect_counts: dict[str, int] = field(default_factory=dict)
+    events: EventSpan | None = None
+    truncated: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -242,6 +280,9 @@ class DeleteResult:
     deleted: bool
     removed_from_list: bool
     effects: tuple[Effect, ...]
+    effect_counts: dict[str, int] = field(default_factory=dict)
+    events: EventSpan | None = None
+    truncated: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -250,6 +291,9 @@ class ShareResult:
     shared_with: tuple[str, ...]
     recipients: tuple[str, ...]
     effects: tuple[Effect, ...]
+    effect_counts: dict[str, int] = field(default_factory=dict)
+    events: EventSpan | None = None
+    truncated: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -261,8 +305,12 @@ class ShareEntry:
 
 @dataclass(frozen=True)
 class ShareList:
+    """One page, by recipient account id; ``next_after`` is the ``after=`` of the next
+    page, None on the last."""
+
     audience_id: str
     shares: tuple[ShareEntry, ...]
+    next_after: str | None
 
 
 @dataclass(frozen=True)
@@ -270,6 +318,9 @@ class StopResult:
     audience_id: str
     stopped: tuple[str, ...]
     effects: tuple[Effect, ...]
+    effect_counts: dict[str, int] = field(default_factory=dict)
+    events: EventSpan | None = None
+    truncated: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -305,6 +356,9 @@ class AdGroupResult:
     ad_group: AdGroup
     created: bool
     effects: tuple[Effect, ...]
+    effect_counts: dict[str, int] = field(default_factory=dict)
+    events: EventSpan | None = None
+    truncated: tuple[str, ...] = ()
 
 
 # -- feeds ---------------------------------------------------------------------------------
@@ -398,7 +452,8 @@ def _convert(tp: Any, value: object, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ValueError(f"{where}: not an object")
-        return value
+        item = typing.get_args(tp)[1]
+        return value if item is Any else {k: _convert(item, v, f"{where}[{k!r}]") for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             raise ValueError(f"{where}: not a boolean")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from audience_authz_client import (AuthzClient, Check, Decision, Denied, DisconnectAudience, EndShare,
-                                   RequestError, ShareResult)
+                                   EventSpan, RequestError, ShareResult)
 
 
 def may_apply(authz: AuthzClient, account_id: str, audience_id: str, ad_group_id: str) -> bool:
@@ -24,7 +24,20 @@ def share_once(authz: AuthzClient, owner: str, audience_id: str, recipient: str)
     if isinstance(answer, Denied):  # a deny is an answer, with the policy's reasons
         return [r.code for r in answer.reasons]
     shared: ShareResult = answer
+    span: EventSpan | None = shared.events  # where its events are in the feed
+    if span is not None:
+        print("events", span.first_id, "to", span.last_id)
     return list(shared.recipients)
+
+
+def recipients(authz: AuthzClient, owner: str, audience_id: str) -> list[str] | None:
+    """Every recipient, page by page; None when the policy refuses the list."""
+    found: list[str] = []
+    for page in authz.share_pages(owner, audience_id, limit=500):
+        if isinstance(page, Denied):
+            return None
+        found += [share.account_id for share in page.shares]
+    return found
 
 
 def stop(authz: AuthzClient, owner: str, audience_id: str, recipient: str) -> int:
@@ -48,6 +61,7 @@ def main(argv: list[str]) -> int:
                                                               target_account_id=owner)]
             print([d.decision for d in authz.authorize_many(checks)])
             print(share_once(authz, owner, audience_id, recipient))
+            print(recipients(authz, owner, audience_id))
             print(may_apply(authz, recipient, audience_id, "ag_none"))
             print(stop(authz, owner, audience_id, recipient))
         except RequestError as misuse:  # 400, 401, 403 insufficient_scope: fix the caller

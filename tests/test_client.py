@@ -14,6 +14,7 @@ import pytest
 
 from audience_authz_client import (AuthzClient, Check, Denied, EndShare, PropagateUpdate, RateLimited, RequestError,
                                    Unavailable)
+from audience_authz.store.effects import PROPAGATE_CHUNK
 from tests.ops import break_decisions, broken_decision_answer, empty_database, json_lines  # noqa: F401 - fixture
 from tests.support import Api, LiveServer, free_port, world_factory
 
@@ -104,6 +105,59 @@ def test_action_calls_do_what_the_api_does(client, uid):
     assert missing.value.request_id == f"missing-{uid}"
     events = client.events(after=0, limit=1000).events
     assert events and client.decisions(after=0, limit=5).decisions
+
+
+@pytest.mark.full
+def test_lists_are_paged_and_answers_summarise_their_effects(client, api):
+    w = world_factory(api)
+    own = sorted(f"{w.u}_own{i:02d}" for i in range(5))
+    for audience in own:
+        assert not isinstance(client.create_audience(w.owner, "a", "customer_file", audience_id=audience), Denied)
+    everything = client.list_audiences(w.owner, limit=1000)
+    assert not isinstance(everything, Denied) and everything.next_after is None
+    ids = [a.id for a in everything.audiences]
+    assert sorted(ids) == sorted([w.A, w.B, w.C, *own])
+    first = client.list_audiences(w.owner, limit=3)
+    assert not isinstance(first, Denied) and [a.id for a in first.audiences] == ids[:3]
+    assert first.next_after == ids[2]
+    second = client.list_audiences(w.owner, after=first.next_after, limit=3)
+    assert not isinstance(second, Denied) and [a.id for a in second.audiences] == ids[3:6]
+    pages = list(client.audience_pages(w.owner, limit=3))
+    assert [len(p.audiences) for p in pages if not isinstance(p, Denied)] == [3, 3, 2]
+    assert [a.id for p in pages if not isinstance(p, Denied) for a in p.audiences] == ids
+    received = [a for p in client.audience_pages(w.recipient) if not isinstance(p, Denied) for a in p.audiences]
+    assert sorted(a.id for a in received) == sorted([w.A, w.B, w.C]) and {a.relation for a in received} == {"recipient"}
+    with pytest.raises(RequestError) as bad:
+        client.list_audiences(w.owner, limit=1001)
+    assert bad.value.status == 400
+
+    recipients = [w.id(f"r{i}") for i in range(PROPAGATE_CHUNK)]  # with w.recipient: one over a chunk
+    for account in recipients:
+        client.upsert_account(account, account, w.bc)
+    shared = client.share(w.owner, w.A, recipients)
+    assert not isinstance(shared, Denied) and shared.effect_counts == {} and shared.truncated == ()
+    assert shared.events is not None and shared.events.count == len(recipients)
+    assert shared.events.last_id - shared.events.first_id + 1 == len(recipients)
+    feed = client.events(after=shared.events.first_id - 1, limit=1000, audience_id=w.A).events
+    assert [e.type for e in feed] == ["share_created"] * len(recipients)
+    share_pages = list(client.share_pages(w.owner, w.A, limit=40))
+    assert [len(p.shares) for p in share_pages if not isinstance(p, Denied)] == [40, 40, 21]
+    listed = [s.account_id for p in share_pages if not isinstance(p, Denied) for s in p.shares]
+    assert sorted(listed) == sorted([w.recipient, *recipients])
+    not_owner = list(client.share_pages(w.recipient, w.A))
+    assert len(not_owner) == 1 and isinstance(not_owner[0], Denied)
+
+    edited = client.edit_audience(w.owner, w.A, name="renamed")
+    assert not isinstance(edited, Denied) and edited.effect_counts == {"propagate_update": 2}
+    assert [(e.type, e.part, e.parts) for e in edited.effects if isinstance(e, PropagateUpdate)] == [
+        ("propagate_update", 1, 2), ("propagate_update", 2, 2)]
+    assert sorted(a for e in edited.effects if isinstance(e, PropagateUpdate) for a in e.account_ids) == sorted(
+        [w.recipient, *recipients])
+    stopped = client.stop_sharing(w.owner, w.A, w.recipient)
+    assert not isinstance(stopped, Denied)
+    assert stopped.effect_counts == {"end_share": 1, "remove_from_list": 1} and stopped.events is not None
+    decision = client.authorize(w.owner, "stop_sharing", w.B, target_account_id=w.recipient)
+    assert decision.effect_counts == {"end_share": 1, "remove_from_list": 1} and decision.events is None
 
 
 # -- failing closed ------------------------------------------------------------------------

@@ -84,6 +84,7 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
     if not chosen.token_list:
         token = generated_token()
         chosen = chosen.model_copy(update={"tokens": token})
+        os.environ["AUDIENCE_AUTHZ_TOKENS"] = token  # a master started by USR2 keeps it
         click.echo(f"AUDIENCE_AUTHZ_TOKENS is not set; this server's token is: {token}", err=True)
     policy_dir = chosen.policy_dir
     # Vet the policy before forking, and keep it as the workers' last good snapshot.

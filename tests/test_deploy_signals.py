@@ -109,3 +109,68 @@ def test_usr2_upgrade_then_sighup_keeps_metrics_and_workers(tmp_path):
         os.kill(new, signal.SIGTERM)
         _wait(lambda: not _alive(new), what="the new master to exit")
         assert not metrics_dir.exists(), "the new master took the temporary directory over and removes it"
+
+
+def _load(url: str, headers: dict, stop: threading.Event, outcomes: list) -> None:
+    """One client of a load: a new connection per request, until told to stop."""
+    while not stop.is_set():
+        try:
+            response = requests.post(url, json={"principal": {"account_id": "p"}, "action": "view",
+                                                "resource": {"audience_id": "x"}},
+                                     headers={**headers, "Connection": "close"}, timeout=10)
+            outcomes.append(("status", response.status_code, time.monotonic()))
+        except requests.ConnectionError as exc:
+            text = repr(exc)
+            kind = "refused" if "Connection refused" in text or "Errno 111" in text else "reset"
+            outcomes.append((kind, text, time.monotonic()))
+            time.sleep(0.01)
+
+
+def test_sigterm_under_load_drains_first_and_resets_no_connection(tmp_path):
+    url = f"sqlite:///{tmp_path / 'authz.db'}"
+    drain = 2.0
+    with LiveServer(url, extra_args=["--workers", "2", "--threads", "4"],
+                    env={"AUDIENCE_AUTHZ_DRAIN_SECONDS": str(drain)}) as live:
+        api = Api(live.base_url, live.token)
+        ready = requests.get(live.base_url + "/readyz", timeout=5)
+        assert ready.status_code == 200 and ready.json()["status"] == "ready"
+        stop, outcomes, probes = threading.Event(), [], []
+        clients = [threading.Thread(target=_load, args=(live.base_url + "/v1/authorize", {"Authorization": f"Bearer {live.token}"}, stop, outcomes))
+                   for _ in range(6)]
+        for client in clients:
+            client.start()
+        time.sleep(1.0)
+        signalled = time.monotonic()
+        live.process.send_signal(signal.SIGTERM)
+        # a load balancer's probe: when it reads "draining" it sends no more (the clients stop)
+        while time.monotonic() < signalled + 30:
+            try:
+                probe = requests.get(live.base_url + "/readyz", timeout=5)
+            except requests.ConnectionError as exc:
+                probes.append(("closed", repr(exc), time.monotonic()))
+                break
+            probes.append((probe.status_code, probe.json()["status"], time.monotonic()))
+            if probe.json()["status"] == "draining":
+                break
+            time.sleep(0.05)
+        stop.set()
+        for client in clients:
+            client.join(30)
+        assert live.process.wait(30) == 0
+        # kept answering while draining, then closed
+        late = []
+        try:
+            requests.get(live.base_url + "/healthz", timeout=5)
+        except requests.ConnectionError as exc:
+            late.append(repr(exc))
+        assert late, "the server still listens after it exited"
+
+    assert probes[-1][:2] == (503, "draining"), probes
+    assert probes[-1][2] - signalled < drain, "readyz said draining only late"
+    resets = [o for o in outcomes if o[0] == "reset"]
+    assert resets == [], resets[:3]
+    refused = [o for o in outcomes if o[0] == "refused"]
+    assert refused == [], "the clients stopped on 'draining', before the socket closed"
+    answered = [o for o in outcomes if o[0] == "status"]
+    assert len(answered) > 20 and {o[1] for o in answered} == {200}
+    assert any(o[2] > signalled for o in answered), "requests after SIGTERM were answered while draining"

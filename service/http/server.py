@@ -1,8 +1,11 @@
 """The production server: gunicorn with N worker processes, each with its own app,
 enforcer and connection pool (nothing is shared across a fork).
 
-SIGTERM (or SIGINT) is a graceful stop: gunicorn stops accepting connections, lets the
-requests in flight finish (up to ``graceful_timeout``), then exits.
+SIGTERM drains, then stops gracefully: ``/readyz`` answers 503 ``draining`` at once while
+the server keeps accepting and answering for ``drain_seconds`` (time for a load balancer's
+probe to take the instance out), then gunicorn stops accepting, lets the requests in flight
+finish (up to ``graceful_timeout``) and exits. A second SIGTERM skips the rest of the drain;
+SIGINT and SIGQUIT stop at once, as in gunicorn.
 
 Metrics: the workers write prometheus-client's multiprocess files into
 ``PROMETHEUS_MULTIPROC_DIR``; ``prepare_metrics_dir`` chooses and empties it before
@@ -18,25 +21,66 @@ leaving, removes its temporary directory only when no new master is using it.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import shutil
 import tempfile
+import time
+from multiprocessing.sharedctypes import RawValue
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when first imported
 # the temporary metrics directory `serve` made, inherited by a master started by USR2
 OWNED_ENV = "_AUDIENCE_AUTHZ_TEMPORARY_METRICS_DIR"
 REEXEC_ENV = "GUNICORN_PID"  # set by gunicorn in a master started by USR2: the old master's pid
 _arbiter = None  # this process's gunicorn arbiter, once it runs
+# set by the master on SIGTERM, read by its workers' /readyz: memory shared across the fork
+_DRAINING = RawValue(ctypes.c_bool, False)
+
+
+def draining() -> bool:
+    """Has this server been told to stop (it still answers while it drains)?"""
+    return bool(_DRAINING.value)
+
+
+class _DrainingArbiter(Arbiter):
+    """gunicorn's master, with SIGTERM draining before it stops (module docstring)."""
+
+    drain_seconds = 0.0
+    _stop_at: float | None = None
+
+    def handle_term(self):
+        if self._stop_at is not None or self.drain_seconds <= 0 or _successor_alive():
+            raise StopIteration  # a USR2 successor keeps the socket open: nothing to drain
+        _DRAINING.value = True
+        self._stop_at = time.monotonic() + self.drain_seconds
+        self.log.info("draining: /readyz answers 503 draining; stopping in %.1f s", self.drain_seconds)
+
+    def wait_for_signals(self, timeout=1.0):
+        if self._stop_at is not None:
+            timeout = max(0.0, min(timeout, self._stop_at - time.monotonic()))
+        return super().wait_for_signals(timeout=timeout)
+
+    def manage_workers(self):
+        if self._stop_at is not None and time.monotonic() >= self._stop_at:
+            raise StopIteration  # the main loop's graceful stop
+        super().manage_workers()
 
 
 class Server(BaseApplication):
-    def __init__(self, app_kwargs: dict, options: dict):
+    def __init__(self, app_kwargs: dict, options: dict, drain_seconds: float = 0.0):
         self.app_kwargs = app_kwargs
         self.options = options
+        self.drain_seconds = drain_seconds
         super().__init__()
+
+    def run(self):
+        arbiter = _DrainingArbiter(self)
+        arbiter.drain_seconds = self.drain_seconds
+        arbiter.run()
 
     def load_config(self):
         for key, value in self.options.items():
@@ -114,7 +158,7 @@ def _child_exit(server, worker) -> None:
 
 
 def run(app_kwargs: dict, *, host: str, port: int, workers: int, threads: int, timeout: int = 30,
-        log_level: str = "INFO") -> None:
+        log_level: str = "INFO", drain_seconds: float = 0.0) -> None:
     from audience_authz.http import logs
 
     options = {
@@ -132,7 +176,7 @@ def run(app_kwargs: dict, *, host: str, port: int, workers: int, threads: int, t
         "control_socket_disable": True,  # one fixed path per user: servers side by side would share it
         "logconfig_dict": logs.config(log_level),  # gunicorn's own lines as JSON too
     }
-    Server(app_kwargs, options).run()
+    Server(app_kwargs, options, drain_seconds).run()
 
 
 def _flush_decision_log(_arbiter, _worker) -> None:

@@ -67,7 +67,7 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     _register_connection(app)
     _register_health(app)
     logs.register(app)
-    metrics.register(app, app.extensions["authz"].policy.version)
+    metrics.register(app, app.extensions["authz"].policy)
     docs.register(app)
     return app
 

@@ -128,6 +128,7 @@ def test_openapi_document_describes_every_endpoint(api):
     paths = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     expected = {
         ("PUT", "/v1/business-centers/{id}"), ("PUT", "/v1/accounts/{id}"),
+        ("GET", "/v1/business-centers/{id}"), ("GET", "/v1/accounts/{id}"),
         ("POST", "/v1/accounts/{id}/terms-acceptance"), ("GET", "/v1/accounts/{id}/audiences"),
         ("POST", "/v1/audiences"), ("GET", "/v1/audiences/{id}"), ("PATCH", "/v1/audiences/{id}"),
         ("DELETE", "/v1/audiences/{id}"), ("POST", "/v1/audiences/{id}/shares"),

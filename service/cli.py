@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -117,14 +118,22 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
             shutil.rmtree(snapshots.root, ignore_errors=True)
 
 
-def _init_database(database_url, create=True):
+def _init_database(database_url, create=True, must_exist=False):
     """Bind the database; a schema behind this release's migrations, an unknown kind of
-    URL or a missing driver is a one-line error, not a traceback."""
+    URL or a missing driver is a one-line error, not a traceback. With ``must_exist`` a
+    SQLite file that is not there is an error too (instead of a new, empty database)."""
     from audience_authz.store import db
     from audience_authz.store.migrations import SchemaBehind
 
+    url = _database_url(database_url)
+    path = db.sqlite_path(url)
+    if must_exist and path is not None and not Path(path).is_file():
+        missing = click.ClickException(f"no database at {path}: give the server's with --database or "
+                                       "AUDIENCE_AUTHZ_DATABASE (this command never creates one)")
+        missing.exit_code = 2
+        raise missing
     try:
-        return db.init(_database_url(database_url), create=create)
+        return db.init(url, create=create)
     except (SchemaBehind, db.DatabaseUrlError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -207,12 +216,24 @@ def policy():
     """Policy authoring tools: check, test, matrix, diff."""
 
 
+_POLICY_DIR_OPTION = click.option("--policy-dir", default=None, type=click.Path(exists=True, file_okay=False),
+                                  help=POLICY_HELP)
+
+
 @policy.command()
-@click.argument("policy_dir", required=False, type=click.Path(exists=True, file_okay=False))
-def check(policy_dir):
-    """Validate the policy files; report each problem with file and line."""
+@_POLICY_DIR_OPTION
+@click.argument("old_policy_dir", metavar="[DIR]", required=False,
+                type=click.Path(exists=True, file_okay=False))
+def check(policy_dir, old_policy_dir):
+    """Validate the policy files; report each problem with file and line. (DIR, the
+    policy directory as an argument, is deprecated: use --policy-dir.)"""
     from audience_authz.policytools.check import check_policy
 
+    if old_policy_dir is not None:
+        if policy_dir is not None and Path(policy_dir).resolve() != Path(old_policy_dir).resolve():
+            raise click.UsageError("give the policy directory once, as --policy-dir")
+        click.echo("note: `policy check DIR` is deprecated; use `policy check --policy-dir DIR`", err=True)
+        policy_dir = old_policy_dir
     problems = check_policy(_policy_dir(policy_dir))
     for file, line, message in problems:
         click.echo(f"{file}:{line}: {message}")
@@ -242,10 +263,15 @@ def _load_policy_or_exit(policy_dir):
               help="also fail when a policy line, deny reason code, matrix cell or account action is untested")
 @click.option("-q", "--quiet", is_flag=True, help="report only failures, errors and gaps")
 def test_policy(tests, policy_dir, coverage, quiet):
-    """Run the policy unit tests (TESTS: a YAML file or directory; default POLICY_DIR/tests)."""
+    """Run the policy unit tests of --policy-dir (TESTS: a YAML file or a directory of them;
+    default: the policy directory's tests/)."""
 
     from audience_authz.policytools.cases import run_suite
 
+    if tests is not None and (Path(tests) / "policy.csv").is_file():
+        raise click.BadParameter(
+            f"{tests} is a policy directory, not test files: to test that policy give --policy-dir {tests}",
+            param_hint="TESTS")
     policy = _load_policy_or_exit(policy_dir)
     report = run_suite(policy, tests or policy.directory / "tests", coverage=coverage)
     labels = {"pass": click.style("ok   ", fg="green"), "fail": click.style("FAIL ", fg="red"),
@@ -285,9 +311,9 @@ def matrix(policy_dir, fmt, output):
 @click.option("--database", "database_url", default=None, help=DATABASE_HELP)
 @click.option("--last", type=click.IntRange(1), default=None, help="replay the newest N decisions")
 @click.option("--since", default=None, help="replay decisions at or after this ISO 8601 time (UTC if no offset)")
-@click.option("--baseline", "baseline_dir", default=None,
+@click.option("--policy-dir", "--baseline", "baseline_dir", default=None,
               type=click.Path(exists=True, file_okay=False),
-              help="the policy the log was decided by, to compare allow reasons and effects")
+              help="the policy in force, that the log was decided by (--baseline: its old name); " + POLICY_HELP)
 @click.option("--examples", default=3, show_default=True, type=click.IntRange(0, 100), help="examples per change")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--fail-on-change", is_flag=True, help="exit 1 when any decision would change")
@@ -311,7 +337,7 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, fmt, 
         since_at = policydiff.parse_since(since) if since else None
     except ValueError:
         raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
-    _init_database(database_url, create=False)
+    _init_database(database_url, create=False, must_exist=True)  # never makes a database
     try:
         query = policydiff.select(last, since_at)
         with click.progressbar(query.iterator(), length=query.count(), label="replaying decisions",

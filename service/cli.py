@@ -315,14 +315,24 @@ def matrix(policy_dir, fmt, output):
               type=click.Path(exists=True, file_okay=False),
               help="the policy in force, that the log was decided by (--baseline: its old name); " + POLICY_HELP)
 @click.option("--examples", default=3, show_default=True, type=click.IntRange(0, 100), help="examples per change")
+@click.option("--only-version", default=None, metavar="VERSION|all",
+              help="replay only the decisions made by this policy version (default: the version in force, "
+                   "that of --policy-dir); all: every decision")
+@click.option("--current-state", is_flag=True,
+              help="instead of the log, check the active shares: which the candidate would not keep "
+                   "(keep_share) or allow now (share), and the ad groups ending them would pause, broaden "
+                   "or disconnect")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--fail-on-change", is_flag=True, help="exit 1 when any decision would change")
-def diff(candidate_dir, database_url, last, since, baseline_dir, examples, fmt, fail_on_change):
-    """Replay the stored decision log against a candidate policy; report what would change."""
+@click.option("--fail-on-change", is_flag=True, help="exit 1 when any decision (or active share) would change")
+def diff(candidate_dir, database_url, last, since, baseline_dir, examples, only_version, current_state, fmt,
+         fail_on_change):
+    """Replay the stored decision log against a candidate policy; report what would change
+    (or, with --current-state, check the active shares against it)."""
     import json
 
     from audience_authz.store import db
     from audience_authz.policytools import diff as policydiff
+    from audience_authz.policytools import standing
     from audience_authz.policytools.check import check_policy
 
     problems = check_policy(candidate_dir)
@@ -338,11 +348,30 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, fmt, 
     except ValueError:
         raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
     _init_database(database_url, create=False, must_exist=True)  # never makes a database
+    if current_state:
+        try:
+            state = standing.check(candidate)
+        except Exception as exc:  # noqa: BLE001 - e.g. no tables at that URL
+            click.echo(f"cannot read the current state: {exc}", err=True)
+            sys.exit(2)
+        finally:
+            db.close()
+        click.echo(json.dumps(state, indent=2) if fmt == "json" else standing.text(state, candidate_dir), nl=False)
+        if fmt == "json":
+            click.echo()
+        sys.exit(1 if fail_on_change and state["shares"] else 0)
+    version = None if only_version == "all" else (only_version or baseline.version)
     try:
-        query = policydiff.select(last, since_at)
+        query = policydiff.select(last, since_at, version)
         with click.progressbar(query.iterator(), length=query.count(), label="replaying decisions",
                                file=sys.stderr, hidden=not sys.stderr.isatty()) as rows:
             report = policydiff.replay(rows, candidate, baseline, examples)
+        report.only_version = version
+        if version is not None:
+            left_out = policydiff.select(last, since_at).count() - query.count() if last is None else None
+            if left_out:
+                report.notes.append(f"{left_out} decision(s) made by other policy versions were left out "
+                                    "(--only-version all replays them)")
     except Exception as exc:  # noqa: BLE001 - e.g. no decision_log table at that URL
         click.echo(f"cannot read the decision log: {exc}", err=True)
         sys.exit(2)

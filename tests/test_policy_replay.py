@@ -50,8 +50,14 @@ def test_only_the_version_in_force_is_replayed_and_defaulted_facts_are_named(tmp
         second = reloaded["policy_version"]
         new = [api.ok(api.authorize(w.owner, "share", w.A, target_account_id=w.peer))["decision_id"] for _ in range(3)]
         api.ok(api.get("/v1/decisions?after=0&limit=1"))  # writes the server's batch of log rows
+        candidate = _suspension(copy_policy(tmp_path / "candidate"))
+        # POST /v1/policy/diff keeps to the version serving too, unless told otherwise
+        served = api.ok(api.post("/v1/policy/diff", {"candidate_dir": str(candidate), "examples": 10}))
+        assert served["only_version"] == second and served["changes"][0]["count"] == 3
+        assert served["changes"][0]["defaulted_facts"] == ["principal_suspended"]
+        every = api.ok(api.post("/v1/policy/diff", {"candidate_dir": str(candidate), "only_version": "all"}))
+        assert every["only_version"] is None and sum(c["count"] for c in every["changes"]) == 5
 
-    candidate = _suspension(copy_policy(tmp_path / "candidate"))
     # default: the version in force (that of --policy-dir) only
     report = _diff("--candidate", candidate, "--policy-dir", serving, "--database", url)
     assert report["only_version"] == second

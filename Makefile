@@ -9,6 +9,8 @@ export AUDIENCE_AUTHZ_TOKENS ?= dev-token
 
 .PHONY: install run demo test policy-check policy-test clean bench bench-quick bench-install stress
 
+# the developer's venv: editable, with the test extras; a production host installs only
+# '.[postgresql]' (docs/operations.md, checked by tests/test_operations_doc.py)
 install: $(VENV)/.installed chromium
 
 # the console's browser tests (tests/test_console.py) drive Debian's chromium: installed when missing

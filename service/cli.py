@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -84,6 +85,7 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
     if not chosen.token_list:
         token = generated_token()
         chosen = chosen.model_copy(update={"tokens": token})
+        os.environ["AUDIENCE_AUTHZ_TOKENS"] = token  # a master started by USR2 keeps it
         click.echo(f"AUDIENCE_AUTHZ_TOKENS is not set; this server's token is: {token}", err=True)
     policy_dir = chosen.policy_dir
     # Vet the policy before forking, and keep it as the workers' last good snapshot.
@@ -109,20 +111,29 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
         else:
             from audience_authz.http.server import run
 
-            run(app_kwargs, host=host, port=port, workers=workers, threads=threads, log_level=chosen.log_level)
+            run(app_kwargs, host=host, port=port, workers=workers, threads=threads, log_level=chosen.log_level,
+                drain_seconds=chosen.drain_seconds)
     finally:
         if os.getpid() == master:  # gunicorn's workers leave through this frame too
             shutil.rmtree(snapshots.root, ignore_errors=True)
 
 
-def _init_database(database_url, create=True):
+def _init_database(database_url, create=True, must_exist=False):
     """Bind the database; a schema behind this release's migrations, an unknown kind of
-    URL or a missing driver is a one-line error, not a traceback."""
+    URL or a missing driver is a one-line error, not a traceback. With ``must_exist`` a
+    SQLite file that is not there is an error too (instead of a new, empty database)."""
     from audience_authz.store import db
     from audience_authz.store.migrations import SchemaBehind
 
+    url = _database_url(database_url)
+    path = db.sqlite_path(url)
+    if must_exist and path is not None and not Path(path).is_file():
+        missing = click.ClickException(f"no database at {path}: give the server's with --database or "
+                                       "AUDIENCE_AUTHZ_DATABASE (this command never creates one)")
+        missing.exit_code = 2
+        raise missing
     try:
-        return db.init(_database_url(database_url), create=create)
+        return db.init(url, create=create)
     except (SchemaBehind, db.DatabaseUrlError) as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -205,12 +216,24 @@ def policy():
     """Policy authoring tools: check, test, matrix, diff."""
 
 
+_POLICY_DIR_OPTION = click.option("--policy-dir", default=None, type=click.Path(exists=True, file_okay=False),
+                                  help=POLICY_HELP)
+
+
 @policy.command()
-@click.argument("policy_dir", required=False, type=click.Path(exists=True, file_okay=False))
-def check(policy_dir):
-    """Validate the policy files; report each problem with file and line."""
+@_POLICY_DIR_OPTION
+@click.argument("old_policy_dir", metavar="[DIR]", required=False,
+                type=click.Path(exists=True, file_okay=False))
+def check(policy_dir, old_policy_dir):
+    """Validate the policy files; report each problem with file and line. (DIR, the
+    policy directory as an argument, is deprecated: use --policy-dir.)"""
     from audience_authz.policytools.check import check_policy
 
+    if old_policy_dir is not None:
+        if policy_dir is not None and Path(policy_dir).resolve() != Path(old_policy_dir).resolve():
+            raise click.UsageError("give the policy directory once, as --policy-dir")
+        click.echo("note: `policy check DIR` is deprecated; use `policy check --policy-dir DIR`", err=True)
+        policy_dir = old_policy_dir
     problems = check_policy(_policy_dir(policy_dir))
     for file, line, message in problems:
         click.echo(f"{file}:{line}: {message}")
@@ -240,10 +263,15 @@ def _load_policy_or_exit(policy_dir):
               help="also fail when a policy line, deny reason code, matrix cell or account action is untested")
 @click.option("-q", "--quiet", is_flag=True, help="report only failures, errors and gaps")
 def test_policy(tests, policy_dir, coverage, quiet):
-    """Run the policy unit tests (TESTS: a YAML file or directory; default POLICY_DIR/tests)."""
+    """Run the policy unit tests of --policy-dir (TESTS: a YAML file or a directory of them;
+    default: the policy directory's tests/)."""
 
     from audience_authz.policytools.cases import run_suite
 
+    if tests is not None and (Path(tests) / "policy.csv").is_file():
+        raise click.BadParameter(
+            f"{tests} is a policy directory, not test files: to test that policy give --policy-dir {tests}",
+            param_hint="TESTS")
     policy = _load_policy_or_exit(policy_dir)
     report = run_suite(policy, tests or policy.directory / "tests", coverage=coverage)
     labels = {"pass": click.style("ok   ", fg="green"), "fail": click.style("FAIL ", fg="red"),
@@ -283,18 +311,28 @@ def matrix(policy_dir, fmt, output):
 @click.option("--database", "database_url", default=None, help=DATABASE_HELP)
 @click.option("--last", type=click.IntRange(1), default=None, help="replay the newest N decisions")
 @click.option("--since", default=None, help="replay decisions at or after this ISO 8601 time (UTC if no offset)")
-@click.option("--baseline", "baseline_dir", default=None,
+@click.option("--policy-dir", "--baseline", "baseline_dir", default=None,
               type=click.Path(exists=True, file_okay=False),
-              help="the policy the log was decided by, to compare allow reasons and effects")
+              help="the policy in force, that the log was decided by (--baseline: its old name); " + POLICY_HELP)
 @click.option("--examples", default=3, show_default=True, type=click.IntRange(0, 100), help="examples per change")
+@click.option("--only-version", default=None, metavar="VERSION|all",
+              help="replay only the decisions made by this policy version (default: the version in force, "
+                   "that of --policy-dir); all: every decision")
+@click.option("--current-state", is_flag=True,
+              help="instead of the log, check the active shares: which the candidate would not keep "
+                   "(keep_share) or allow now (share), and the ad groups ending them would pause, broaden "
+                   "or disconnect")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--fail-on-change", is_flag=True, help="exit 1 when any decision would change")
-def diff(candidate_dir, database_url, last, since, baseline_dir, examples, fmt, fail_on_change):
-    """Replay the stored decision log against a candidate policy; report what would change."""
+@click.option("--fail-on-change", is_flag=True, help="exit 1 when any decision (or active share) would change")
+def diff(candidate_dir, database_url, last, since, baseline_dir, examples, only_version, current_state, fmt,
+         fail_on_change):
+    """Replay the stored decision log against a candidate policy; report what would change
+    (or, with --current-state, check the active shares against it)."""
     import json
 
     from audience_authz.store import db
     from audience_authz.policytools import diff as policydiff
+    from audience_authz.policytools import standing
     from audience_authz.policytools.check import check_policy
 
     problems = check_policy(candidate_dir)
@@ -309,12 +347,31 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, fmt, 
         since_at = policydiff.parse_since(since) if since else None
     except ValueError:
         raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
-    _init_database(database_url, create=False)
+    _init_database(database_url, create=False, must_exist=True)  # never makes a database
+    if current_state:
+        try:
+            state = standing.check(candidate)
+        except Exception as exc:  # noqa: BLE001 - e.g. no tables at that URL
+            click.echo(f"cannot read the current state: {exc}", err=True)
+            sys.exit(2)
+        finally:
+            db.close()
+        click.echo(json.dumps(state, indent=2) if fmt == "json" else standing.text(state, candidate_dir), nl=False)
+        if fmt == "json":
+            click.echo()
+        sys.exit(1 if fail_on_change and state["shares"] else 0)
+    version = None if only_version == "all" else (only_version or baseline.version)
     try:
-        query = policydiff.select(last, since_at)
+        query = policydiff.select(last, since_at, version)
         with click.progressbar(query.iterator(), length=query.count(), label="replaying decisions",
                                file=sys.stderr, hidden=not sys.stderr.isatty()) as rows:
             report = policydiff.replay(rows, candidate, baseline, examples)
+        report.only_version = version
+        if version is not None:
+            left_out = policydiff.select(last, since_at).count() - query.count() if last is None else None
+            if left_out:
+                report.notes.append(f"{left_out} decision(s) made by other policy versions were left out "
+                                    "(--only-version all replays them)")
     except Exception as exc:  # noqa: BLE001 - e.g. no decision_log table at that URL
         click.echo(f"cannot read the decision log: {exc}", err=True)
         sys.exit(2)

@@ -11,7 +11,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr, ValidationError
+from pydantic import AliasChoices, Field, NonNegativeFloat, PositiveFloat, PositiveInt, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///audience-authz.db"
@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     db_pool_timeout: PositiveInt = Field(10, description="seconds a request waits for a free PostgreSQL connection")
     sqlite_busy_timeout_ms: PositiveInt = Field(10000, description="milliseconds a SQLite writer waits for the lock")
     decision_log_flush_s: PositiveFloat = Field(0.05, description="seconds before batched decision-log rows are written")
+    drain_seconds: NonNegativeFloat = Field(
+        5.0, description="on SIGTERM, seconds /readyz answers 503 draining while the server still serves, "
+                         "before it stops accepting (0: stop at once)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="level of the JSON logs on stderr")
     prometheus_multiproc_dir: str = Field(

@@ -37,7 +37,8 @@ class LiveServer:
         self.args = [sys.executable, "-m", "audience_authz", "serve", "--port", str(self.port),
                      "--database", database_url, *(["--policy-dir", policy_dir] if policy_dir else []),
                      *(extra_args or [])]
-        self.env = {**os.environ, "AUDIENCE_AUTHZ_TOKENS": token, **(env or {})}
+        # no drain on SIGTERM unless a test asks for one: stopping a test server stays quick
+        self.env = {**os.environ, "AUDIENCE_AUTHZ_TOKENS": token, "AUDIENCE_AUTHZ_DRAIN_SECONDS": "0", **(env or {})}
         self.process = None
         self.log_path = None
 

@@ -29,6 +29,9 @@ def _attempts(w) -> dict[tuple[str, str], tuple[str, dict | None]]:
     """What a stranger tries on each endpoint that acts for an account: the owner's and the
     recipient's things."""
     return {
+        # an account and a Business Center none of the strangers belongs to (made below)
+        ("GET", "/v1/accounts/{id}"): (f"/v1/accounts/{w.id('lone')}", None),
+        ("GET", "/v1/business-centers/{id}"): (f"/v1/business-centers/{w.id('bc3')}", None),
         ("POST", "/v1/accounts/{id}/terms-acceptance"): (f"/v1/accounts/{w.owner}/terms-acceptance", None),
         ("GET", "/v1/accounts/{id}/audiences"): (f"/v1/accounts/{w.recipient}/audiences", None),
         ("GET", "/v1/audiences/{id}"): (f"/v1/audiences/{w.A}", None),
@@ -51,6 +54,8 @@ def test_a_stranger_can_read_or_change_nothing_on_any_endpoint(api):
     api.ok(api.post(f"/v1/audiences/{w.A}/lookalikes", {"id": w.L, "name": "lal"}, account=w.owner), 201)
     api.ok(api.put(f"/v1/ad-groups/{w.ag}", {"name": "recipient's", "include": [w.A], "exclude": [w.B]},
                    account=w.recipient))
+    api.ok(api.put(f"/v1/business-centers/{w.id('bc3')}", {"name": "BC 3", "cross_bc_allowlisted": False}))
+    api.ok(api.put(f"/v1/accounts/{w.id('lone')}", {"name": "lone", "business_center_id": w.id("bc3")}))
     attempts = _attempts(w)
     # every endpoint acting for an account is tried, but creating one's own audience (below)
     assert set(attempts) | {("POST", "/v1/audiences")} == _acting_operations(api)

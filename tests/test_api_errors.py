@@ -24,11 +24,16 @@ def test_missing_or_wrong_token_is_401(api, headers):
     assert r.headers["WWW-Authenticate"] == "Bearer"
 
 
-def test_health_needs_no_token_but_readiness_does(api):
+def test_probes_need_no_token_and_readiness_shows_the_reload_figures_only_with_one(api):
     assert raw(api, "GET", "/healthz").status_code == 200
-    assert raw(api, "GET", "/readyz").status_code == 401
+    for headers in ({}, {"Authorization": "Bearer wrong"}):  # a load balancer's probe
+        anonymous = raw(api, "GET", "/readyz", headers=headers)
+        assert anonymous.status_code == 200, anonymous.text
+        assert set(anonymous.json()) == {"status", "database", "policy", "policy_version"}
+        assert anonymous.json()["status"] == "ready" and anonymous.json()["database"] == "ok"
     ready = raw(api, "GET", "/readyz", headers=AUTH)
     assert ready.status_code == 200 and ready.json()["database"] == "ok" and ready.json()["policy_version"]
+    assert {"policy_reloads", "last_reload_error"} <= set(ready.json())
 
 
 @pytest.mark.parametrize("body, fragment", [
@@ -123,6 +128,7 @@ def test_openapi_document_describes_every_endpoint(api):
     paths = {(method.upper(), path) for path, ops in doc["paths"].items() for method in ops}
     expected = {
         ("PUT", "/v1/business-centers/{id}"), ("PUT", "/v1/accounts/{id}"),
+        ("GET", "/v1/business-centers/{id}"), ("GET", "/v1/accounts/{id}"),
         ("POST", "/v1/accounts/{id}/terms-acceptance"), ("GET", "/v1/accounts/{id}/audiences"),
         ("POST", "/v1/audiences"), ("GET", "/v1/audiences/{id}"), ("PATCH", "/v1/audiences/{id}"),
         ("DELETE", "/v1/audiences/{id}"), ("POST", "/v1/audiences/{id}/shares"),

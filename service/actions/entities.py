@@ -78,6 +78,33 @@ def upsert_account(authz: Authorizer, account_id: str, name: str, business_cente
 
 
 
+def get_account(authz: Authorizer, principal: str, account_id: str) -> dict:
+    """The account, to itself and to the accounts of its Business Center (the policy's
+    ``view_account``)."""
+    def work():
+        account = Account.get_or_none(Account.id == account_id)
+        if account is None:
+            raise NotFound("account", account_id)
+        outcome = authz.check(Request(principal, "view_account", "", account_id=account_id))
+        if not outcome.allowed:
+            return Denied([outcome])
+        return account_view(account)
+    return run(work)
+
+
+def get_business_center(authz: Authorizer, principal: str, bc_id: str) -> dict:
+    """The Business Center, to its own accounts (the policy's ``view_business_center``)."""
+    def work():
+        bc = BusinessCenter.get_or_none(BusinessCenter.id == bc_id)
+        if bc is None:
+            raise NotFound("business_center", bc_id)
+        outcome = authz.check(Request(principal, "view_business_center", "", business_center_id=bc_id))
+        if not outcome.allowed:
+            return Denied([outcome])
+        return {"id": bc.id, "name": bc.name, "cross_bc_allowlisted": bc.cross_bc_allowlisted}
+    return run(work)
+
+
 def accept_terms(authz: Authorizer, principal: str, account_id: str) -> dict:
     def work():
         if not Account.select().where(Account.id == account_id).exists():

@@ -59,6 +59,7 @@ class Request:
     target_account_id: str | None = None
     ad_group_id: str | None = None
     account_id: str | None = None  # the account an account-scoped action is about
+    business_center_id: str | None = None  # the Business Center view_business_center is about
 
 
 @dataclass(frozen=True)
@@ -195,8 +196,29 @@ def _gather_account(policy, req: Request) -> Gathered:
         relation = "new" if owner is None else ("self" if owner == req.principal else "other")
         facts = policy.facts(principal_known=principal_known, ad_group_known=owner is not None,
                              ad_group_owned=owner == req.principal)
+    elif req.action in ("view_account", "view_business_center"):
+        return _gather_membership(policy, req, principal_known)
     else:
         account = req.account_id if req.account_id is not None else req.principal
         relation = "self" if account == req.principal else "other"
         facts = policy.facts(principal_known=principal_known)
+    return Gathered(relation, facts, None)
+
+
+def _gather_membership(policy, req: Request, principal_known: bool) -> Gathered:
+    """Facts of reading an account (relation self or other; ``same_bc``: both accounts in
+    one Business Center) or a Business Center (relation self: the acting account's own)."""
+    def bc_of(account_id):
+        return Account.select(Account.business_center).where(Account.id == account_id).scalar()
+
+    mine = bc_of(req.principal)
+    if req.action == "view_account":
+        theirs = bc_of(req.account_id)
+        relation = "self" if req.account_id == req.principal else "other"
+        facts = policy.facts(principal_known=principal_known, principal_in_bc=mine is not None,
+                             target_specified=True, target_known=True, target_in_bc=theirs is not None,
+                             same_bc=mine is not None and mine == theirs)
+    else:
+        relation = "self" if mine is not None and mine == req.business_center_id else "other"
+        facts = policy.facts(principal_known=principal_known, principal_in_bc=mine is not None)
     return Gathered(relation, facts, None)

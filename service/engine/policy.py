@@ -272,6 +272,15 @@ class Policy:
         rule = self._by_values[tuple(matched)]
         return Decision(allowed, rule.reason, rule, rule.effects if allowed else ())
 
+    def outcomes(self) -> set[tuple[str, str, str]]:
+        """Every (action, decision, reason) this policy can give: its lines', and the
+        service's own denials (no line matched, a fault) for every action."""
+        known = {(act, "deny", reason) for act in ACTIONS for reason in SERVICE_REASONS}
+        for rule in self.rules:
+            for act in (ACTIONS if rule.act == "*" else (rule.act,)):
+                known.add((act, "allow" if rule.eft == "allow" else "deny", rule.reason))
+        return known
+
     def message(self, code: str) -> str:
         return self.reasons.get(code, code.replace("_", " "))
 

@@ -4,20 +4,33 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
 
 from flask import request
 from flask_openapi3 import Info, OpenAPI
 
 from audience_authz import config
 from audience_authz.engine import decision_log
-from audience_authz.http import auth, bounds, docs, errors, logs, metrics, openapi, policy_routes, routes
+from audience_authz.http import auth, bounds, docs, errors, logs, metrics, openapi, policy_routes, routes, server
 from audience_authz.http.responses import ErrorBody, Health, Readiness
 from audience_authz.policytools import reload
 from audience_authz.store import db
 from audience_authz.store.models import database
 
 log = logging.getLogger("audience_authz")
-OPEN_PATHS = {"/healthz", "/openapi.json"}  # the document holds no data: generators read it
+# Paths that need no token: the probes (a load balancer sends none; they show no data), the
+# OpenAPI document and the Swagger UI page with its scripts (the API's description, no data:
+# generators and browsers read them; "Try it out" asks for the token), and the console, which
+# checks its own session. docs/operations.md says so.
+PROBES = {"/healthz", "/readyz"}
+OPEN_DOCUMENTS = {"/openapi.json"}
+CONSOLE_PREFIX = "/console"
+READY_CACHE_S = 1.0  # an anonymous /readyz reuses a check this recent: probes cannot load the database
+
+
+def is_open(path: str) -> bool:
+    return (path in PROBES or path in OPEN_DOCUMENTS or docs.is_docs_path(path)
+            or path == CONSOLE_PREFIX or path.startswith(CONSOLE_PREFIX + "/"))
 
 
 def generated_token() -> str:
@@ -54,7 +67,7 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     app.register_api(routes.decide)
     app.register_api(policy_routes.api)
     _register_one_segment_ids(app)
-    auth.register(app, settings, OPEN_PATHS, open_prefixes=("/console",))  # first: tokens, scopes, rate limit
+    auth.register(app, settings, is_open)  # first: tokens, scopes, rate limit
     from audience_authz.http import console  # imported here only: nothing on the /v1 path loads it
 
     console.register(app, settings)  # /console: its own session login
@@ -62,7 +75,7 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     _register_connection(app)
     _register_health(app)
     logs.register(app)
-    metrics.register(app, app.extensions["authz"].policy.version)
+    metrics.register(app, app.extensions["authz"].policy)
     docs.register(app)
     openapi.finish(app)
     bounds.register(app, errors.too_large)  # last: it runs first, so the logs see the status sent
@@ -85,7 +98,7 @@ def _register_one_segment_ids(app: OpenAPI) -> None:
 def _register_connection(app: OpenAPI) -> None:
     @app.before_request
     def open_connection():  # after auth.register's checks: only for authenticated callers
-        if request.path not in OPEN_PATHS:
+        if not is_open(request.path):
             database.connect(reuse_if_open=True)
 
     @app.teardown_request
@@ -101,11 +114,24 @@ def _register_health(app: OpenAPI) -> None:
     def healthz():
         return {"status": "ok"}
 
-    @app.get("/readyz", operation_id="readyz", summary="Readiness: database reachable and policy loaded", security=[{"bearer": []}],
-             responses={200: Readiness, 401: ErrorBody, 503: Readiness})
+    last_check = [0.0, False]  # (monotonic time, database ready) of this worker's last check
+
+    @app.get("/readyz", operation_id="readyz", summary="Readiness: database reachable, policy loaded, not draining",
+             description="No token needed (a load balancer's probe): the status, the database's state and the "
+                         "policy version. With a valid token also the policy reload figures and the last refused "
+                         "reload's problems. 503 when not ready or draining (the server was told to stop and "
+                         "still serves for AUDIENCE_AUTHZ_DRAIN_SECONDS).",
+             responses={200: Readiness, 503: Readiness})
     def readyz():
         authz = app.extensions["authz"]
-        db_ok = db.database_ready()
-        body = {"database": "ok" if db_ok else "unreachable", "policy_version": authz.policy.version,
-                "policy": "loaded", **reload.STATS.readiness(), "status": "ready" if db_ok else "not_ready"}
-        return body, 200 if db_ok else 503
+        trusted = auth.caller_scope(app) is not None
+        now = time.monotonic()
+        if trusted or now - last_check[0] >= READY_CACHE_S:
+            last_check[:] = [now, db.database_ready()]
+        db_ok = last_check[1]
+        status = "draining" if server.draining() else "ready" if db_ok else "not_ready"
+        body = {"status": status, "database": "ok" if db_ok else "unreachable", "policy": "loaded",
+                "policy_version": authz.policy.version}
+        if trusted:
+            body.update(reload.STATS.readiness())
+        return body, 200 if status == "ready" else 503

@@ -90,23 +90,34 @@ def permits(scope: str, method: str, route: str | None) -> bool:
     return (method, route) in _SCOPE_ROUTES.get(scope, ())
 
 
-def register(app, settings, open_paths, open_prefixes: tuple[str, ...] = ()) -> None:
-    """Authenticate every request but ``open_paths`` and the paths under ``open_prefixes``
-    (the console, which checks its own session), enforce scopes, then rate-limit.
-    Call before any other before_request hook that needs an authenticated caller."""
+def presented(known: dict[bytes, str]) -> tuple[bytes, str | None]:
+    """The digest of the request's bearer token and its scope (None: no valid token)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    digest_ = _digest(token.strip())
+    scope = None
+    for digest, candidate in known.items():  # no early exit: same work for any token
+        if hmac.compare_digest(digest_, digest) and scheme.lower() == "bearer":
+            scope = candidate
+    return digest_, scope
+
+
+def caller_scope(app) -> str | None:
+    """The scope of this request's token, None without a valid one: for an open path that
+    shows more to an authenticated caller (``/readyz``)."""
+    return presented(app.extensions["auth_tokens"])[1]
+
+
+def register(app, settings, is_open) -> None:
+    """Authenticate every request whose path ``is_open`` refuses, enforce scopes, then
+    rate-limit. Call before any other before_request hook that needs an authenticated caller."""
     known = scoped_tokens(settings.scoped_tokens())
-    open_exact, open_under = set(open_paths) | set(open_prefixes), tuple(p + "/" for p in open_prefixes)
+    app.extensions["auth_tokens"] = known
 
     @app.before_request
     def authenticate():
-        if request.path in open_exact or request.path.startswith(open_under):
+        if is_open(request.path):
             return None
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        presented = _digest(token.strip())
-        scope = None
-        for digest, candidate in known.items():  # no early exit: same work for any token
-            if hmac.compare_digest(presented, digest) and scheme.lower() == "bearer":
-                scope = candidate
+        digest, scope = presented(known)
         if scope is None:
             response = error_response(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
             response.headers["WWW-Authenticate"] = "Bearer"
@@ -115,11 +126,11 @@ def register(app, settings, open_paths, open_prefixes: tuple[str, ...] = ()) -> 
         if not permits(scope, request.method, route):
             return error_response(403, "insufficient_scope",
                           f"a {scope} token may not call {request.method} {route}")
-        g.token_key = presented.hex()[:16]  # what the rate limiter counts by
+        g.token_key = digest.hex()[:16]  # what the rate limiter counts by
         g.token_scope = scope
         return None
 
-    _rate_limit(app, settings.rate_limit, open_paths)
+    _rate_limit(app, settings.rate_limit, is_open)
 
 
 _BATCH_ROUTE = ("POST", "/v1/authorize/batch")
@@ -136,7 +147,7 @@ def _cost() -> int:
     return max(1, len(checks)) if isinstance(checks, list) else 1
 
 
-def _rate_limit(app, text: str, open_paths) -> None:
+def _rate_limit(app, text: str, is_open) -> None:
     """A fixed window per token (the ``limits`` library, which Flask-Limiter is built on,
     used directly: Flask-Limiter's per-request resolution of limits cost more than a whole
     decision; the benchmark showed it)."""
@@ -149,7 +160,7 @@ def _rate_limit(app, text: str, open_paths) -> None:
     @app.before_request
     def rate_limited():
         key = g.get("token_key")
-        if key is None or request.path in open_paths:
+        if key is None or is_open(request.path):
             return None
         cost = _cost()
         if window.hit(limit, key, cost=cost):

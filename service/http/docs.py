@@ -1,10 +1,10 @@
 """``/docs``: the API's OpenAPI document in Swagger UI, served by the service itself.
 
 The page and its scripts come bundled in the flask-openapi3-swagger package (nothing is
-fetched from the internet). Like every path but ``/healthz`` they need the bearer token
-(``http/auth.py``; docs/spec.md §4): open the page through a proxy or browser extension that adds
-the ``Authorization`` header. The document is embedded in the page, so no second request
-fetches it; "Authorize" in the page takes the token for "Try it out".
+fetched from the internet). They need no token (``http/app.py``'s ``is_open``): a browser
+sends none, and the page holds the API's description only, never data. The document is
+embedded in the page, so no second request fetches it; "Authorize" in the page takes the
+token that "Try it out" then sends.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import time
 from flask import Flask, Response, g, request, request_started
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
-from audience_authz.metrics import MULTIPROC_ENV, REQUEST_SECONDS, policy_loaded
+from audience_authz.metrics import MULTIPROC_ENV, REQUEST_SECONDS, initialise, policy_loaded, request_labels
 
 
 def exposition() -> bytes:
@@ -19,9 +19,10 @@ def exposition() -> bytes:
     return generate_latest(REGISTRY)
 
 
-def register(app: Flask, policy_version: str) -> None:
-    """``/metrics`` and the latency of every request."""
-    policy_loaded(policy_version)
+def register(app: Flask, policy) -> None:
+    """``/metrics`` and the latency of every request; every known counter at zero."""
+    policy_loaded(policy.version)
+    initialise(policy.outcomes())
 
     def started(sender, **extra):
         g.metrics_started = time.perf_counter()
@@ -32,8 +33,8 @@ def register(app: Flask, policy_version: str) -> None:
     def observe(response):
         started_at = g.get("metrics_started")
         if started_at is not None:
-            endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            REQUEST_SECONDS.labels(request.method, endpoint, str(response.status_code)).observe(
+            route = request.url_rule.rule if request.url_rule is not None else None
+            REQUEST_SECONDS.labels(*request_labels(request.method, route, response.status_code)).observe(
                 time.perf_counter() - started_at)
         return response
 

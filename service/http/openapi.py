@@ -3,7 +3,7 @@
 Every answer carries ``X-Request-Id`` (http/logs.py) and every operation takes it;
 429 and 503 may carry ``Retry-After``; 414 and 431 come from the HTTP server (gunicorn)
 as a short HTML page; ``servers`` names the service's own origin. The document holds no
-data, so it is served without a token (app.OPEN_PATHS) for code generators.
+data, so it is served without a token (app.is_open) for code generators.
 
 A property's ``default`` moves into its description: generators such as openapi-typescript
 type a property that has a default as always present, which would make a caller send

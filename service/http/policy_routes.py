@@ -36,6 +36,9 @@ class DiffBody(BaseModel):
     last: int = Field(1000, ge=1, le=100_000, description="replay the newest N decisions")
     since: datetime.datetime | None = Field(None, strict=False, description="only decisions at or after this time")
     examples: int = Field(3, ge=0, le=20, description="examples per change")
+    only_version: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        None, description="replay only the decisions this policy version made; default: the version serving; "
+                          "\"all\": every decision")
 
     @model_validator(mode="after")
     def _one_candidate(self) -> "DiffBody":
@@ -85,7 +88,10 @@ def post_diff(body: DiffBody):
         since = body.since
         if since is not None and since.tzinfo is not None:
             since = since.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-        report = policydiff.replay(policydiff.select(body.last, since).iterator(), candidate, serving, body.examples)
+        version = None if body.only_version == "all" else (body.only_version or serving.version)
+        report = policydiff.replay(policydiff.select(body.last, since, version).iterator(), candidate, serving,
+                                   body.examples)
+        report.only_version = version
         return report.as_dict()
     finally:
         if workdir is not None:

@@ -428,10 +428,12 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"]
+    status: Literal["ready", "not_ready", "draining"]  # draining: told to stop, still serving
     database: str
     policy: str
     policy_version: str
+    policy_reloads: dict | None = None  # with a valid token only
+    last_reload_error: dict | None = None  # with a valid token only
 
 
 # Every route may answer these; a route lists its own success answers (and 404, 409, ...).

@@ -47,6 +47,24 @@ def put_business_center(path: IdPath, body: BusinessCenterBody):
     return actions.upsert_business_center(authz(), path.id, body.name, body.cross_bc_allowlisted)
 
 
+@api.get("/business-centers/<id>", operation_id="getBusinessCenter", tags=[ENTITIES], summary="A Business Center, to its own accounts",
+         description="Who may read it is the policy's `view_business_center` (policy/policy.csv): the shipped "
+                     "policy lets the accounts of this Business Center (X-Account-Id) read it and denies others "
+                     "`not_in_business_center`. 404 for an unknown Business Center.",
+         responses={200: R.BusinessCenterView, **R.ACTING})
+def get_business_center(path: IdPath, header: ActingAccount):
+    return actions.get_business_center(authz(), header.x_account_id, path.id)
+
+
+@api.get("/accounts/<id>", operation_id="getAccount", tags=[ENTITIES], summary="An ad account and its Business Center",
+         description="Who may read it is the policy's `view_account` (policy/policy.csv): the shipped policy "
+                     "lets the account itself and the accounts of its Business Center (X-Account-Id) read it "
+                     "and denies others `not_in_account_business_center`. 404 for an unknown account.",
+         responses={200: R.AccountView, **R.ACTING})
+def get_account(path: IdPath, header: ActingAccount):
+    return actions.get_account(authz(), header.x_account_id, path.id)
+
+
 @api.put("/accounts/<id>", operation_id="upsertAccount", tags=[ENTITIES], summary="Upsert an ad account",
          responses={200: R.AccountView, 404: R.ErrorBody})
 def put_account(path: IdPath, body: AccountBody):

@@ -7,6 +7,12 @@ allow), or the decision is the same but the reason code differs, or an allow car
 effects. The reason and effects of a stored *allow* are known when the row was decided by
 the baseline policy (same version): its line is looked up there; otherwise only the
 decision and deny codes are compared.
+
+``only_version`` keeps the replay to the decisions one policy version made (the CLI's
+default: the version in force), so that decisions of earlier policies do not show up as
+changes of unknown origin. A fact the candidate declares but a stored row lacks (a fact
+added after the row was decided) is replayed with its declared default: every changed row
+says which of its facts were so defaulted, since its change may be the default's doing.
 """
 
 from __future__ import annotations
@@ -29,11 +35,14 @@ def parse_since(text: str) -> datetime.datetime:
     return value
 
 
-def select(last: int | None = None, since: datetime.datetime | None = None):
-    """The rows to replay: the newest ``last`` (of those at or after ``since``), newest first."""
+def select(last: int | None = None, since: datetime.datetime | None = None, version: str | None = None):
+    """The rows to replay: the newest ``last`` (of those at or after ``since``, made by
+    policy ``version`` when given), newest first."""
     query = DecisionLog.select().order_by(DecisionLog.id.desc())
     if since is not None:
         query = query.where(DecisionLog.at >= since)
+    if version is not None:
+        query = query.where(DecisionLog.policy_version == version)
     if last is not None:
         query = query.limit(last)
     return query
@@ -49,6 +58,7 @@ class Group:
     after_effects: list[str] | None = None
     count: int = 0
     examples: list[dict] = field(default_factory=list)
+    defaulted_facts: set[str] = field(default_factory=set)  # over all its rows, not only the examples
 
 
 @dataclass
@@ -62,18 +72,19 @@ class Report:
     last_id: int | None = None
     groups: dict[tuple, Group] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    only_version: str | None = None  # the policy version whose decisions were replayed (None: all)
 
     def as_dict(self) -> dict:
         return {
             "candidate_version": self.candidate_version, "baseline_version": self.baseline_version,
-            "replayed": self.replayed, "changed": self.changed, "unchanged": self.replayed - self.changed,
+            "only_version": self.only_version, "replayed": self.replayed, "changed": self.changed, "unchanged": self.replayed - self.changed,
             "skipped": self.skipped, "decision_ids": {"from": self.first_id, "to": self.last_id},
             "by_kind": {k: sum(g.count for g in self.groups.values() if g.kind == k) for k in KINDS},
             "changes": [
                 {"kind": g.kind, "action": g.action, "before": g.before, "after": g.after,
                  **({"before_effects": g.before_effects, "after_effects": g.after_effects}
                     if g.kind == "effects" else {}),
-                 "count": g.count, "examples": g.examples}
+                 "count": g.count, "defaulted_facts": sorted(g.defaulted_facts), "examples": g.examples}
                 for g in sorted(self.groups.values(), key=lambda g: (KINDS.index(g.kind), g.action, -g.count))],
             "notes": self.notes,
         }
@@ -100,7 +111,8 @@ def replay(rows, candidate: Policy, baseline: Policy | None = None, examples: in
             continue
         known = {k: v for k, v in stored.items() if k in candidate.facts_schema}
         dropped |= set(stored) - set(known)
-        defaulted |= set(candidate.facts_schema) - set(stored)
+        missing = sorted(set(candidate.facts_schema) - set(stored))
+        defaulted |= set(missing)
         try:
             after = candidate.decide(row.relation, row.action, candidate.facts(**known))
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot decide a row is reported
@@ -131,9 +143,11 @@ def replay(rows, candidate: Policy, baseline: Policy | None = None, examples: in
             group = report.groups[key] = Group(kind, row.action, before_reason, after.reason,
                                                before_effects, after_effects)
         group.count += 1
+        group.defaulted_facts |= set(missing)
         if len(group.examples) < examples:
             group.examples.append({"decision_id": row.decision_id, "principal": row.principal,
                                    "resource": json.loads(row.resource), "relation": row.relation,
+                                   "policy_version": row.policy_version, "defaulted_facts": missing,
                                    "at": row.at.isoformat() + "Z" if isinstance(row.at, datetime.datetime)
                                    else str(row.at)})
     if dropped:
@@ -147,7 +161,8 @@ def text(report: Report, candidate_dir) -> str:
     data = report.as_dict()
     span = (f" (decision log ids {data['decision_ids']['from']}..{data['decision_ids']['to']})"
             if report.replayed else "")
-    out = [f"Replayed {report.replayed} decision(s){span} against {candidate_dir}"
+    made_by = f" made by policy {report.only_version}" if report.only_version else ""
+    out = [f"Replayed {report.replayed} decision(s){made_by}{span} against {candidate_dir}"
            f" (policy {report.candidate_version}; baseline {report.baseline_version or 'none'}).",
            f"{report.changed} would change: " + ", ".join(f"{v} {k}" for k, v in data["by_kind"].items())
            + f"; {data['unchanged']} unchanged" + (f"; {report.skipped} skipped" if report.skipped else "") + "."]
@@ -156,8 +171,11 @@ def text(report: Report, candidate_dir) -> str:
         if change["kind"] == "effects":
             before, after = f"{before} [{' '.join(change['before_effects'])}]", f"{after} [{' '.join(change['after_effects'])}]"
         out.append(f"\n  {change['kind']:<12} {change['action']:<18} {before} -> {after}: {change['count']}")
+        if change["defaulted_facts"]:
+            out.append(f"      facts these rows lack, replayed with their defaults: {', '.join(change['defaulted_facts'])}")
         for ex in change["examples"]:
+            defaulted = f" (defaulted: {', '.join(ex['defaulted_facts'])})" if ex["defaulted_facts"] else ""
             out.append(f"      e.g. principal {ex['principal']}, resource {json.dumps(ex['resource'])},"
-                       f" decision {ex['decision_id']} at {ex['at']}")
+                       f" decision {ex['decision_id']} at {ex['at']}{defaulted}")
     out += [f"\nnote: {n}" for n in report.notes]
     return "\n".join(out) + "\n"

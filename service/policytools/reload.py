@@ -216,6 +216,7 @@ class Reloader:
                 return ReloadResult("unchanged", previous.version, previous.version)
             self.authz.policy = policy  # one assignment: every later decision uses the new policy
             metrics.policy_loaded(policy.version)
+            metrics.initialise(policy.outcomes())
             log.warning("policy reloaded (%s): %s -> %s", source, previous.version, policy.version)
             return ReloadResult("loaded", policy.version, previous.version)
 

@@ -64,6 +64,14 @@ def init(url: str, create: bool = True, *, pool_size: int = DEFAULT_POOL_SIZE,
     return db
 
 
+def sqlite_path(url: str) -> str | None:
+    """The file of a sqlite:/// URL (None for another kind of URL or an in-memory one)."""
+    if urlparse(url).scheme != "sqlite":
+        return None
+    path = url[len("sqlite:///"):].split("?", 1)[0] if url.startswith("sqlite:///") else ""
+    return None if path in ("", ":memory:") else path
+
+
 def close() -> None:
     """Close the database (e.g. in a parent process before gunicorn forks its workers)."""
     if database.obj is not None:

@@ -33,7 +33,8 @@ ReasonCode = Literal[
     "ad_group_not_owned", "applied_to_ad_groups", "audience_not_shareable",
     "account_not_in_business_center", "terms_not_accepted", "unknown_target_account", "share_to_self",
     "not_same_business_center", "already_shared", "not_shared", "seed_not_custom", "not_lookalike",
-    "seed_deleted", "no_matching_rule", "internal_error", "database_unavailable", "response_too_large",
+    "seed_deleted", "not_in_account_business_center", "not_in_business_center",
+    "no_matching_rule", "internal_error", "database_unavailable", "response_too_large",
     "unavailable", "rate_limited",
 ]
 CLIENT_REASONS: tuple[ReasonCode, ...] = ("unavailable", "rate_limited")

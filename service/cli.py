@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -186,22 +187,54 @@ def migrate(database_url, check):
 
 @main.group()
 def policy():
-    """Policy authoring tools: check, test, matrix, diff."""
+    """Policy authoring tools: check, test, verify, matrix, diff."""
+
+
+JUNIT_HELP = "also write the results as JUnit XML to FILE (for CI)"
+
+
+def _problem_cases(problems, classname: str, passed: str):
+    """JUnit cases of ``problems`` (one failed case each), or one passing case."""
+    from audience_authz.policytools import junit
+
+    if not problems:
+        return [junit.Case(passed, classname)]
+    return [junit.Case(f"{file}:{line}", classname, "fail", message, file, line) for file, line, message in problems]
 
 
 @policy.command()
 @click.argument("policy_dir", required=False, type=click.Path(exists=True, file_okay=False))
-def check(policy_dir):
-    """Validate the policy files; report each problem with file and line."""
+@click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help=JUNIT_HELP)
+def check(policy_dir, junit_file):
+    """Validate the policy files, and the contract between them and the code; report each
+    problem with file and line."""
+    from audience_authz.policytools import junit
     from audience_authz.policytools.check import check_policy
 
     problems = check_policy(_policy_dir(policy_dir))
     for file, line, message in problems:
         click.echo(f"{file}:{line}: {message}")
+    if junit_file:
+        junit.write(junit_file, "policy check", _problem_cases(problems, "policy.check", "policy check"))
     if problems:
         click.echo(f"{len(problems)} problem(s)", err=True)
         sys.exit(1)
     click.echo("policy OK")
+
+
+def _contract_or_exit(policy_dir, junit_file=None, suite=""):
+    """Exit 1 when the policy breaks the contract with the code (contract.py)."""
+    from audience_authz.policytools import junit
+    from audience_authz.policytools.check import contract_problems
+
+    problems = contract_problems(_policy_dir(policy_dir))
+    if problems:
+        for file, line, message in problems:
+            click.echo(f"{file}:{line}: {message}")
+        if junit_file:
+            junit.write(junit_file, suite, _problem_cases(problems, "policy.contract", "contract"))
+        click.echo("the policy breaks the contract with the code; run `audience-authz policy check`", err=True)
+        sys.exit(1)
 
 
 def _load_policy_or_exit(policy_dir):
@@ -223,11 +256,13 @@ def _load_policy_or_exit(policy_dir):
 @click.option("--coverage/--no-coverage", default=True, show_default=True,
               help="also fail when a policy line, deny reason code, matrix cell or account action is untested")
 @click.option("-q", "--quiet", is_flag=True, help="report only failures, errors and gaps")
-def test_policy(tests, policy_dir, coverage, quiet):
+@click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help=JUNIT_HELP)
+def test_policy(tests, policy_dir, coverage, quiet, junit_file):
     """Run the policy unit tests (TESTS: a YAML file or directory; default POLICY_DIR/tests)."""
-
+    from audience_authz.policytools import junit
     from audience_authz.policytools.cases import run_suite
 
+    _contract_or_exit(policy_dir, junit_file, "policy test")
     policy = _load_policy_or_exit(policy_dir)
     report = run_suite(policy, tests or policy.directory / "tests", coverage=coverage)
     labels = {"pass": click.style("ok   ", fg="green"), "fail": click.style("FAIL ", fg="red"),
@@ -245,6 +280,56 @@ def test_policy(tests, policy_dir, coverage, quiet):
     if not report.results:
         summary = f"no test cases found; {summary}"
     click.echo(summary)
+    if junit_file:
+        cases = [junit.Case(r.case.name, f"policy.tests.{Path(r.case.file).stem}", r.status,
+                            "; ".join(r.messages), f"tests/{r.case.file}", r.case.line) for r in report.results]
+        cases += [junit.Case(gap, "policy.coverage", "fail", f"untested: {gap}") for gap in report.gaps]
+        junit.write(junit_file, "policy test", cases)
+    sys.exit(0 if report.ok else 1)
+
+
+@policy.command()
+@click.option("--policy-dir", default=None, help=POLICY_HELP, type=click.Path(exists=True, file_okay=False))
+@click.option("--properties", "properties_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="the properties to prove (default: POLICY_DIR/properties.yaml)")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help=JUNIT_HELP)
+def verify(policy_dir, properties_file, fmt, junit_file):
+    """Prove the policy's properties for every request the service can make (z3); print a
+    counterexample (relation, action, facts, deciding line) for each that fails."""
+    import json
+
+    from audience_authz.policytools import junit
+    from audience_authz.policytools import verify as verifier
+
+    _contract_or_exit(policy_dir, junit_file, "policy verify")
+    policy = _load_policy_or_exit(policy_dir)
+    report = verifier.run(policy, properties_file)
+    if fmt == "json":
+        click.echo(json.dumps({"policy_version": policy.version, "ok": report.ok,
+                               "problems": [{"file": f, "line": n, "message": m} for f, n, m in report.problems],
+                               "properties": [r.as_dict() for r in report.results]}, indent=2))
+    else:
+        for file, line, message in report.problems:
+            click.echo(f"{file}:{line}: {message}")
+        labels = {"proven": click.style("proven", fg="green"), "failed": click.style("FAILED", fg="red"),
+                  "error": click.style("ERROR ", fg="red", bold=True)}
+        for r in report.results:
+            click.echo(f"{labels[r.status]} {r.prop.where}  {r.prop.name} ({r.pairs} (relation, action) pairs)")
+            if r.status != "proven":
+                click.echo(f"        {r.prop.message}")
+                click.echo(f"        {verifier.describe(r.counterexample) if r.counterexample else r.error}")
+        counts = {s: sum(r.status == s for r in report.results) for s in ("proven", "failed", "error")}
+        click.echo(f"{counts['proven']} proven, {counts['failed']} failed, {counts['error']} errors"
+                   f"{f', {len(report.problems)} problems' if report.problems else ''} (policy {policy.version})")
+    if junit_file:
+        cases = _problem_cases(report.problems, "policy.properties", "") if report.problems else []
+        cases += [junit.Case(r.prop.name, "policy.properties", "pass" if r.status == "proven" else
+                             ("fail" if r.status == "failed" else "error"),
+                             "" if r.status == "proven" else f"{r.prop.message} "
+                             + (verifier.describe(r.counterexample) if r.counterexample else r.error),
+                             verifier.PROPERTIES_FILE, r.prop.line) for r in report.results]
+        junit.write(junit_file, "policy verify", cases)
     sys.exit(0 if report.ok else 1)
 
 

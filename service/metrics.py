@@ -16,6 +16,10 @@ The metrics (every name starts with ``audience_authz_``):
 * ``policy_info{version}``: 1 for the policy version in force (0 for one replaced by a reload)
 * ``policy_reload_failures_total``: policy reloads that failed (the old policy stayed);
   a hot reload increments it through ``reload_failed()``
+* ``policy_refusals_total{stage}``: policy candidates refused, by the stage that refused them
+  (contract, check, tests, verify, smoke)
+* ``decision_failures_total{action}``: decisions that raised (not a database error): the
+  policy in force cannot decide what the service gathers; ``/readyz`` then says not ready
 * ``database_errors_total{error}``: requests that failed on a database error (a server
   fault), by the error's class
 """
@@ -40,6 +44,10 @@ POLICY_INFO = Gauge("audience_authz_policy_info", "1 for the policy version in f
                     ["version"], multiprocess_mode="livemax")
 RELOAD_FAILURES = Counter("audience_authz_policy_reload_failures_total",
                           "Policy reloads that failed (the policy in force stayed)")
+POLICY_REFUSALS = Counter("audience_authz_policy_refusals_total",
+                          "Policy candidates refused, by the stage that refused them", ["stage"])
+DECISION_FAILURES = Counter("audience_authz_decision_failures_total",
+                            "Decisions that failed on something other than the database", ["action"])
 DATABASE_ERRORS = Counter("audience_authz_database_errors_total",
                           "Requests that failed on a database error", ["error"])
 
@@ -65,8 +73,18 @@ def policy_loaded(version: str) -> None:
     _policy_version = version
 
 
-def reload_failed() -> None:
+def reload_failed(stage: str | None = None) -> None:
     RELOAD_FAILURES.inc()
+    if stage:
+        POLICY_REFUSALS.labels(stage).inc()
+
+
+def decision_failed(action: str) -> None:
+    DECISION_FAILURES.labels(action).inc()
+
+
+def is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, _DATABASE_ERRORS)
 
 
 def database_error(exc: BaseException) -> bool:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from audience_authz.engine import decision_log
 from audience_authz.store import effects as fx
 from audience_authz import metrics
+from audience_authz.contract import APPLIED_TO_AD_GROUPS
 from audience_authz.engine.facts import Gathered, Request, gather
 from audience_authz.store.models import utcnow
 from audience_authz.engine.policy import Decision, Policy
@@ -48,12 +49,22 @@ class Authorizer:
 
     def __init__(self, policy: Policy):
         self.policy = policy
+        self.failing: dict | None = None  # the last failed decision, while its policy serves
 
     def check(self, req: Request, *, plan_effects: bool = True, log: bool = True,
               explain: bool = False, ad_group_override=None) -> Outcome:
         policy = self.policy  # one policy for the whole decision, even across a reload
-        gathered = gather(policy, req, ad_group_override)
-        decision = policy.decide(gathered.relation, req.action, gathered.facts)
+        try:
+            gathered = gather(policy, req, ad_group_override)
+            decision = policy.decide(gathered.relation, req.action, gathered.facts)
+        except Exception as exc:
+            if not metrics.is_database_error(exc):  # the policy cannot decide: /readyz says so
+                self.failing = {"policy_version": policy.version, "action": req.action,
+                                "error": f"{type(exc).__name__}: {exc}"[:500]}
+                metrics.decision_failed(req.action)
+            raise
+        if self.failing is not None and self.failing["policy_version"] != policy.version:
+            self.failing = None  # a decision of another policy succeeded: that one decides
         outcome = Outcome(req, decision, gathered, uuid.uuid4().hex, policy.version)
         if not decision.allowed:
             reason = {"code": decision.reason, "message": policy.message(decision.reason)}
@@ -62,7 +73,7 @@ class Authorizer:
             outcome.reasons = [reason]
         elif plan_effects and decision.effects:
             outcome.effects = fx.plan(req, decision, gathered)
-        if not decision.allowed and decision.reason == "applied_to_ad_groups":
+        if not decision.allowed and decision.reason == APPLIED_TO_AD_GROUPS:
             outcome.reasons[0]["ad_group_ids"] = fx.attached_ad_groups(req.audience_id, req.principal)
         if explain:
             outcome.explanation = explanation(policy, gathered, decision)

@@ -86,7 +86,17 @@ def _register_health(app: OpenAPI) -> None:
              responses={200: Readiness, 401: ErrorBody, 503: Readiness})
     def readyz():
         authz = app.extensions["authz"]
+        policy = authz.policy
         db_ok = db.database_ready()
-        body = {"database": "ok" if db_ok else "unreachable", "policy_version": authz.policy.version,
-                "policy": "loaded", **reload.STATS.readiness(), "status": "ready" if db_ok else "not_ready"}
-        return body, 200 if db_ok else 503
+        # the policy in force must decide what the service asks: on the facts the gatherer
+        # builds (once per version), and in the last failed decision of this process, if any
+        failing = [{"file": f, "line": n, "message": m} for f, n, m in reload.decision_problems(policy)]
+        if authz.failing is not None and authz.failing["policy_version"] == policy.version:
+            failing.append({"file": "policy", "line": 0, "message": f"a {authz.failing['action']} decision failed:"
+                            f" {authz.failing['error']}"})
+        ready = db_ok and not failing
+        body = {"database": "ok" if db_ok else "unreachable", "policy_version": policy.version,
+                "policy": "loaded", "decisions": "failing" if failing else "ok",
+                **({"decision_errors": failing} if failing else {}),
+                **reload.STATS.readiness(), "status": "ready" if ready else "not_ready"}
+        return body, 200 if ready else 503

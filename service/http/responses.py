@@ -196,18 +196,20 @@ class Health(BaseModel):
     status: str
 
 
-class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"]
-    database: str
-    policy: str
-    policy_version: str
-
-
 # Every route may answer these; a route lists its own success answers (and 404, 409, ...).
 class _Problem(BaseModel):
     file: str
     line: int
     message: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    database: str
+    policy: str
+    policy_version: str
+    decisions: Literal["ok", "failing"] = Field(description="whether the policy in force decides what the service asks")
+    decision_errors: list[_Problem] | None = None
 
 
 class _PolicyError(_Error):

@@ -6,7 +6,10 @@ Each process that serves (each gunicorn worker, or the --dev server) has a ``Rel
   ``tests/``) with what it last saw, every ``poll`` seconds, and reloads on a change;
   SIGHUP to the process, and ``POST /v1/policy/reload``, ask for a reload at once;
 * a candidate is read once into a snapshot directory, and that snapshot is *vetted*: it
-  must pass ``policy check`` and its own ``tests/`` suite. Only then is a new ``Policy``
+  must keep the contract between the code and the policy (``contract.py``), pass ``policy
+  check``, its own ``tests/`` suite and ``policy verify`` (its ``properties.yaml``), and
+  decide every (relation, action) the service asks on the facts the gatherer builds (a
+  smoke test: no accepted policy answers 500). Only then is a new ``Policy``
   built from it and swapped into the Authorizer whole (a Policy is never changed in place;
   a request in flight keeps the one it started with). A refused candidate changes
   nothing: the last good policy keeps serving, and the refusal is logged, counted in
@@ -35,10 +38,11 @@ from pathlib import Path
 from audience_authz import metrics
 from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.policy import POLICY_FILES, Policy, PolicyError
-from audience_authz.policytools.check import Problem, check_policy
+from audience_authz.policytools.check import Problem, check_policy, contract_problems, smoke_problems
 
 log = logging.getLogger("audience_authz.reload")
 TESTS_DIR = "tests"
+OPTIONAL_FILES = ("properties.yaml",)  # read with the policy when present (policy verify)
 
 
 @dataclass
@@ -77,17 +81,46 @@ class ReloadResult:
 
 
 def vet(directory: str | Path) -> list[Problem]:
-    """Why ``directory`` may not serve: ``policy check`` problems, then failing cases of its
-    own ``tests/`` suite (coverage gaps are for ``policy test`` and CI, not a refusal)."""
+    """Why ``directory`` may not serve (see ``vet_stage``)."""
+    return vet_stage(directory)[1]
+
+
+def vet_stage(directory: str | Path) -> tuple[str, list[Problem]]:
+    """Why ``directory`` may not serve, and the stage that says so: the contract between the
+    code and the policy, ``policy check`` (which ends by deciding every (relation, action) the
+    service asks), its own ``tests/`` suite, then the properties of its ``properties.yaml``
+    (``policy verify``). Coverage gaps are for ``policy test`` and CI, not a refusal."""
+    from audience_authz.policytools import verify
     from audience_authz.policytools.cases import run_suite
 
     directory = Path(directory)
     problems = check_policy(directory)
-    if problems or not (directory / TESTS_DIR).is_dir():
-        return problems
-    report = run_suite(Policy.load(directory), directory / TESTS_DIR, coverage=False)
-    return [(f"{TESTS_DIR}/{r.case.file}", r.case.line, f"{r.status}: {r.case.name}: {'; '.join(r.messages)}")
-            for r in report.results if r.status != "pass"]
+    if problems:
+        contract = contract_problems(directory) if all((directory / n).is_file() for n in POLICY_FILES) else []
+        return ("contract" if contract else "check"), problems
+    policy = Policy.load(directory)
+    if (directory / TESTS_DIR).is_dir():
+        report = run_suite(policy, directory / TESTS_DIR, coverage=False)
+        problems = [(f"{TESTS_DIR}/{r.case.file}", r.case.line, f"{r.status}: {r.case.name}: {'; '.join(r.messages)}")
+                    for r in report.results if r.status != "pass"]
+        if problems:
+            return "tests", problems
+    if (directory / verify.PROPERTIES_FILE).is_file():
+        problems = verify.run(policy).refusals()
+        if problems:
+            return "verify", problems
+    return "", []
+
+
+def decision_problems(policy: Policy) -> list[Problem]:
+    """``smoke_problems`` of ``policy``, worked out once per policy version (for /readyz)."""
+    found = _SMOKED.get(policy.version)
+    if found is None:
+        found = _SMOKED[policy.version] = smoke_problems(policy)
+    return found
+
+
+_SMOKED: dict[str, list[Problem]] = {}
 
 
 def _now() -> str:
@@ -104,7 +137,8 @@ class Snapshots:
     @staticmethod
     def read(directory: Path) -> dict[str, bytes]:
         """The policy files and tests of ``directory``, read once."""
-        files = {name: (directory / name).read_bytes() for name in POLICY_FILES if (directory / name).is_file()}
+        files = {name: (directory / name).read_bytes() for name in (*POLICY_FILES, *OPTIONAL_FILES)
+                 if (directory / name).is_file()}
         tests = directory / TESTS_DIR
         if tests.is_dir():
             for path in sorted(tests.rglob("*")):
@@ -166,29 +200,34 @@ class Reloader:
         else PolicyError: there is nothing safe to serve."""
         files = self.snapshots.read(self.directory)
         self._seen = self.snapshots.fingerprint(files)
-        policy, problems = self._vetted(files)
+        policy, problems, stage = self._vetted(files)
         if policy is None:
             fallback = self.snapshots.current()
             if fallback is None:
                 raise PolicyError(problems)
             self.authz = Authorizer(Policy.load(fallback))
-            self._refused("start", problems)
+            self._refused("start", problems, stage)
             log.warning("serving the last good policy %s from %s", self.authz.policy.version, fallback)
         else:
             self.authz = Authorizer(policy)
         return self.authz
 
-    def _vetted(self, files: dict[str, bytes]) -> tuple[Policy | None, list[Problem]]:
+    def _vetted(self, files: dict[str, bytes]) -> tuple[Policy | None, list[Problem], str]:
+        """The policy of ``files`` if it passes, else (None, problems, the stage refusing)."""
         incoming = self.snapshots.write(files)
         try:
-            problems = vet(incoming)
+            stage, problems = vet_stage(incoming)
             if problems:
-                return None, problems
+                return None, problems, stage
             version = Policy.load(incoming).version
-            return Policy.load(self.snapshots.keep(incoming, version)), []
+            policy = Policy.load(self.snapshots.keep(incoming, version))
+            problems = decision_problems(policy)  # the very object that would serve
+            if problems:
+                return None, problems, "smoke"
+            return policy, [], ""
         except Exception as exc:  # noqa: BLE001 - anything that goes wrong refuses the candidate
             log.exception("vetting the policy candidate failed")
-            return None, [("policy", 0, f"the candidate could not be vetted: {type(exc).__name__}: {exc}")]
+            return None, [("policy", 0, f"the candidate could not be vetted: {type(exc).__name__}: {exc}")], "check"
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
 
@@ -200,11 +239,11 @@ class Reloader:
             try:
                 files = self.snapshots.read(self.directory)
             except OSError as exc:
-                return self._refused(source, [("policy", 0, f"cannot read {self.directory}: {exc}")])
+                return self._refused(source, [("policy", 0, f"cannot read {self.directory}: {exc}")], "read")
             self._seen = self.snapshots.fingerprint(files)
-            policy, problems = self._vetted(files)
+            policy, problems, stage = self._vetted(files)
             if policy is None:
-                return self._refused(source, problems)
+                return self._refused(source, problems, stage)
             with STATS.lock:
                 STATS.last_error = None
                 if policy.version != previous.version:
@@ -217,14 +256,14 @@ class Reloader:
             log.warning("policy reloaded (%s): %s -> %s", source, previous.version, policy.version)
             return ReloadResult("loaded", policy.version, previous.version)
 
-    def _refused(self, source: str, problems: list[Problem]) -> ReloadResult:
+    def _refused(self, source: str, problems: list[Problem], stage: str = "check") -> ReloadResult:
         serving = self.authz.policy.version if self.authz else ""
-        metrics.reload_failed()
+        metrics.reload_failed(stage)
         with STATS.lock:
             STATS.refused_total += 1
-            STATS.last_error = {"at": _now(), "source": source, "kept_version": serving or None,
+            STATS.last_error = {"at": _now(), "source": source, "kept_version": serving or None, "stage": stage,
                                 "problems": [{"file": f, "line": n, "message": m} for f, n, m in problems]}
-        log.warning("policy reload refused (%s); still serving %s: %s", source, serving or "nothing",
+        log.warning("policy reload refused (%s, %s); still serving %s: %s", source, stage, serving or "nothing",
                     "; ".join(f"{f}:{n}: {m}" for f, n, m in problems))
         return ReloadResult("refused", serving, serving, problems)
 

@@ -51,9 +51,6 @@ def check_policy(directory) -> list[Problem]:
     problems = _model_problems(directory) + _facts_problems(directory) + _reasons_problems(directory)
     if problems:
         return problems
-    problems = contract_problems(directory)
-    if problems:
-        return problems
     try:
         policy = Policy.load(directory)
     except PolicyError as exc:
@@ -62,11 +59,16 @@ def check_policy(directory) -> list[Problem]:
         return [("model.conf", 0, f"cannot load the policy: {type(exc).__name__}: {exc}")]
     for rule in policy.rules:
         problems += [("policy.csv", rule.line, m) for m in _rule_problems(policy, rule)]
+    problems += contract_problems(directory)
     if any(m.startswith(("bad condition", "condition reads")) for _, _, m in problems):
-        return problems  # the search below needs every condition to compile
+        return _ordered(problems)  # the search below needs every condition to compile
     problems += _Search(policy).problems()
     if not problems:
         problems += smoke_problems(policy)
+    return _ordered(problems)
+
+
+def _ordered(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (POLICY_FILES.index(p[0]) if p[0] in POLICY_FILES else 9, p[1]))
 
 

@@ -168,10 +168,28 @@ class Snapshots:
             incoming.rename(final)
         except OSError:  # another worker filed the same version first: identical content
             shutil.rmtree(incoming, ignore_errors=True)
+        self.point(version)
+        return final
+
+    def point(self, version: str) -> None:
+        """Name snapshot ``version`` the last good one (atomically)."""
         pointer = self.root / f".CURRENT-{uuid.uuid4().hex}"
         pointer.write_text(version)
         os.replace(pointer, self.root / "CURRENT")
-        return final
+
+    def mark_vetted(self, fingerprint: str, version: str) -> None:
+        """Files of ``fingerprint`` passed every stage and are kept as ``version``: the other
+        workers of this server take them up without vetting them again."""
+        marker = self.root / f".vetted-{fingerprint}-{uuid.uuid4().hex}"
+        marker.write_text(version)
+        os.replace(marker, self.root / f"vetted-{fingerprint}")
+
+    def vetted(self, fingerprint: str) -> Path | None:
+        try:
+            path = self.root / (self.root / f"vetted-{fingerprint}").read_text().strip()
+        except OSError:
+            return None
+        return path if path.is_dir() else None
 
     def current(self) -> Path | None:
         try:
@@ -214,6 +232,16 @@ class Reloader:
 
     def _vetted(self, files: dict[str, bytes]) -> tuple[Policy | None, list[Problem], str]:
         """The policy of ``files`` if it passes, else (None, problems, the stage refusing)."""
+        fingerprint = self.snapshots.fingerprint(files)
+        kept = self.snapshots.vetted(fingerprint)
+        if kept is not None:  # these very files passed in another worker (or the parent)
+            try:
+                policy = Policy.load(kept)
+                if not decision_problems(policy):
+                    self.snapshots.point(kept.name)
+                    return policy, [], ""
+            except Exception:  # noqa: BLE001 - vet it again below
+                log.exception("loading the vetted snapshot %s failed", kept)
         incoming = self.snapshots.write(files)
         try:
             stage, problems = vet_stage(incoming)
@@ -224,6 +252,7 @@ class Reloader:
             problems = decision_problems(policy)  # the very object that would serve
             if problems:
                 return None, problems, "smoke"
+            self.snapshots.mark_vetted(fingerprint, version)
             return policy, [], ""
         except Exception as exc:  # noqa: BLE001 - anything that goes wrong refuses the candidate
             log.exception("vetting the policy candidate failed")
@@ -263,8 +292,8 @@ class Reloader:
             STATS.refused_total += 1
             STATS.last_error = {"at": _now(), "source": source, "kept_version": serving or None, "stage": stage,
                                 "problems": [{"file": f, "line": n, "message": m} for f, n, m in problems]}
-        log.warning("policy reload refused (%s, %s); still serving %s: %s", source, stage, serving or "nothing",
-                    "; ".join(f"{f}:{n}: {m}" for f, n, m in problems))
+        log.warning("policy reload refused (%s); still serving %s: %s (refused by %s)", source, serving or "nothing",
+                    "; ".join(f"{f}:{n}: {m}" for f, n, m in problems), stage)
         return ReloadResult("refused", serving, serving, problems)
 
     # -- triggers --------------------------------------------------------------------------

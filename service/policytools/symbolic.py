@@ -92,23 +92,36 @@ class Encoder:
             self.kinds[name] = kind
             self.defaults[name] = kind(spec.get("default", kind()))
             self.vars[name] = {bool: z3.Bool, int: z3.Int, str: z3.String}[kind](name)
-        self._cache: dict[str, z3.BoolRef] = {}
+        self._cache: dict[tuple, z3.BoolRef] = {}
+        self._trees: dict[str, ast.Expression] = {}
+        self._reads: dict[str, list[str]] = {}
+        self._invariants: dict[tuple, list[z3.BoolRef]] = {}
         self.literals: dict[str, set] = {name: set() for name in self.vars}
         for rule in policy.rules:
             self._collect_literals(rule.cond)
+        for spec in policy.facts_schema.values():
+            declared = spec.get("invariant") or []
+            for text in [declared] if isinstance(declared, str) else declared:
+                self._collect_literals(text)
 
     # -- expressions -----------------------------------------------------------------------------
     def condition(self, text: str, consts: dict | None = None) -> z3.BoolRef:
         """The truth of expression ``text``; ``consts`` gives other dotted names fixed values."""
-        if consts is None and text in self._cache:
-            return self._cache[text]
+        consts = consts or {}
         try:
-            tree = ast.parse(text.strip(), mode="eval")
+            tree = self._trees.get(text) or self._trees.setdefault(text, ast.parse(text.strip(), mode="eval"))
         except SyntaxError as exc:
             raise Unsupported(f"syntax error in {text!r}: {exc.msg}") from None
-        formula = _truth(self._value(tree.body, consts or {}, text))
-        if consts is None:
-            self._cache[text] = formula
+        # the same text with the same values of the names it reads is the same formula
+        read = self._reads.get(text)
+        if read is None:
+            read = self._reads[text] = sorted({n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+                                              | {_dotted(n) for n in ast.walk(tree) if isinstance(n, ast.Attribute)})
+        key = (text, *(repr(sorted(v) if isinstance(v, (set, frozenset)) else v) for v in
+                       (consts.get(n) for n in read)))
+        formula = self._cache.get(key)
+        if formula is None:
+            formula = self._cache[key] = _truth(self._value(tree.body, consts, text))
         return formula
 
     def _value(self, node: ast.AST, consts: dict, text: str) -> Value:
@@ -163,12 +176,18 @@ class Encoder:
     # -- requests ---------------------------------------------------------------------------------
     def invariants(self, action: str) -> list[z3.BoolRef]:
         """What holds of every request the service makes for ``action``."""
+        gathered = tuple(contract.gathered_facts(action))
+        found = self._invariants.get(gathered)
+        if found is None:
+            found = self._invariants[gathered] = [z3.And(*self._invariants_of(set(gathered)))]
+        return found
+
+    def _invariants_of(self, gathered: set[str]) -> list[z3.BoolRef]:
         found = []
         for name, spec in self.policy.facts_schema.items():
             declared = spec.get("invariant") or []
             for text in [declared] if isinstance(declared, str) else declared:
                 found.append(self.condition(text))
-        gathered = set(contract.gathered_facts(action))
         for name, var in self.vars.items():
             if name not in gathered:
                 found.append(var == _constant(self.defaults[name], name)[1])

@@ -70,7 +70,7 @@ class Counterexample:
                 "decision": self.outcome.decision, "reason": self.outcome.reason,
                 "effects": list(self.outcome.effects),
                 "deciding_line": None if rule is None else {
-                    "file": "policy.csv", "line": rule.line, "text": "p, " + ", ".join(rule.values)}}
+                    "file": "policy.csv", "line": rule.line, "text": line_text(rule)}}
 
 
 @dataclass
@@ -179,6 +179,8 @@ def verify(policy: Policy, properties: list[Property]) -> list[Result]:
                 if found is not None:
                     result.status, result.counterexample = "failed", found
                     break
+            if result.status == "proven" and not _holds_somewhere(encoder, prop, pairs):
+                result.status, result.error = "error", "vacuous: `when` holds for no request the service makes"
         except Unsupported as exc:
             result.status, result.error = "error", f"cannot be proven: {exc}"
         except _Mismatch as exc:
@@ -187,45 +189,63 @@ def verify(policy: Policy, properties: list[Property]) -> list[Result]:
     return results
 
 
+def _holds_somewhere(encoder: Encoder, prop: Property, pairs) -> bool:
+    """Whether some request of ``pairs`` meets ``when`` (else the property says nothing)."""
+    for rel, act in pairs:
+        solver = z3.Solver()
+        solver.add(*encoder.invariants(act), encoder.condition(prop.when, {"r.rel": rel, "r.act": act}))
+        if solver.check() == z3.sat:
+            return True
+    return False
+
+
 class _Mismatch(Exception):
     pass
 
 
 def _refute(encoder: Encoder, policy: Policy, prop: Property, rel: str, act: str, regions, reasons):
-    """A request of (rel, act) that breaks ``prop``, or None when there is none."""
-    solver = z3.Solver()
-    solver.add(*encoder.invariants(act), encoder.condition(prop.when, {"r.rel": rel, "r.act": act}))
+    """A request of (rel, act) that breaks ``prop``, or None when there is none: one solver
+    call over every region (they are disjoint) whose outcome can break ``then``."""
+    broken = []
     for region in regions:
         outcome = region.outcome
         effects = set(outcome.effects) | {e.partition(":")[0] for e in outcome.effects}
         consts = {"d.decision": outcome.decision, "d.reason": outcome.reason, "d.effects": effects,
                   "d.line": outcome.rule.line if outcome.rule else 0, "r.rel": rel, "r.act": act,
                   "reasons": reasons}
-        broken = z3.simplify(z3.Not(encoder.condition(prop.then, consts)))
-        if z3.is_false(broken):
-            continue
-        solver.push()
-        solver.add(region.formula, broken)
-        verdict = solver.check()
-        if verdict == z3.sat:
-            facts = encoder.facts_of(solver.model())
-            solver.pop()
-            decided = policy.decide(rel, act, policy.facts(**facts))
-            line = decided.rule.line if decided.rule else None
-            if line != (outcome.rule.line if outcome.rule else None):
-                raise _Mismatch(f"the solver says policy.csv:{outcome.rule.line if outcome.rule else '-'} decides"
-                                f" ({rel}, {act}) when {encoder.show(facts)}, the engine says line {line}")
-            return Counterexample(rel, act, facts, outcome, encoder.show(facts))
-        solver.pop()
-        if verdict != z3.unsat:
-            raise Unsupported(f"the solver could not decide ({rel}, {act}) at {outcome.where()}: {verdict}")
-    return None
+        breaks = z3.simplify(z3.Not(encoder.condition(prop.then, consts)))
+        if not z3.is_false(breaks):
+            broken.append((region, breaks))
+    if not broken:
+        return None
+    solver = z3.Solver()
+    solver.add(*encoder.invariants(act), encoder.condition(prop.when, {"r.rel": rel, "r.act": act}))
+    solver.add(z3.Or(*[z3.And(region.formula, breaks) for region, breaks in broken]))
+    verdict = solver.check()
+    if verdict == z3.unsat:
+        return None
+    if verdict != z3.sat:
+        raise Unsupported(f"the solver could not decide ({rel}, {act}): {verdict}")
+    model = solver.model()
+    region = next(r for r, _ in broken if z3.is_true(model.eval(r.formula, model_completion=True)))
+    facts = encoder.facts_of(model)
+    outcome = region.outcome
+    decided = policy.decide(rel, act, policy.facts(**facts))
+    line = decided.rule.line if decided.rule else None
+    if line != (outcome.rule.line if outcome.rule else None):
+        raise _Mismatch(f"the solver says {outcome.where()} decides ({rel}, {act}) when {encoder.show(facts)},"
+                        f" the engine says line {line}")
+    return Counterexample(rel, act, facts, outcome, encoder.show(facts))
+
+
+def line_text(rule) -> str:
+    """A policy line as written (without a trailing empty effects column)."""
+    return "p, " + ", ".join(rule.values).removesuffix(", ")
 
 
 def describe(example: Counterexample) -> str:
     rule = example.outcome.rule
-    line = (f"policy.csv:{rule.line} (p, {', '.join(rule.values)})".rstrip(", )") + ")" if rule
-            else "no line (no_matching_rule)")
+    line = f"policy.csv:{rule.line} ({line_text(rule)})" if rule else "no line (no_matching_rule)"
     return (f"counterexample: relation {example.relation}, action {example.action}, facts {example.shown};"
             f" decided {example.outcome.describe()} by {line}")
 

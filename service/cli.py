@@ -347,7 +347,7 @@ def matrix(policy_dir, fmt, output):
 
 
 @policy.command()
-@click.option("--candidate", "candidate_dir", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--candidate", "candidate_dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="the policy directory to try")
 @click.option("--database", "database_url", default=None, help=DATABASE_HELP)
 @click.option("--last", type=click.IntRange(1), default=None, help="replay the newest N decisions")
@@ -358,39 +358,83 @@ def matrix(policy_dir, fmt, output):
 @click.option("--examples", default=3, show_default=True, type=click.IntRange(0, 100), help="examples per change")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--fail-on-change", is_flag=True, help="exit 1 when any decision would change")
-def diff(candidate_dir, database_url, last, since, baseline_dir, examples, fmt, fail_on_change):
-    """Replay the stored decision log against a candidate policy; report what would change."""
+@click.option("--symbolic", is_flag=True,
+              help="also every region of requests (past or not) whose answer changes, proven with z3,"
+                   " each with the past requests that fall in it")
+@click.option("--baseline-rev", default=None, help="the baseline is the policy at this git revision (with --git-path)")
+@click.option("--candidate-rev", default=None, help="the candidate is the policy at this git revision (with --git-path)")
+@click.option("--git-path", default="policy", show_default=True, help="the policy directory inside the git repository")
+@click.option("--no-replay", is_flag=True, help="do not read the decision log (with --symbolic)")
+def diff(candidate_dir, database_url, last, since, baseline_dir, examples, fmt, fail_on_change,
+         symbolic, baseline_rev, candidate_rev, git_path, no_replay):
+    """Replay the stored decision log against a candidate policy; report what would change
+    (with --symbolic: every request whose answer would change, past or not)."""
     import json
+    import tempfile
 
     from audience_authz.store import db
     from audience_authz.policytools import diff as policydiff
+    from audience_authz.policytools import symdiff
     from audience_authz.policytools.check import check_policy
 
-    problems = check_policy(candidate_dir)
-    if problems:
-        for file, line, message in problems:
-            click.echo(f"{file}:{line}: {message}")
-        click.echo("the candidate fails `policy check`; fix it first", err=True)
-        sys.exit(2)
-    candidate = _load_policy_or_exit(candidate_dir)
-    baseline = _load_policy_or_exit(baseline_dir)
+    workdir = Path(tempfile.mkdtemp(prefix="audience-authz-diff-"))
     try:
-        since_at = policydiff.parse_since(since) if since else None
-    except ValueError:
-        raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
-    db.init(_database_url(database_url), create=False)
-    try:
-        query = policydiff.select(last, since_at)
-        with click.progressbar(query.iterator(), length=query.count(), label="replaying decisions",
-                               file=sys.stderr, hidden=not sys.stderr.isatty()) as rows:
-            report = policydiff.replay(rows, candidate, baseline, examples)
-    except Exception as exc:  # noqa: BLE001 - e.g. no decision_log table at that URL
-        click.echo(f"cannot read the decision log: {exc}", err=True)
-        sys.exit(2)
+        for rev, name in ((baseline_rev, "baseline"), (candidate_rev, "candidate")):
+            if rev is not None:
+                try:
+                    symdiff.policy_at_revision(rev, git_path, workdir / name)
+                except ValueError as exc:
+                    raise click.BadParameter(str(exc), param_hint=f"--{name}-rev") from None
+        candidate_dir = str(workdir / "candidate") if candidate_rev else candidate_dir
+        baseline_dir = str(workdir / "baseline") if baseline_rev else baseline_dir
+        if candidate_dir is None:
+            raise click.UsageError("give --candidate DIR or --candidate-rev REV")
+        for label, directory in (("candidate", candidate_dir), ("baseline", baseline_dir)):
+            if directory is None:
+                continue
+            problems = check_policy(directory)
+            if problems:
+                for file, line, message in problems:
+                    click.echo(f"{file}:{line}: {message}")
+                click.echo(f"the {label} fails `policy check`; fix it first", err=True)
+                sys.exit(2)
+        candidate = _load_policy_or_exit(candidate_dir)
+        baseline = _load_policy_or_exit(baseline_dir)
+        try:
+            since_at = policydiff.parse_since(since) if since else None
+        except (ValueError, OverflowError):
+            raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
+        symbolic_report = symdiff.symbolic_diff(baseline, candidate) if symbolic else None
+        report = None
+        if not (symbolic and no_replay):
+            try:
+                db.init(_database_url(database_url), create=False)
+                query = policydiff.select(last, since_at)
+                with click.progressbar(query.iterator(), length=query.count(), label="replaying decisions",
+                                       file=sys.stderr, hidden=not sys.stderr.isatty()) as rows:
+                    report = policydiff.replay(rows, candidate, baseline, examples)
+                if symbolic_report is not None:
+                    symdiff.count_replayed(symbolic_report, policydiff.select(last, since_at).iterator(),
+                                           baseline, candidate, examples)
+            except Exception as exc:  # noqa: BLE001 - e.g. no decision_log table at that URL
+                click.echo(f"cannot read the decision log: {exc}", err=True)
+                if symbolic_report is None:
+                    sys.exit(2)
+            finally:
+                db.close()
     finally:
-        db.close()
+        import shutil
+        shutil.rmtree(workdir, ignore_errors=True)
     if fmt == "json":
-        click.echo(json.dumps(report.as_dict(), indent=2))
+        body = report.as_dict() if report is not None else {}
+        if symbolic_report is not None:
+            body["symbolic"] = symbolic_report.as_dict()
+        click.echo(json.dumps(body, indent=2))
     else:
-        click.echo(policydiff.text(report, candidate_dir), nl=False)
-    sys.exit(1 if fail_on_change and report.changed else 0)
+        if symbolic_report is not None:
+            defaults = {name: getattr(candidate.facts(), name) for name in candidate.facts_schema}
+            click.echo(symdiff.text(symbolic_report, defaults), nl=report is not None)
+        if report is not None:
+            click.echo(policydiff.text(report, candidate_dir), nl=False)
+    changed = (report is not None and report.changed) or (symbolic_report is not None and symbolic_report.regions)
+    sys.exit(1 if fail_on_change and changed else 0)

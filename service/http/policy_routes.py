@@ -1,5 +1,6 @@
 """HTTP routes for policy authors: reload the policy, and replay the decision log against a
-candidate policy (impact analysis). Both need the bearer token like every /v1 route."""
+candidate policy (impact analysis; with ``symbolic``, every changed region of requests).
+They need the bearer token like every /v1 route."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from audience_authz.policytools import diff as policydiff
+from audience_authz.policytools import symdiff
 from audience_authz.http import responses as R
 from audience_authz.exceptions import ApiError
 from audience_authz.engine.policy import Policy
@@ -36,6 +38,8 @@ class DiffBody(BaseModel):
     last: int = Field(1000, ge=1, le=100_000, description="replay the newest N decisions")
     since: datetime.datetime | None = Field(None, strict=False, description="only decisions at or after this time")
     examples: int = Field(3, ge=0, le=20, description="examples per change")
+    symbolic: bool = Field(False, description="also every region of requests (past or not) whose answer"
+                           " changes, proven with z3, each with the replayed requests that fall in it")
 
     @model_validator(mode="after")
     def _one_candidate(self) -> "DiffBody":
@@ -86,7 +90,13 @@ def post_diff(body: DiffBody):
         if since is not None and since.tzinfo is not None:
             since = since.astimezone(datetime.timezone.utc).replace(tzinfo=None)
         report = policydiff.replay(policydiff.select(body.last, since).iterator(), candidate, serving, body.examples)
-        return report.as_dict()
+        answer = report.as_dict()
+        if body.symbolic:
+            regions = symdiff.symbolic_diff(serving, candidate)
+            symdiff.count_replayed(regions, policydiff.select(body.last, since).iterator(), serving, candidate,
+                                   body.examples)
+            answer["symbolic"] = regions.as_dict()
+        return answer
     finally:
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)

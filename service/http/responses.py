@@ -236,6 +236,8 @@ class DiffReport(BaseModel):
     changed: int
     unchanged: int
     changes: list[dict[str, Any]]
+    symbolic: dict[str, Any] | None = Field(None, description="with symbolic: the changed regions of requests,"
+                                            " each a condition over facts, an example and the replayed count")
 
 
 COMMON = {400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 413: ErrorBody, 429: ErrorBody,

@@ -205,6 +205,17 @@ class Encoder:
         regions.append(Region(Outcome.of(None), z3.And(*none_before) if none_before else z3.BoolVal(True)))
         return regions
 
+    def example(self, *constraints: z3.BoolRef) -> dict | None:
+        """Facts meeting ``constraints``, as many as can be at their defaults (readable
+        examples), or None when there are none."""
+        optimizer = z3.Optimize()
+        optimizer.add(*constraints)
+        for name, var in self.vars.items():
+            optimizer.add_soft(var == _constant(self.defaults[name], name)[1])
+        if optimizer.check() != z3.sat:
+            return None
+        return self.facts_of(optimizer.model())
+
     def facts_of(self, model: z3.ModelRef) -> dict:
         """Every fact's value in ``model`` (a fact the model leaves free: its default)."""
         values = {}
@@ -243,14 +254,20 @@ def asked_pairs(relations=None, actions=None) -> list[tuple[str, str]]:
 
 
 def simplify(formula: z3.BoolRef, context: list[z3.BoolRef] | None = None) -> z3.BoolRef:
-    """A shorter equivalent of ``formula`` (under ``context``, which is not repeated in it)."""
+    """A shorter equivalent of ``formula`` where ``context`` holds, without the parts that
+    ``context`` implies by itself."""
+    context = context or []
     goal = z3.Goal()
-    goal.add(*(context or []), formula)
+    goal.add(*context, formula)
     result = z3.Then("simplify", "ctx-solver-simplify", "simplify")(goal)
     parts = [f for sub in result for f in sub]
-    known = {f.sexpr() for f in (context or [])}
-    parts = [p for p in parts if p.sexpr() not in known]
-    return z3.And(*parts) if len(parts) > 1 else (parts[0] if parts else z3.BoolVal(True))
+    kept = []
+    for part in parts:
+        solver = z3.Solver()
+        solver.add(*context, z3.Not(part))
+        if solver.check() != z3.unsat:  # not implied by the context alone: part of the region
+            kept.append(part)
+    return z3.And(*kept) if len(kept) > 1 else (kept[0] if kept else z3.BoolVal(True))
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -357,8 +374,12 @@ def _text(f: z3.ExprRef) -> str:
     kind, args = f.decl().kind(), f.children()
     if kind == z3.Z3_OP_NOT:
         inner = args[0]
-        if z3.is_eq(inner) and not inner.arg(0).is_bool():
-            return f"{_text(inner.arg(0))} != {_text(inner.arg(1))}"
+        if z3.is_eq(inner) and not z3.is_bool(inner.arg(0)):
+            left, right = _ordered(inner.arg(0), inner.arg(1))
+            return f"{_text(left)} != {_text(right)}"
+        flipped = {z3.Z3_OP_LE: ">", z3.Z3_OP_LT: ">=", z3.Z3_OP_GE: "<", z3.Z3_OP_GT: "<="}
+        if inner.decl().kind() in flipped:
+            return f"{_text(inner.arg(0))} {flipped[inner.decl().kind()]} {_text(inner.arg(1))}"
         if z3.is_const(inner):
             return f"not {_text(inner)}"
         return f"not ({_text(inner)})"
@@ -369,9 +390,8 @@ def _text(f: z3.ExprRef) -> str:
         return joiner.join(wrapped)
     ops = {z3.Z3_OP_EQ: "==", z3.Z3_OP_LE: "<=", z3.Z3_OP_GE: ">=", z3.Z3_OP_LT: "<", z3.Z3_OP_GT: ">"}
     if kind in ops:
-        if kind == z3.Z3_OP_EQ and args[0].is_bool():
-            return f"{_text(args[0])} == {_text(args[1])}"
-        return f"{_text(args[0])} {ops[kind]} {_text(args[1])}"
+        left, right = _ordered(args[0], args[1]) if kind == z3.Z3_OP_EQ else (args[0], args[1])
+        return f"{_text(left)} {ops[kind]} {_text(right)}"
     if kind == z3.Z3_OP_DISTINCT:
         return f"{_text(args[0])} != {_text(args[1])}"
     if kind == z3.Z3_OP_IMPLIES:
@@ -379,14 +399,21 @@ def _text(f: z3.ExprRef) -> str:
     return str(f)
 
 
+def _ordered(a, b):
+    """(fact, value) rather than (value, fact), as a policy author writes a comparison."""
+    return (b, a) if z3.is_const(b) and b.decl().kind() == z3.Z3_OP_UNINTERPRETED and not (
+        z3.is_const(a) and a.decl().kind() == z3.Z3_OP_UNINTERPRETED) else (a, b)
+
+
 def _eq_groups(args) -> list[str]:
     """The disjuncts of an or, with ``x == a or x == b`` written ``x in ("a", "b")``."""
     groups: dict[str, list[str]] = {}
     rest = []
     for a in args:
-        if z3.is_eq(a) and z3.is_const(a.arg(0)) and not a.arg(0).is_bool() and (
-                z3.is_string_value(a.arg(1)) or z3.is_int_value(a.arg(1))):
-            groups.setdefault(_text(a.arg(0)), []).append(_text(a.arg(1)))
+        fact, value = _ordered(a.arg(0), a.arg(1)) if z3.is_eq(a) else (None, None)
+        if fact is not None and z3.is_const(fact) and not z3.is_bool(fact) and (
+                z3.is_string_value(value) or z3.is_int_value(value)):
+            groups.setdefault(_text(fact), []).append(_text(value))
         else:
             rest.append(_text(a))
     out = [f"{k} == {v[0]}" if len(v) == 1 else f"{k} in ({', '.join(v)})" for k, v in groups.items()]

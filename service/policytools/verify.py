@@ -227,8 +227,9 @@ def _refute(encoder: Encoder, policy: Policy, prop: Property, rel: str, act: str
     if verdict != z3.sat:
         raise Unsupported(f"the solver could not decide ({rel}, {act}): {verdict}")
     model = solver.model()
-    region = next(r for r, _ in broken if z3.is_true(model.eval(r.formula, model_completion=True)))
-    facts = encoder.facts_of(model)
+    region, breaks = next((r, b) for r, b in broken if z3.is_true(model.eval(r.formula, model_completion=True)))
+    facts = encoder.example(*encoder.invariants(act), encoder.condition(prop.when, {"r.rel": rel, "r.act": act}),
+                            region.formula, breaks) or encoder.facts_of(model)
     outcome = region.outcome
     decided = policy.decide(rel, act, policy.facts(**facts))
     line = decided.rule.line if decided.rule else None

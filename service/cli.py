@@ -48,13 +48,16 @@ def main():
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn (not for production)")
 @click.option("--policy-poll", default=1.0, show_default=True, type=click.FloatRange(0),
               help="seconds between checks of the policy files for changes (0: only SIGHUP and POST /v1/policy/reload)")
-def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_poll):
+@click.option("--shadow-policy-dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="a candidate policy that decides every request too, changing no answer"
+                   " (GET /v1/policy/shadow; default: AUDIENCE_AUTHZ_SHADOW_POLICY_DIR)")
+def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_poll, shadow_policy_dir):
     """Serve the HTTP API under gunicorn (production) or, with --dev, Flask's own server."""
     import os
     import shutil
     import tempfile
 
-    chosen = settings(database=database_url, policy_dir=policy_dir)
+    chosen = settings(database=database_url, policy_dir=policy_dir, shadow_policy_dir=shadow_policy_dir)
     if not dev:
         from audience_authz.http.server import prepare_metrics_dir
 
@@ -83,6 +86,16 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
             click.echo(f"{file}:{line}: {message}", err=True)
         click.echo("the policy fails `policy check` or its tests; not serving it", err=True)
         sys.exit(1)
+    if chosen.shadow_policy_dir is not None:
+        from audience_authz.policytools.check import check_policy
+
+        problems = check_policy(chosen.shadow_policy_dir)
+        if problems:
+            shutil.rmtree(snapshots.root, ignore_errors=True)
+            for file, line, message in problems:
+                click.echo(f"{chosen.shadow_policy_dir}/{file}:{line}: {message}", err=True)
+            click.echo("the shadow policy fails `policy check`; not serving", err=True)
+            sys.exit(1)
     _init_database(chosen.database)  # create or check the schema once, before the workers start
     db.close()
     logging.getLogger("audience_authz").info(

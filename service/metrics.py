@@ -20,6 +20,9 @@ The metrics (every name starts with ``audience_authz_``):
   (contract, check, tests, verify, smoke)
 * ``decision_failures_total{action}``: decisions that raised (not a database error): the
   policy in force cannot decide what the service gathers; ``/readyz`` then says not ready
+* ``shadow_decisions_total{shadow, action, outcome}``: live decisions also decided by a shadow
+  policy (``outcome`` decided or failed); ``shadow_disagreements_total{shadow, action, from, to}``:
+  those it answered otherwise (``from``/``to``: decision, reason and effects)
 * ``database_errors_total{error}``: requests that failed on a database error (a server
   fault), by the error's class
 """
@@ -48,6 +51,10 @@ POLICY_REFUSALS = Counter("audience_authz_policy_refusals_total",
                           "Policy candidates refused, by the stage that refused them", ["stage"])
 DECISION_FAILURES = Counter("audience_authz_decision_failures_total",
                             "Decisions that failed on something other than the database", ["action"])
+SHADOW_DECISIONS = Counter("audience_authz_shadow_decisions_total",
+                           "Live decisions also decided by a shadow policy", ["shadow", "action", "outcome"])
+SHADOW_DISAGREEMENTS = Counter("audience_authz_shadow_disagreements_total",
+                               "Live decisions a shadow policy answered otherwise", ["shadow", "action", "from", "to"])
 DATABASE_ERRORS = Counter("audience_authz_database_errors_total",
                           "Requests that failed on a database error", ["error"])
 
@@ -81,6 +88,14 @@ def reload_failed(stage: str | None = None) -> None:
 
 def decision_failed(action: str) -> None:
     DECISION_FAILURES.labels(action).inc()
+
+
+def shadow_decided(shadow: str, action: str, failed: bool = False) -> None:
+    SHADOW_DECISIONS.labels(shadow, action, "failed" if failed else "decided").inc()
+
+
+def shadow_disagreed(shadow: str, action: str, before: str, after: str) -> None:
+    SHADOW_DISAGREEMENTS.labels(shadow, action, before, after).inc()
 
 
 def is_database_error(exc: BaseException) -> bool:

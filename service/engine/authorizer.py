@@ -14,6 +14,7 @@ from audience_authz.contract import APPLIED_TO_AD_GROUPS
 from audience_authz.engine.facts import Gathered, Request, gather
 from audience_authz.store.models import utcnow
 from audience_authz.engine.policy import Decision, Policy
+from audience_authz.engine.shadow import Shadow
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Authorizer:
     def __init__(self, policy: Policy):
         self.policy = policy
         self.failing: dict | None = None  # the last failed decision, while its policy serves
+        self.shadow: Shadow | None = None  # a candidate deciding beside it (engine/shadow.py)
 
     def check(self, req: Request, *, plan_effects: bool = True, log: bool = True,
               explain: bool = False, ad_group_override=None) -> Outcome:
@@ -66,6 +68,9 @@ class Authorizer:
         if self.failing is not None and self.failing["policy_version"] != policy.version:
             self.failing = None  # a decision of another policy succeeded: that one decides
         outcome = Outcome(req, decision, gathered, uuid.uuid4().hex, policy.version)
+        shadow = self.shadow
+        if shadow is not None:  # decided again by the candidate; the answer stays this one
+            shadow.compare(gathered.relation, req.action, gathered.facts, decision, outcome.decision_id)
         if not decision.allowed:
             reason = {"code": decision.reason, "message": policy.message(decision.reason)}
             if req.target_account_id is not None:

@@ -48,7 +48,8 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
             sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     decision_log.writer.interval = settings.decision_log_flush_s
     # the policy, kept on the last good version of the files (policytools/reload.py)
-    app.extensions["authz"] = reload.start(app, settings.policy_dir, policy_snapshots, policy_poll)
+    app.extensions["authz"] = reload.start(app, settings.policy_dir, policy_snapshots, policy_poll,
+                                           settings.shadow_policy_dir)
     errors.fail_closed(routes.decide, lambda: app.extensions["authz"])
     app.register_api(routes.api)
     app.register_api(routes.decide)

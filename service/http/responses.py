@@ -240,6 +240,18 @@ class DiffReport(BaseModel):
                                             " each a condition over facts, an example and the replayed count")
 
 
+class ShadowSummary(BaseModel):
+    """The shadow policy and its disagreements with the policy in force, by (action, from, to)."""
+
+    active: bool
+    policy_version: str
+    shadow_version: str | None
+    decisions: int | None = None
+    failed: int | None = None
+    disagreements: int | None = None
+    by: list[dict[str, Any]] | None = None
+
+
 COMMON = {400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 413: ErrorBody, 429: ErrorBody,
           500: ErrorBody, 503: ErrorBody,
           # answered by the HTTP server (gunicorn) before the request reaches the service

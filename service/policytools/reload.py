@@ -37,6 +37,7 @@ from pathlib import Path
 
 from audience_authz import metrics
 from audience_authz.engine.authorizer import Authorizer
+from audience_authz.engine.shadow import Shadow
 from audience_authz.engine.policy import POLICY_FILES, Policy, PolicyError
 from audience_authz.policytools.check import Problem, check_policy, contract_problems, smoke_problems
 
@@ -191,6 +192,22 @@ class Snapshots:
             return None
         return path if path.is_dir() else None
 
+    def name_shadow(self, name: str | None) -> None:
+        """Name the shadow snapshot every worker should decide with (None: no shadow)."""
+        if name is None:
+            (self.root / "SHADOW").unlink(missing_ok=True)
+            return
+        pointer = self.root / f".SHADOW-{uuid.uuid4().hex}"
+        pointer.write_text(name)
+        os.replace(pointer, self.root / "SHADOW")
+
+    def shadow(self) -> str | None:
+        try:
+            name = (self.root / "SHADOW").read_text().strip()
+        except OSError:
+            return None
+        return name if (self.root / name).is_dir() else None
+
     def current(self) -> Path | None:
         try:
             path = self.root / (self.root / "CURRENT").read_text().strip()
@@ -281,6 +298,8 @@ class Reloader:
             if policy.version == previous.version:
                 return ReloadResult("unchanged", previous.version, previous.version)
             self.authz.policy = policy  # one assignment: every later decision uses the new policy
+            if self.authz.shadow is not None:  # compare facts against the new policy's schema
+                self.authz.shadow = Shadow(self.authz.shadow.policy, policy.facts_schema, self.authz.shadow.source)
             metrics.policy_loaded(policy.version)
             log.warning("policy reloaded (%s): %s -> %s", source, previous.version, policy.version)
             return ReloadResult("loaded", policy.version, previous.version)
@@ -295,6 +314,50 @@ class Reloader:
         log.warning("policy reload refused (%s); still serving %s: %s (refused by %s)", source, serving or "nothing",
                     "; ".join(f"{f}:{n}: {m}" for f, n, m in problems), stage)
         return ReloadResult("refused", serving, serving, problems)
+
+    # -- the shadow policy (engine/shadow.py), shared by the workers of one server ----------
+    def set_shadow(self, directory: str | Path) -> list[Problem]:
+        """Decide every live request with the policy of ``directory`` too, once it passes
+        ``policy check`` (the contract included); the other workers follow at their next poll."""
+        with self._lock:
+            try:
+                files = self.snapshots.read(Path(directory))
+            except OSError as exc:
+                return [("policy", 0, f"cannot read {directory}: {exc}")]
+            incoming = self.snapshots.write(files)
+            problems = check_policy(incoming)
+            if problems:
+                shutil.rmtree(incoming, ignore_errors=True)
+                return problems
+            name = f"shadow-{self.snapshots.fingerprint(files)[:16]}"
+            try:
+                incoming.rename(self.snapshots.root / name)
+            except OSError:  # the same candidate is there already
+                shutil.rmtree(incoming, ignore_errors=True)
+            self.snapshots.name_shadow(name)
+            self._shadow_name = None
+            self._sync_shadow()
+            return []
+
+    def clear_shadow(self) -> None:
+        with self._lock:
+            self.snapshots.name_shadow(None)
+            self._sync_shadow()
+
+    def _sync_shadow(self) -> None:
+        """Take up the shadow the shared root names (or none)."""
+        name = self.snapshots.shadow()
+        if name == getattr(self, "_shadow_name", None) and (name is None) == (self.authz.shadow is None):
+            return
+        self._shadow_name = name
+        if name is None:
+            if self.authz.shadow is not None:
+                log.warning("shadow policy %s cleared", self.authz.shadow.policy.version)
+            self.authz.shadow = None
+            return
+        policy = Policy.load(self.snapshots.root / name)
+        self.authz.shadow = Shadow(policy, self.authz.policy.facts_schema, name)
+        log.warning("shadow policy %s deciding beside %s", policy.version, self.authz.policy.version)
 
     # -- triggers --------------------------------------------------------------------------
     def start(self) -> None:
@@ -313,18 +376,27 @@ class Reloader:
                     self.reload("signal")
                 elif self.snapshots.fingerprint(self.snapshots.read(self.directory)) != self._seen:
                     self.reload("watch")
+                with self._lock:
+                    self._sync_shadow()
             except Exception:  # noqa: BLE001 - the watcher must outlive any error
                 log.exception("policy watcher")
 
 
-def start(app, directory: str | Path, snapshot_root: str | Path | None = None, poll: float = 1.0) -> Authorizer:
-    """Set up this process's reloader: its first policy, its watcher and SIGHUP."""
+def start(app, directory: str | Path, snapshot_root: str | Path | None = None, poll: float = 1.0,
+          shadow_dir: str | Path | None = None) -> Authorizer:
+    """Set up this process's reloader: its first policy, its shadow if any, its watcher and SIGHUP."""
     root = snapshot_root
     if root is None:  # a process on its own: its snapshots go when it does
         root = tempfile.mkdtemp(prefix="audience-authz-policy-")
         atexit.register(shutil.rmtree, root, True)
     reloader = Reloader(directory, Snapshots(root), poll)
     authz = reloader.initial()
+    if shadow_dir is not None:
+        problems = reloader.set_shadow(shadow_dir)
+        if problems:
+            raise PolicyError(problems)
+    else:
+        reloader._sync_shadow()  # a shadow set on this server before this worker started
     reloader.start()
     app.extensions["policy_reloader"] = reloader
     return authz

@@ -117,6 +117,8 @@ class ShadowBody(BaseModel):
     def _one_candidate(self) -> "ShadowBody":
         if (self.candidate_dir is None) == (self.files is None):
             raise ValueError("give exactly one of candidate_dir and files")
+        if self.files is not None and not self.files:
+            raise ValueError("files names no policy file")
         return self
 
 

@@ -308,3 +308,15 @@ def test_readyz_is_not_ready_while_the_policy_in_force_cannot_decide(tmp_path):
         svc.authz.policy = good
     assert api.get("/readyz").status == 200
     assert 'audience_authz_decision_failures_total{action="view"}' in api.get("/metrics").body
+
+
+def test_a_policy_test_case_the_service_could_never_ask_is_an_error(tmp_path):
+    policy = copy_policy(tmp_path / "policy")
+    with (policy / "tests" / "sharing.yaml").open("a") as f:
+        f.write("  - name: a target that is the acting account but does not exist\n"
+                "    facts: {target_is_self: true, target_known: false}\n"
+                "    decision: deny\n    reason: unknown_target_account\n")
+    result = cli("policy", "test", "--policy-dir", policy, "-q")
+    assert result.exit_code == 1
+    assert ("the service never makes this request: the invariant of fact 'target_is_self' in facts.yaml,"
+            " 'not r.f.target_is_self or r.f.target_known', does not hold") in result.stdout

@@ -315,7 +315,16 @@ def verify(policy_dir, properties_file, fmt, junit_file):
     from audience_authz.policytools import junit
     from audience_authz.policytools import verify as verifier
 
-    _contract_or_exit(policy_dir, junit_file, "policy verify")
+    from audience_authz.policytools.check import check_policy
+
+    problems = check_policy(_policy_dir(policy_dir))  # the contract, and conditions that compile
+    if problems:
+        for file, line, message in problems:
+            click.echo(f"{file}:{line}: {message}")
+        if junit_file:
+            junit.write(junit_file, "policy verify", _problem_cases(problems, "policy.check", "policy check"))
+        click.echo("the policy fails `policy check`; fix it first", err=True)
+        sys.exit(1)
     policy = _load_policy_or_exit(policy_dir)
     report = verifier.run(policy, properties_file)
     if fmt == "json":

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from audience_authz import config
 from audience_authz.http.app import create_app
+from audience_authz.store import models
 from tests.support import ROOT, Api, Response
 
 TOKEN = "inprocess-token"
@@ -44,6 +45,7 @@ class Service:
     app: object
     api: ClientApi
     policy_dir: Path
+    database: object  # the app's peewee database (another test's db.init may repoint the proxy)
 
     @property
     def authz(self):
@@ -70,5 +72,7 @@ def service() -> Service:
         settings = config.load(database=f"sqlite:///{root / 'authz.db'}", tokens=TOKEN,
                                policy_dir=str(policy_dir), rate_limit="off")
         app = create_app(settings, policy_snapshots=root / "snapshots", policy_poll=0)
-        _service = Service(app, ClientApi(app), policy_dir)
+        _service = Service(app, ClientApi(app), policy_dir, models.database.obj)
+    elif models.database.obj is not _service.database:  # e.g. a CLI run in this process chose another
+        models.database.initialize(_service.database)
     return _service

@@ -21,7 +21,7 @@ from audience_authz.policytools.reload import Reloader, Snapshots
 from audience_authz.store.models import database
 from tests.inprocess import service
 from tests.policy_support import cli, copy_policy, line_of, replace
-from tests.support import ROOT, world_factory
+from tests.support import ROOT, Api, LiveServer, postgres_database, world_factory
 
 SERVICE = ROOT / "service"
 
@@ -60,19 +60,18 @@ def _requests(w, ad_groups: list[str]) -> list[gatherer.Request]:
     return found
 
 
-@pytest.fixture(scope="module")
-def gathered():
-    """(request, relation, the facts the gatherer passed) for every request of the scenario,
-    with a lookalike, a deleted audience and audiences applied in ad groups."""
-    svc = service()
-    api = svc.api
+def _scenario(api):
     w = world_factory(api)
     api.ok(api.post(f"/v1/audiences/{w.A}/lookalikes", {"id": w.L, "name": "L"}, account=w.owner), 201)
     api.ok(api.put(f"/v1/ad-groups/{w.id('g1')}", {"name": "g1", "include": [w.A], "exclude": [w.B]},
                    account=w.owner))
     api.ok(api.put(f"/v1/ad-groups/{w.id('g2')}", {"name": "g2", "include": [w.A]}, account=w.recipient))
     api.ok(api.delete(f"/v1/audiences/{w.C}", account=w.owner))
-    recording = Recording(svc.authz.policy)
+    return w
+
+
+def _gather_all(w, policy) -> list:
+    recording = Recording(policy)
     found = []
     database.connect(reuse_if_open=True)
     try:
@@ -84,6 +83,28 @@ def gathered():
     finally:
         database.close()
     return found
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def gathered(request, tmp_path_factory):
+    """(request, relation, the facts the gatherer passed) for every request of the scenario,
+    with a lookalike, a deleted audience and audiences applied in ad groups, on each database
+    (the gatherer's statement differs between them)."""
+    policy = Policy.load(ROOT / "policy")
+    if request.param == "sqlite":
+        svc = service()
+        return _gather_all(_scenario(svc.api), policy)
+    from audience_authz.store import db, models
+
+    with postgres_database() as url, LiveServer(url, token="contract-token") as live:
+        w = _scenario(Api(live.base_url, "contract-token"))
+        previous = models.database.obj
+        db.init(url, create=False)
+        try:
+            return _gather_all(w, policy)
+        finally:
+            db.close()
+            models.database.initialize(previous)
 
 
 def test_the_gatherer_fills_exactly_the_contract_facts_with_their_types(gathered):

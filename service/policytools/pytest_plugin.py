@@ -40,11 +40,31 @@ class PropertiesFile(pytest.File):
     def collect(self):
         from audience_authz.policytools import verify
 
+        yield ContractItem.from_parent(self, name="contract")
         properties, problems = verify.load(self.path)
         for file, line, message in problems:
             yield PropertyItem.from_parent(self, name=f"{file}:{line}", prop=None, problem=message)
         for prop in properties:
             yield PropertyItem.from_parent(self, name=prop.name, prop=prop, problem=None)
+
+
+class ContractItem(pytest.Item):
+    """The directory keeps the contract with the code (``contract.py``; ``policy check``)."""
+
+    def runtest(self):
+        from audience_authz.policytools.check import contract_problems
+
+        problems = contract_problems(self.path.parent)
+        if problems:
+            raise PolicyCaseFailed("\n".join(f"{f}:{n}: {m}" for f, n, m in problems))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, PolicyCaseFailed):
+            return str(excinfo.value.args[0])
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path.parent / "facts.yaml", 0, "the contract between the code and the policy"
 
 
 class PropertyItem(pytest.Item):

@@ -228,6 +228,7 @@ class Reloader:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._shadow_name: str | None = None  # the shadow snapshot this worker decides with
 
     # -- the first policy of this process --------------------------------------------------
     def initial(self) -> Authorizer:
@@ -347,7 +348,7 @@ class Reloader:
     def _sync_shadow(self) -> None:
         """Take up the shadow the shared root names (or none)."""
         name = self.snapshots.shadow()
-        if name == getattr(self, "_shadow_name", None) and (name is None) == (self.authz.shadow is None):
+        if name == self._shadow_name and (name is None) == (self.authz.shadow is None):
             return
         self._shadow_name = name
         if name is None:

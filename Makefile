@@ -7,7 +7,7 @@ PORT ?= 8080
 DATABASE ?= sqlite:///audience-authz.db
 export AUDIENCE_AUTHZ_TOKENS ?= dev-token
 
-.PHONY: install run demo test policy-check policy-test clean bench bench-quick bench-install stress
+.PHONY: install run demo test policy-check policy-test policy-verify clean bench bench-quick bench-install stress
 
 # the developer's venv: editable, with the test extras; a production host installs only
 # '.[postgresql]' (docs/operations.md, checked by tests/test_operations_doc.py)
@@ -36,6 +36,7 @@ demo: install
 
 test: install
 	$(BIN)/audience-authz policy check
+	$(BIN)/audience-authz policy verify
 	$(BIN)/pytest
 
 policy-check: install
@@ -43,6 +44,9 @@ policy-check: install
 
 policy-test: install
 	$(BIN)/audience-authz policy test
+
+policy-verify: install
+	$(BIN)/audience-authz policy verify
 
 .PHONY: migrate
 migrate: install

@@ -62,13 +62,16 @@ def main():
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn (not for production)")
 @click.option("--policy-poll", default=1.0, show_default=True, type=click.FloatRange(0),
               help="seconds between checks of the policy files for changes (0: only SIGHUP and POST /v1/policy/reload)")
-def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_poll):
+@click.option("--shadow-policy-dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="a candidate policy that decides every request too, changing no answer"
+                   " (GET /v1/policy/shadow; default: AUDIENCE_AUTHZ_SHADOW_POLICY_DIR)")
+def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_poll, shadow_policy_dir):
     """Serve the HTTP API under gunicorn (production) or, with --dev, Flask's own server."""
     import os
     import shutil
     import tempfile
 
-    chosen = settings(database=database_url, policy_dir=policy_dir)
+    chosen = settings(database=database_url, policy_dir=policy_dir, shadow_policy_dir=shadow_policy_dir)
     if not dev:
         from audience_authz.http.server import prepare_metrics_dir
 
@@ -99,6 +102,16 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
             click.echo(f"{file}:{line}: {message}", err=True)
         click.echo("the policy fails `policy check` or its tests; not serving it", err=True)
         sys.exit(1)
+    if chosen.shadow_policy_dir is not None:
+        from audience_authz.policytools.check import check_policy
+
+        problems = check_policy(chosen.shadow_policy_dir)
+        if problems:
+            shutil.rmtree(snapshots.root, ignore_errors=True)
+            for file, line, message in problems:
+                click.echo(f"{chosen.shadow_policy_dir}/{file}:{line}: {message}", err=True)
+            click.echo("the shadow policy fails `policy check`; not serving", err=True)
+            sys.exit(1)
     _init_database(chosen.database)  # create or check the schema once, before the workers start
     db.close()
     logging.getLogger("audience_authz").info(
@@ -213,7 +226,19 @@ def migrate(database_url, check):
 
 @main.group()
 def policy():
-    """Policy authoring tools: check, test, matrix, diff."""
+    """Policy authoring tools: check, test, verify, matrix, diff."""
+
+
+JUNIT_HELP = "also write the results as JUnit XML to FILE (for CI)"
+
+
+def _problem_cases(problems, classname: str, passed: str):
+    """JUnit cases of ``problems`` (one failed case each), or one passing case."""
+    from audience_authz.policytools import junit
+
+    if not problems:
+        return [junit.Case(passed, classname)]
+    return [junit.Case(f"{file}:{line}", classname, "fail", message, file, line) for file, line, message in problems]
 
 
 _POLICY_DIR_OPTION = click.option("--policy-dir", default=None, type=click.Path(exists=True, file_okay=False),
@@ -224,9 +249,12 @@ _POLICY_DIR_OPTION = click.option("--policy-dir", default=None, type=click.Path(
 @_POLICY_DIR_OPTION
 @click.argument("old_policy_dir", metavar="[DIR]", required=False,
                 type=click.Path(exists=True, file_okay=False))
-def check(policy_dir, old_policy_dir):
-    """Validate the policy files; report each problem with file and line. (DIR, the
-    policy directory as an argument, is deprecated: use --policy-dir.)"""
+@click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help=JUNIT_HELP)
+def check(policy_dir, old_policy_dir, junit_file):
+    """Validate the policy files, and the contract between them and the code; report each
+    problem with file and line. (DIR, the policy directory as an argument, is deprecated:
+    use --policy-dir.)"""
+    from audience_authz.policytools import junit
     from audience_authz.policytools.check import check_policy
 
     if old_policy_dir is not None:
@@ -237,10 +265,27 @@ def check(policy_dir, old_policy_dir):
     problems = check_policy(_policy_dir(policy_dir))
     for file, line, message in problems:
         click.echo(f"{file}:{line}: {message}")
+    if junit_file:
+        junit.write(junit_file, "policy check", _problem_cases(problems, "policy.check", "policy check"))
     if problems:
         click.echo(f"{len(problems)} problem(s)", err=True)
         sys.exit(1)
     click.echo("policy OK")
+
+
+def _contract_or_exit(policy_dir, junit_file=None, suite=""):
+    """Exit 1 when the policy breaks the contract with the code (contract.py)."""
+    from audience_authz.policytools import junit
+    from audience_authz.policytools.check import contract_problems
+
+    problems = contract_problems(_policy_dir(policy_dir))
+    if problems:
+        for file, line, message in problems:
+            click.echo(f"{file}:{line}: {message}")
+        if junit_file:
+            junit.write(junit_file, suite, _problem_cases(problems, "policy.contract", "contract"))
+        click.echo("the policy breaks the contract with the code; run `audience-authz policy check`", err=True)
+        sys.exit(1)
 
 
 def _load_policy_or_exit(policy_dir):
@@ -262,16 +307,18 @@ def _load_policy_or_exit(policy_dir):
 @click.option("--coverage/--no-coverage", default=True, show_default=True,
               help="also fail when a policy line, deny reason code, matrix cell or account action is untested")
 @click.option("-q", "--quiet", is_flag=True, help="report only failures, errors and gaps")
-def test_policy(tests, policy_dir, coverage, quiet):
+@click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help=JUNIT_HELP)
+def test_policy(tests, policy_dir, coverage, quiet, junit_file):
     """Run the policy unit tests of --policy-dir (TESTS: a YAML file or a directory of them;
     default: the policy directory's tests/)."""
-
+    from audience_authz.policytools import junit
     from audience_authz.policytools.cases import run_suite
 
     if tests is not None and (Path(tests) / "policy.csv").is_file():
         raise click.BadParameter(
             f"{tests} is a policy directory, not test files: to test that policy give --policy-dir {tests}",
             param_hint="TESTS")
+    _contract_or_exit(policy_dir, junit_file, "policy test")
     policy = _load_policy_or_exit(policy_dir)
     report = run_suite(policy, tests or policy.directory / "tests", coverage=coverage)
     labels = {"pass": click.style("ok   ", fg="green"), "fail": click.style("FAIL ", fg="red"),
@@ -289,6 +336,65 @@ def test_policy(tests, policy_dir, coverage, quiet):
     if not report.results:
         summary = f"no test cases found; {summary}"
     click.echo(summary)
+    if junit_file:
+        cases = [junit.Case(r.case.name, f"policy.tests.{Path(r.case.file).stem}", r.status,
+                            "; ".join(r.messages), f"tests/{r.case.file}", r.case.line) for r in report.results]
+        cases += [junit.Case(gap, "policy.coverage", "fail", f"untested: {gap}") for gap in report.gaps]
+        junit.write(junit_file, "policy test", cases)
+    sys.exit(0 if report.ok else 1)
+
+
+@policy.command()
+@click.option("--policy-dir", default=None, help=POLICY_HELP, type=click.Path(exists=True, file_okay=False))
+@click.option("--properties", "properties_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="the properties to prove (default: POLICY_DIR/properties.yaml)")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help=JUNIT_HELP)
+def verify(policy_dir, properties_file, fmt, junit_file):
+    """Prove the policy's properties for every request the service can make (z3); print a
+    counterexample (relation, action, facts, deciding line) for each that fails."""
+    import json
+
+    from audience_authz.policytools import junit
+    from audience_authz.policytools import verify as verifier
+
+    from audience_authz.policytools.check import check_policy
+
+    problems = check_policy(_policy_dir(policy_dir))  # the contract, and conditions that compile
+    if problems:
+        for file, line, message in problems:
+            click.echo(f"{file}:{line}: {message}")
+        if junit_file:
+            junit.write(junit_file, "policy verify", _problem_cases(problems, "policy.check", "policy check"))
+        click.echo("the policy fails `policy check`; fix it first", err=True)
+        sys.exit(1)
+    policy = _load_policy_or_exit(policy_dir)
+    report = verifier.run(policy, properties_file)
+    if fmt == "json":
+        click.echo(json.dumps({"policy_version": policy.version, "ok": report.ok,
+                               "problems": [{"file": f, "line": n, "message": m} for f, n, m in report.problems],
+                               "properties": [r.as_dict() for r in report.results]}, indent=2))
+    else:
+        for file, line, message in report.problems:
+            click.echo(f"{file}:{line}: {message}")
+        labels = {"proven": click.style("proven", fg="green"), "failed": click.style("FAILED", fg="red"),
+                  "error": click.style("ERROR ", fg="red", bold=True)}
+        for r in report.results:
+            click.echo(f"{labels[r.status]} {r.prop.where}  {r.prop.name} ({r.pairs} (relation, action) pairs)")
+            if r.status != "proven":
+                click.echo(f"        {r.prop.message}")
+                click.echo(f"        {verifier.describe(r.counterexample) if r.counterexample else r.error}")
+        counts = {s: sum(r.status == s for r in report.results) for s in ("proven", "failed", "error")}
+        click.echo(f"{counts['proven']} proven, {counts['failed']} failed, {counts['error']} errors"
+                   f"{f', {len(report.problems)} problems' if report.problems else ''} (policy {policy.version})")
+    if junit_file:
+        cases = _problem_cases(report.problems, "policy.properties", "") if report.problems else []
+        cases += [junit.Case(r.prop.name, "policy.properties", "pass" if r.status == "proven" else
+                             ("fail" if r.status == "failed" else "error"),
+                             "" if r.status == "proven" else f"{r.prop.message} "
+                             + (verifier.describe(r.counterexample) if r.counterexample else r.error),
+                             verifier.PROPERTIES_FILE, r.prop.line) for r in report.results]
+        junit.write(junit_file, "policy verify", cases)
     sys.exit(0 if report.ok else 1)
 
 
@@ -306,7 +412,7 @@ def matrix(policy_dir, fmt, output):
 
 
 @policy.command()
-@click.option("--candidate", "candidate_dir", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--candidate", "candidate_dir", default=None, type=click.Path(exists=True, file_okay=False),
               help="the policy directory to try")
 @click.option("--database", "database_url", default=None, help=DATABASE_HELP)
 @click.option("--last", type=click.IntRange(1), default=None, help="replay the newest N decisions")
@@ -324,61 +430,103 @@ def matrix(policy_dir, fmt, output):
                    "or disconnect")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--fail-on-change", is_flag=True, help="exit 1 when any decision (or active share) would change")
+@click.option("--symbolic", is_flag=True,
+              help="also every region of requests (past or not) whose answer changes, proven with z3,"
+                   " each with the past requests that fall in it")
+@click.option("--baseline-rev", default=None, help="the baseline is the policy at this git revision (with --git-path)")
+@click.option("--candidate-rev", default=None, help="the candidate is the policy at this git revision (with --git-path)")
+@click.option("--git-path", default="policy", show_default=True, help="the policy directory inside the git repository")
+@click.option("--no-replay", is_flag=True, help="do not read the decision log (with --symbolic)")
 def diff(candidate_dir, database_url, last, since, baseline_dir, examples, only_version, current_state, fmt,
-         fail_on_change):
+         fail_on_change, symbolic, baseline_rev, candidate_rev, git_path, no_replay):
     """Replay the stored decision log against a candidate policy; report what would change
-    (or, with --current-state, check the active shares against it)."""
+    (with --symbolic: every request whose answer would change, past or not; with
+    --current-state: the active shares the candidate would end)."""
     import json
+    import tempfile
 
     from audience_authz.store import db
     from audience_authz.policytools import diff as policydiff
-    from audience_authz.policytools import standing
+    from audience_authz.policytools import standing, symdiff
     from audience_authz.policytools.check import check_policy
 
-    problems = check_policy(candidate_dir)
-    if problems:
-        for file, line, message in problems:
-            click.echo(f"{file}:{line}: {message}")
-        click.echo("the candidate fails `policy check`; fix it first", err=True)
-        sys.exit(2)
-    candidate = _load_policy_or_exit(candidate_dir)
-    baseline = _load_policy_or_exit(baseline_dir)
+    workdir = Path(tempfile.mkdtemp(prefix="audience-authz-diff-"))
     try:
-        since_at = policydiff.parse_since(since) if since else None
-    except ValueError:
-        raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
-    _init_database(database_url, create=False, must_exist=True)  # never makes a database
-    if current_state:
+        for rev, name in ((baseline_rev, "baseline"), (candidate_rev, "candidate")):
+            if rev is not None:
+                try:
+                    symdiff.policy_at_revision(rev, git_path, workdir / name)
+                except ValueError as exc:
+                    raise click.BadParameter(str(exc), param_hint=f"--{name}-rev") from None
+        candidate_dir = str(workdir / "candidate") if candidate_rev else candidate_dir
+        baseline_dir = str(workdir / "baseline") if baseline_rev else baseline_dir
+        if candidate_dir is None:
+            raise click.UsageError("give --candidate DIR or --candidate-rev REV")
+        for label, directory in (("candidate", candidate_dir), ("baseline", baseline_dir)):
+            if directory is None:
+                continue
+            problems = check_policy(directory)
+            if problems:
+                for file, line, message in problems:
+                    click.echo(f"{file}:{line}: {message}")
+                click.echo(f"the {label} fails `policy check`; fix it first", err=True)
+                sys.exit(2)
+        candidate = _load_policy_or_exit(candidate_dir)
+        baseline = _load_policy_or_exit(baseline_dir)
         try:
-            state = standing.check(candidate)
-        except Exception as exc:  # noqa: BLE001 - e.g. no tables at that URL
-            click.echo(f"cannot read the current state: {exc}", err=True)
-            sys.exit(2)
-        finally:
-            db.close()
-        click.echo(json.dumps(state, indent=2) if fmt == "json" else standing.text(state, candidate_dir), nl=False)
-        if fmt == "json":
-            click.echo()
-        sys.exit(1 if fail_on_change and state["shares"] else 0)
-    version = None if only_version == "all" else (only_version or baseline.version)
-    try:
-        query = policydiff.select(last, since_at, version)
-        with click.progressbar(query.iterator(), length=query.count(), label="replaying decisions",
-                               file=sys.stderr, hidden=not sys.stderr.isatty()) as rows:
-            report = policydiff.replay(rows, candidate, baseline, examples)
-        report.only_version = version
-        if version is not None:
-            left_out = policydiff.select(last, since_at).count() - query.count() if last is None else None
-            if left_out:
-                report.notes.append(f"{left_out} decision(s) made by other policy versions were left out "
-                                    "(--only-version all replays them)")
-    except Exception as exc:  # noqa: BLE001 - e.g. no decision_log table at that URL
-        click.echo(f"cannot read the decision log: {exc}", err=True)
-        sys.exit(2)
+            since_at = policydiff.parse_since(since) if since else None
+        except (ValueError, OverflowError):
+            raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
+        if current_state:
+            _init_database(database_url, create=False, must_exist=True)  # never makes a database
+            try:
+                state = standing.check(candidate)
+            except Exception as exc:  # noqa: BLE001 - e.g. no tables at that URL
+                click.echo(f"cannot read the current state: {exc}", err=True)
+                sys.exit(2)
+            finally:
+                db.close()
+            click.echo(json.dumps(state, indent=2) if fmt == "json" else standing.text(state, candidate_dir),
+                       nl=fmt == "json")
+            sys.exit(1 if fail_on_change and state["shares"] else 0)
+        symbolic_report = symdiff.symbolic_diff(baseline, candidate) if symbolic else None
+        report = None
+        if not (symbolic and no_replay):
+            _init_database(database_url, create=False, must_exist=True)  # never makes a database
+            version = None if only_version == "all" else (only_version or baseline.version)
+            try:
+                query = policydiff.select(last, since_at, version)
+                with click.progressbar(query.iterator(), length=query.count(), label="replaying decisions",
+                                       file=sys.stderr, hidden=not sys.stderr.isatty()) as rows:
+                    report = policydiff.replay(rows, candidate, baseline, examples)
+                report.only_version = version
+                if version is not None:
+                    left_out = policydiff.select(last, since_at).count() - query.count() if last is None else None
+                    if left_out:
+                        report.notes.append(f"{left_out} decision(s) made by other policy versions were left out "
+                                            "(--only-version all replays them)")
+                if symbolic_report is not None:
+                    symdiff.count_replayed(symbolic_report, policydiff.select(last, since_at).iterator(),
+                                           baseline, candidate, examples)
+            except Exception as exc:  # noqa: BLE001 - e.g. no decision_log table at that URL
+                click.echo(f"cannot read the decision log: {exc}", err=True)
+                if symbolic_report is None:
+                    sys.exit(2)
+            finally:
+                db.close()
     finally:
-        db.close()
+        import shutil
+        shutil.rmtree(workdir, ignore_errors=True)
     if fmt == "json":
-        click.echo(json.dumps(report.as_dict(), indent=2))
+        body = report.as_dict() if report is not None else {}
+        if symbolic_report is not None:
+            body["symbolic"] = symbolic_report.as_dict()
+        click.echo(json.dumps(body, indent=2))
     else:
-        click.echo(policydiff.text(report, candidate_dir), nl=False)
-    sys.exit(1 if fail_on_change and report.changed else 0)
+        if symbolic_report is not None:
+            defaults = {name: getattr(candidate.facts(), name) for name in candidate.facts_schema}
+            click.echo(symdiff.text(symbolic_report, defaults), nl=report is not None)
+        if report is not None:
+            click.echo(policydiff.text(report, candidate_dir), nl=False)
+    changed = (report is not None and report.changed) or (symbolic_report is not None and symbolic_report.regions)
+    sys.exit(1 if fail_on_change and changed else 0)

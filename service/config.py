@@ -38,6 +38,8 @@ class Settings(BaseSettings):
                           description="sqlite:///PATH or postgresql://user@host/db (serve --database)")
     policy_dir: Path = Field(default_factory=shipped_policy_dir,
                              description="the policy directory (serve --policy-dir); default: the shipped policy")
+    shadow_policy_dir: Path | None = Field(None, description="a candidate policy that decides every request"
+                                           " too, without changing any answer (shadow evaluation)")
     tokens: str = Field("", description="comma-separated bearer tokens of full scope; "
                                         "none set: `serve` makes one and prints it")
     check_tokens: str = Field("", description="comma-separated tokens that may only read and decide")

@@ -16,6 +16,13 @@ The metrics (every name starts with ``audience_authz_``):
 * ``policy_info{version}``: 1 for the policy version in force (0 for one replaced by a reload)
 * ``policy_reload_failures_total``: policy reloads that failed (the old policy stayed);
   a hot reload increments it through ``reload_failed()``
+* ``policy_refusals_total{stage}``: policy candidates refused, by the stage that refused them
+  (contract, check, tests, verify, smoke)
+* ``decision_failures_total{action}``: decisions that raised (not a database error): the
+  policy in force cannot decide what the service gathers; ``/readyz`` then says not ready
+* ``shadow_decisions_total{shadow, action, outcome}``: live decisions also decided by a shadow
+  policy (``outcome`` decided or failed); ``shadow_disagreements_total{shadow, action, from, to}``:
+  those it answered otherwise (``from``/``to``: decision, reason and effects)
 * ``database_errors_total{error}``: requests that failed on a database error (a server
   fault), by the error's class
 
@@ -57,6 +64,14 @@ POLICY_INFO = Gauge("audience_authz_policy_info", "1 for the policy version in f
                     ["version"], multiprocess_mode="livemax")
 RELOAD_FAILURES = Counter("audience_authz_policy_reload_failures_total",
                           "Policy reloads that failed (the policy in force stayed)")
+POLICY_REFUSALS = Counter("audience_authz_policy_refusals_total",
+                          "Policy candidates refused, by the stage that refused them", ["stage"])
+DECISION_FAILURES = Counter("audience_authz_decision_failures_total",
+                            "Decisions that failed on something other than the database", ["action"])
+SHADOW_DECISIONS = Counter("audience_authz_shadow_decisions_total",
+                           "Live decisions also decided by a shadow policy", ["shadow", "action", "outcome"])
+SHADOW_DISAGREEMENTS = Counter("audience_authz_shadow_disagreements_total",
+                               "Live decisions a shadow policy answered otherwise", ["shadow", "action", "from", "to"])
 DATABASE_ERRORS = Counter("audience_authz_database_errors_total",
                           "Requests that failed on a database error", ["error"])
 
@@ -99,8 +114,26 @@ def policy_loaded(version: str) -> None:
     _policy_version = version
 
 
-def reload_failed() -> None:
+def reload_failed(stage: str | None = None) -> None:
     RELOAD_FAILURES.inc()
+    if stage:
+        POLICY_REFUSALS.labels(stage).inc()
+
+
+def decision_failed(action: str) -> None:
+    DECISION_FAILURES.labels(action).inc()
+
+
+def shadow_decided(shadow: str, action: str, failed: bool = False) -> None:
+    SHADOW_DECISIONS.labels(shadow, action, "failed" if failed else "decided").inc()
+
+
+def shadow_disagreed(shadow: str, action: str, before: str, after: str) -> None:
+    SHADOW_DISAGREEMENTS.labels(shadow, action, before, after).inc()
+
+
+def is_database_error(exc: BaseException) -> bool:
+    return isinstance(exc, _DATABASE_ERRORS)
 
 
 def database_error(exc: BaseException) -> bool:

@@ -2,7 +2,8 @@
 
 The policy files may use only these names (``policy check`` refuses others), and the code
 branches on no other. It sits below every layer, so that the store, the engine and the
-policy tools read the same list.
+policy tools read the same list. What the code *relies on* the policy to provide (the facts
+it gathers, the reason codes it branches on, the pairs it asks) is ``contract.py``.
 """
 
 from __future__ import annotations

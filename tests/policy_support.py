@@ -40,10 +40,17 @@ RECIPIENT_REFRESH_DENY = "p, recipient, refresh_lookalike, True, deny, recipient
 RECIPIENT_REFRESH_ALLOW = "p, recipient, refresh_lookalike, True, allow, recipient_may_refresh_lookalike, propagate_update"
 
 
-def let_recipients_refresh_lookalikes(policy: Path, with_tests: bool = True) -> None:
+def let_recipients_refresh_lookalikes(policy: Path, with_tests: bool = True, with_properties: bool = True) -> None:
     """The worked example of a policy change: recipients may refresh a shared lookalike
-    (and, unless ``with_tests`` is false, the policy's own test of that cell says so)."""
+    (and, unless ``with_tests`` is false, the policy's own test of that cell says so; unless
+    ``with_properties`` is false, its properties.yaml no longer promises the opposite)."""
     replace(policy / "policy.csv", RECIPIENT_REFRESH_DENY, RECIPIENT_REFRESH_ALLOW)
+    if with_properties:
+        properties = policy / "properties.yaml"
+        replace(properties, "actions: [share, edit, stop_sharing, create_lookalike, refresh_lookalike, view_shares]",
+                "actions: [share, edit, stop_sharing, create_lookalike, view_shares]")
+        replace(properties, "    actions: [create_lookalike, refresh_lookalike]\n",
+                "    relations: [owner]\n    actions: [create_lookalike, refresh_lookalike]\n")
     if with_tests:
         matrix = policy / "tests" / "matrix.yaml"
         text = matrix.read_text()

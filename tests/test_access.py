@@ -106,6 +106,9 @@ def test_scoped_tokens_reach_only_their_endpoints(kind, tmp_path):
             # the policy authors' endpoints: full tokens only
             ("POST", "/v1/policy/reload"): ("/v1/policy/reload", None),
             ("POST", "/v1/policy/diff"): ("/v1/policy/diff", {"files": {}, "last": 1}),
+            ("GET", "/v1/policy/shadow"): ("/v1/policy/shadow", None),
+            ("PUT", "/v1/policy/shadow"): ("/v1/policy/shadow", {"files": {}}),
+            ("DELETE", "/v1/policy/shadow"): ("/v1/policy/shadow", None),
         })
         assert set(attempts) == _operations(api)  # every documented endpoint is tried
         writes = {op for op in attempts if op[0] != "GET" and not op[1].startswith("/v1/authorize")}

@@ -121,7 +121,8 @@ def test_allow_unknown_tests_the_default_deny(tmp_path):
 
 def test_a_wrong_expectation_fails_with_what_the_policy_said(tmp_path):
     policy, result = _suite_with(tmp_path, "  - {name: wishful, relation: recipient, action: share,"
-                                           " facts: {target_known: true}, decision: allow, reason: owner_may_share}\n")
+                                           " facts: {target_specified: true, target_known: true}, decision: allow,"
+                                           " reason: owner_may_share}\n")
     assert result.exit_code == 1
     line = line_of(policy / "policy.csv", "p, recipient, share, True")
     assert "FAIL  extra.yaml:2  wishful" in result.output
@@ -155,4 +156,11 @@ def test_pytest_collects_the_yaml_cases_and_reports_a_failure(tmp_path):
     assert "expected deny (reshare_forbidden), got allow (recipient_may_share)" in run.stdout
     assert "FAILED policy/tests/extra.yaml::typo" in run.stdout
     assert "unknown fact 'sane_bc'" in run.stdout
-    assert f"2 failed, {len(_cases(policy)) - 2} passed" in run.stdout
+    # and each property of properties.yaml is an item too (those the change breaks fail), and
+    # the contract with the code one more
+    from audience_authz.engine.policy import Policy
+    from audience_authz.policytools import verify
+    proofs = verify.run(Policy.load(policy)).results
+    broken = sum(r.status != "proven" for r in proofs)
+    assert broken and "FAILED policy/properties.yaml::recipient_cannot_manage" in run.stdout
+    assert f"{2 + broken} failed, {len(_cases(policy)) - 2 + len(proofs) - broken + 1} passed" in run.stdout

@@ -3,6 +3,7 @@ nothing, record an event."""
 
 from __future__ import annotations
 
+from audience_authz.contract import UNKNOWN_AUDIENCE
 from audience_authz.engine.authorizer import Authorizer, Outcome
 from audience_authz.engine.facts import Request
 from audience_authz.exceptions import Denied, NotFound
@@ -24,6 +25,6 @@ def decide_visible(authz: Authorizer, principal: str, audience_id: str, action: 
              target_account_id: str | None = None) -> Outcome:
     """The decision on ``action``; an audience id the store does not know is a 404."""
     outcome = authz.check(Request(principal, action, audience_id, target_account_id=target_account_id))
-    if outcome.decision.reason == "unknown_audience":
+    if outcome.decision.reason == UNKNOWN_AUDIENCE:
         raise NotFound("audience", audience_id)
     return outcome

@@ -11,9 +11,11 @@ from audience_authz.engine import decision_log
 from audience_authz.store import budget
 from audience_authz.store import effects as fx
 from audience_authz import metrics
+from audience_authz.contract import APPLIED_TO_AD_GROUPS
 from audience_authz.engine.facts import Gathered, Request, gather
 from audience_authz.store.models import utcnow
 from audience_authz.engine.policy import Decision, Policy
+from audience_authz.engine.shadow import Shadow
 
 
 AD_GROUPS_NAMED = 100  # ad groups a deny reason names (the first, by id)
@@ -53,14 +55,28 @@ class Authorizer:
 
     def __init__(self, policy: Policy):
         self.policy = policy
+        self.failing: dict | None = None  # the last failed decision, while its policy serves
+        self.shadow: Shadow | None = None  # a candidate deciding beside it (engine/shadow.py)
 
     def check(self, req: Request, *, plan_effects: bool = True, log: bool = True,
               explain: bool = False, ad_group_override=None) -> Outcome:
         policy = self.policy  # one policy for the whole decision, even across a reload
         budget.charge(1)
-        gathered = gather(policy, req, ad_group_override)
-        decision = policy.decide(gathered.relation, req.action, gathered.facts)
+        try:
+            gathered = gather(policy, req, ad_group_override)
+            decision = policy.decide(gathered.relation, req.action, gathered.facts)
+        except Exception as exc:
+            if not metrics.is_database_error(exc):  # the policy cannot decide: /readyz says so
+                self.failing = {"policy_version": policy.version, "action": req.action,
+                                "error": f"{type(exc).__name__}: {exc}"[:500]}
+                metrics.decision_failed(req.action)
+            raise
+        if self.failing is not None and self.failing["policy_version"] != policy.version:
+            self.failing = None  # a decision of another policy succeeded: that one decides
         outcome = Outcome(req, decision, gathered, uuid.uuid4().hex, policy.version)
+        shadow = self.shadow
+        if shadow is not None:  # decided again by the candidate; the answer stays this one
+            shadow.compare(gathered.relation, req.action, gathered.facts, decision, outcome.decision_id)
         if not decision.allowed:
             reason = {"code": decision.reason, "message": policy.message(decision.reason)}
             if req.target_account_id is not None:
@@ -68,7 +84,7 @@ class Authorizer:
             outcome.reasons = [reason]
         elif plan_effects and decision.effects:
             outcome.effects = fx.plan(req, decision, gathered)
-        if not decision.allowed and decision.reason == "applied_to_ad_groups":
+        if not decision.allowed and decision.reason == APPLIED_TO_AD_GROUPS:
             attached = fx.attached_ad_groups(req.audience_id, req.principal, limit=AD_GROUPS_NAMED + 1)
             outcome.reasons[0]["ad_group_ids"] = attached[:AD_GROUPS_NAMED]
             if len(attached) > AD_GROUPS_NAMED:  # a reason (and its log row) stays small

@@ -190,9 +190,16 @@ def gather_listed(policy, account_id: str, after: str | None = None,
 def _gather_account(policy, req: Request) -> Gathered:
     """Facts of an action on the acting account's own things (terms, lists, ad groups)."""
     principal_known = Account.select().where(Account.id == req.principal).exists()
+    owner = None
     if req.action in ("view_ad_group", "edit_ad_group"):
         owner = (AdGroup.select(AdGroup.account).where(AdGroup.id == req.ad_group_id)
                  .scalar())
+    return _account_gathered(policy, req, principal_known, owner)
+
+
+def _account_gathered(policy, req: Request, principal_known: bool, owner: str | None) -> Gathered:
+    """The relation and facts of an account action, given what the database said."""
+    if req.action in ("view_ad_group", "edit_ad_group"):
         relation = "new" if owner is None else ("self" if owner == req.principal else "other")
         facts = policy.facts(principal_known=principal_known, ad_group_known=owner is not None,
                              ad_group_owned=owner == req.principal)
@@ -222,3 +229,28 @@ def _gather_membership(policy, req: Request, principal_known: bool) -> Gathered:
         relation = "self" if mine is not None and mine == req.business_center_id else "other"
         facts = policy.facts(principal_known=principal_known, principal_in_bc=mine is not None)
     return Gathered(relation, facts, None)
+
+
+def samples(policy, action: str) -> list[Gathered]:
+    """What the gatherer gives for ``action`` on made-up rows, one per relation and shape of
+    request (target or not, ad group or not, attached ad groups or not), with no database:
+    a reload decides each before it accepts a policy, so that a policy that cannot decide
+    what the gatherer hands it is refused instead of answering 500."""
+    if action in ACCOUNT_ACTIONS:
+        found = []
+        for known in (True, False):
+            for owner, account in ((None, "p"), ("p", "p"), ("o", "o")):
+                req = Request("p", action, "", ad_group_id="g", account_id=account)
+                found.append(_account_gathered(policy, req, known, owner))
+        return found
+    rows = []
+    for known in (True, False):
+        principal = ("p", "bc", "2024-01-01") if known else (None, None, None)
+        for owner, share in (("p", None), ("o", 1), ("o", None)):
+            audience = ("a", owner, "custom", "customer_file", "active", None, 1, share)
+            for target in ((None, None, None), ("t", "bc", None), ("p", "bc", 1)):
+                for ad_group in ((None, None), ("g", "p")):
+                    for attached in (0, 2):
+                        rows.append((target[0] is not None,
+                                     (*principal, *audience, *target, *ad_group, attached)))
+    return [_from_row(policy, "p", specified, row) for specified, row in rows]

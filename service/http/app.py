@@ -61,7 +61,8 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
             sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     decision_log.writer.interval = settings.decision_log_flush_s
     # the policy, kept on the last good version of the files (policytools/reload.py)
-    app.extensions["authz"] = reload.start(app, settings.policy_dir, policy_snapshots, policy_poll)
+    app.extensions["authz"] = reload.start(app, settings.policy_dir, policy_snapshots, policy_poll,
+                                           settings.shadow_policy_dir)
     errors.fail_closed(routes.decide, lambda: app.extensions["authz"])
     app.register_api(routes.api)
     app.register_api(routes.decide)
@@ -124,14 +125,23 @@ def _register_health(app: OpenAPI) -> None:
              responses={200: Readiness, 503: Readiness})
     def readyz():
         authz = app.extensions["authz"]
+        policy = authz.policy
         trusted = auth.caller_scope(app) is not None
         now = time.monotonic()
         if trusted or now - last_check[0] >= READY_CACHE_S:
             last_check[:] = [now, db.database_ready()]
         db_ok = last_check[1]
-        status = "draining" if server.draining() else "ready" if db_ok else "not_ready"
+        # the policy in force must decide what the service asks: on the facts the gatherer
+        # builds (once per version), and in the last failed decision of this process, if any
+        failing = [{"file": f, "line": n, "message": m} for f, n, m in reload.decision_problems(policy)]
+        if authz.failing is not None and authz.failing["policy_version"] == policy.version:
+            failing.append({"file": "policy", "line": 0, "message": f"a {authz.failing['action']} decision failed:"
+                            f" {authz.failing['error']}"})
+        status = ("draining" if server.draining() else "ready" if db_ok and not failing else "not_ready")
         body = {"status": status, "database": "ok" if db_ok else "unreachable", "policy": "loaded",
-                "policy_version": authz.policy.version}
-        if trusted:
+                "policy_version": policy.version, "decisions": "failing" if failing else "ok"}
+        if trusted:  # what quotes the policy files is for callers with a token
             body.update(reload.STATS.readiness())
+            if failing:
+                body["decision_errors"] = failing
         return body, 200 if status == "ready" else 503

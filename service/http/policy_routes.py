@@ -1,5 +1,6 @@
 """HTTP routes for policy authors: reload the policy, and replay the decision log against a
-candidate policy (impact analysis). Both need the bearer token like every /v1 route."""
+candidate policy (impact analysis; with ``symbolic``, every changed region of requests).
+They need the bearer token like every /v1 route."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from audience_authz.policytools import diff as policydiff
+from audience_authz.policytools import symdiff
 from audience_authz.http import responses as R
 from audience_authz.exceptions import ApiError
 from audience_authz.engine.policy import Policy
@@ -39,6 +41,8 @@ class DiffBody(BaseModel):
     only_version: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         None, description="replay only the decisions this policy version made; default: the version serving; "
                           "\"all\": every decision")
+    symbolic: bool = Field(False, description="also every region of requests (past or not) whose answer"
+                           " changes, proven with z3, each with the replayed requests that fall in it")
 
     @model_validator(mode="after")
     def _one_candidate(self) -> "DiffBody":
@@ -92,7 +96,114 @@ def post_diff(body: DiffBody):
         report = policydiff.replay(policydiff.select(body.last, since, version).iterator(), candidate, serving,
                                    body.examples)
         report.only_version = version
-        return report.as_dict()
+        answer = report.as_dict()
+        if body.symbolic:
+            regions = symdiff.symbolic_diff(serving, candidate)
+            symdiff.count_replayed(regions, policydiff.select(body.last, since, version).iterator(), serving,
+                                   candidate, body.examples)
+            answer["symbolic"] = regions.as_dict()
+        return answer
     finally:
         if workdir is not None:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+# -- shadow evaluation (engine/shadow.py) ------------------------------------------------------
+
+class ShadowBody(BaseModel):
+    """The candidate to decide every live request with, beside the policy in force: a
+    directory on the server, or files in the body (each replacing that file of the policy
+    now serving)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    candidate_dir: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    files: dict[PolicyFile, Annotated[str, StringConstraints(max_length=1024 * 1024)]] | None = None
+
+    @model_validator(mode="after")
+    def _one_candidate(self) -> "ShadowBody":
+        if (self.candidate_dir is None) == (self.files is None):
+            raise ValueError("give exactly one of candidate_dir and files")
+        if self.files is not None and not self.files:
+            raise ValueError("files names no policy file")
+        return self
+
+
+def _shadow_summary() -> dict:
+    """The shadow in force and its disagreements so far, by (action, from, to), summed over
+    the workers (from the metrics) with a few decision ids of this worker each."""
+    import os
+
+    from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
+
+    from audience_authz.metrics import MULTIPROC_ENV
+
+    shadow = current_app.extensions["authz"].shadow
+    body = {"active": shadow is not None, "policy_version": current_app.extensions["authz"].policy.version,
+            "shadow_version": shadow.policy.version if shadow else None}
+    if shadow is None:
+        return body
+    registry = REGISTRY
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    decided = failed = 0
+    kinds: dict[tuple, int] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            labels = sample.labels
+            if labels.get("shadow") != shadow.policy.version or not sample.name.endswith("_total"):
+                continue
+            if sample.name == "audience_authz_shadow_decisions_total":
+                if labels["outcome"] == "failed":
+                    failed += int(sample.value)
+                else:
+                    decided += int(sample.value)
+            elif sample.name == "audience_authz_shadow_disagreements_total":
+                key = (labels["action"], labels["from"], labels["to"])
+                kinds[key] = kinds.get(key, 0) + int(sample.value)
+    body.update({"decisions": decided, "failed": failed, "disagreements": sum(kinds.values()), "by": [
+        {"action": a, "from": f, "to": t, "count": n, "decision_ids": list(shadow.examples.get((a, f, t), []))}
+        for (a, f, t), n in sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))]})
+    return body
+
+
+@api.get("/shadow", tags=[POLICY], responses={200: R.ShadowSummary},
+         summary="The shadow policy, and its disagreements with the policy in force by (action, from, to)")
+def get_shadow():
+    return _shadow_summary()
+
+
+@api.put("/shadow", tags=[POLICY], responses={200: R.ShadowSummary, 422: R.PolicyRefused},
+         summary="Decide every live request with a candidate policy too, changing no answer")
+def put_shadow(body: ShadowBody):
+    reloader = current_app.extensions["policy_reloader"]
+    serving = current_app.extensions["authz"].policy
+    workdir = Path(tempfile.mkdtemp(prefix="audience-authz-shadow-"))
+    try:
+        if body.files is not None:
+            for name in ("model.conf", "policy.csv", "facts.yaml", "reasons.yaml"):
+                shutil.copyfile(serving.directory / name, workdir / name)
+            for name, content in body.files.items():
+                (workdir / name).write_text(content)
+            directory = workdir
+        else:
+            directory = Path(body.candidate_dir)
+            try:
+                found = directory.is_dir()
+            except OSError:
+                found = False
+            if not found:
+                raise ApiError(400, "invalid_request", f"candidate_dir: no such directory {body.candidate_dir[:200]!r}")
+        problems = reloader.set_shadow(directory)
+        if problems:
+            return {"error": {"code": "policy_refused", "message": "the shadow candidate fails policy check",
+                              "problems": [{"file": f, "line": n, "message": m} for f, n, m in problems]}}, 422
+        return _shadow_summary()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@api.delete("/shadow", tags=[POLICY], responses={200: R.ShadowSummary}, summary="Stop the shadow evaluation")
+def delete_shadow():
+    current_app.extensions["policy_reloader"].clear_shadow()
+    return _shadow_summary()

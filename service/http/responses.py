@@ -432,6 +432,8 @@ class Readiness(BaseModel):
     database: str
     policy: str
     policy_version: str
+    decisions: Literal["ok", "failing"] = Field(description="whether the policy in force decides what the service asks")
+    decision_errors: list[_Problem] | None = None  # with a valid token only
     policy_reloads: dict | None = None  # with a valid token only
     last_reload_error: dict | None = None  # with a valid token only
 
@@ -441,6 +443,15 @@ class _Problem(BaseModel):
     file: str
     line: int
     message: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    database: str
+    policy: str
+    policy_version: str
+    decisions: Literal["ok", "failing"] = Field(description="whether the policy in force decides what the service asks")
+    decision_errors: list[_Problem] | None = None
 
 
 class _PolicyError(_Error):
@@ -467,6 +478,20 @@ class DiffReport(BaseModel):
     changed: int
     unchanged: int
     changes: list[dict[str, Any]]
+    symbolic: dict[str, Any] | None = Field(None, description="with symbolic: the changed regions of requests,"
+                                            " each a condition over facts, an example and the replayed count")
+
+
+class ShadowSummary(BaseModel):
+    """The shadow policy and its disagreements with the policy in force, by (action, from, to)."""
+
+    active: bool
+    policy_version: str
+    shadow_version: str | None
+    decisions: int | None = None
+    failed: int | None = None
+    disagreements: int | None = None
+    by: list[dict[str, Any]] | None = None
 
 
 COMMON = {400: ErrorBody, 401: ErrorBody, 403: ErrorBody, 413: ErrorBody, 429: ErrorBody,

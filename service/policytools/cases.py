@@ -26,6 +26,7 @@ from pathlib import Path
 import yaml
 
 from audience_authz.vocabulary import DISCONNECT_OUTCOMES, EFFECTS, FACT_TYPES
+from audience_authz.engine.expressions import Compiled
 from audience_authz.policytools.check import yaml_error
 from audience_authz.engine.policy import (ACCOUNT_ACTIONS, ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, FAULT_REASONS, RELATIONS, Decision,
                      Policy)
@@ -220,7 +221,13 @@ def run_case(policy: Policy, case: Case) -> Result:
     if problems:
         return Result(case, "error", problems)
     try:
-        decision = policy.decide(case.relation, case.action, policy.facts(**case.facts))
+        facts = policy.facts(**case.facts)
+        broken = [] if case.allow_unknown else _broken_invariants(policy, facts)
+        if broken:
+            return Result(case, "error", [f"the service never makes this request: the invariant of fact {name!r}"
+                                          f" in facts.yaml, {text!r}, does not hold (set allow_unknown: true to"
+                                          " test it anyway)" for name, text in broken])
+        decision = policy.decide(case.relation, case.action, facts)
     except Exception as exc:  # noqa: BLE001 - a condition that fails to evaluate is the policy's bug
         return Result(case, "error", [f"the policy failed on this request: {type(exc).__name__}: {exc}"])
     messages = []
@@ -232,6 +239,28 @@ def run_case(policy: Policy, case: Case) -> Result:
     if sorted(got_effects) != sorted(case.effects):
         messages.append(f"expected effects {case.effects}, got {got_effects} from {by}")
     return Result(case, "fail" if messages else "pass", messages, decision)
+
+
+_INVARIANTS: dict[str, Compiled] = {}
+
+
+class _Request:
+    __slots__ = ("f",)
+
+    def __init__(self, facts):
+        self.f = facts
+
+
+def _broken_invariants(policy: Policy, facts) -> list[tuple[str, str]]:
+    """(fact, invariant) of facts.yaml that ``facts`` break: a request the service never makes."""
+    broken = []
+    for name, spec in policy.facts_schema.items():
+        declared = spec.get("invariant") or []
+        for text in [declared] if isinstance(declared, str) else declared:
+            compiled = _INVARIANTS.get(text) or _INVARIANTS.setdefault(text, Compiled(text))
+            if not compiled.eval({"r": _Request(facts)}):
+                broken.append((name, text))
+    return broken
 
 
 def run_suite(policy: Policy, path: str | Path, coverage: bool = True) -> Report:

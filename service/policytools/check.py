@@ -28,11 +28,12 @@ from types import SimpleNamespace
 import yaml
 from casbin.model import Model
 
-from audience_authz.vocabulary import DISCONNECT_OUTCOMES, EFFECTS, FACT_TYPES
+from audience_authz import contract
+from audience_authz.vocabulary import FACT_TYPES
 from audience_authz.engine.expressions import Compiled, ExpressionError, names_in
 from audience_authz.engine.policy import (ACCOUNT_ACTIONS, ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, POLICY_FILES, RELATIONS,
                      SERVICE_REASONS,
-                     Policy, PolicyError, Rule, casbin_syntax, check_pycasbin)
+                     Policy, PolicyError, Rule, _read_rules, casbin_syntax, check_pycasbin)
 
 Problem = tuple[str, int, str]
 POINT_BUDGET = 150_000
@@ -59,9 +60,16 @@ def check_policy(directory) -> list[Problem]:
         return [("model.conf", 0, f"cannot load the policy: {type(exc).__name__}: {exc}")]
     for rule in policy.rules:
         problems += [("policy.csv", rule.line, m) for m in _rule_problems(policy, rule)]
+    problems += contract_problems(directory)
     if any(m.startswith(("bad condition", "condition reads")) for _, _, m in problems):
-        return problems  # the search below needs every condition to compile
+        return _ordered(problems)  # the search below needs every condition to compile
     problems += _Search(policy).problems()
+    if not problems:
+        problems += smoke_problems(policy)
+    return _ordered(problems)
+
+
+def _ordered(problems: list[Problem]) -> list[Problem]:
     return sorted(problems, key=lambda p: (POLICY_FILES.index(p[0]) if p[0] in POLICY_FILES else 9, p[1]))
 
 
@@ -137,7 +145,7 @@ def _facts_problems(directory: Path) -> list[Problem]:
     node, found = _yaml_mapping(directory / "facts.yaml")
     if node is None:
         return found
-    seen = set()
+    seen, invariants = set(), []
     for key, spec_node in node.value:
         line, name = key.start_mark.line + 1, key.value
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
@@ -156,6 +164,33 @@ def _facts_problems(directory: Path) -> list[Problem]:
         elif "default" not in spec or type(spec["default"]) is not kind:  # noqa: E721 - exact type
             found.append(("facts.yaml", line, f"fact {name!r}: default must be {_article(kind.__name__)},"
                           f" not {spec.get('default')!r}"))
+        unknown = set(spec) - {"type", "default", "doc", "invariant"}
+        if unknown:
+            found.append(("facts.yaml", line, f"fact {name!r}: unknown key(s) {', '.join(sorted(unknown))}"
+                          " (known: type, default, doc, invariant)"))
+        invariants.append((line, name, spec.get("invariant")))
+    for line, name, invariant in invariants:
+        found += [("facts.yaml", line, f"fact {name!r}: {m}") for m in _invariant_problems(invariant, seen)]
+    return found
+
+
+def _invariant_problems(invariant, facts: set[str]) -> list[str]:
+    """Why an ``invariant`` (an expression, or a list of them, over the facts) is unusable."""
+    if invariant is None:
+        return []
+    texts = [invariant] if isinstance(invariant, str) else invariant
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return ["invariant must be an expression over the facts, or a list of them"]
+    found = []
+    for text in texts:
+        try:
+            Compiled(text)
+        except (ExpressionError, SyntaxError) as exc:
+            found.append(f"bad invariant: {exc}")
+            continue
+        for read in sorted(names_in(text)):
+            if not read.startswith("r.f.") or read[4:] not in facts:
+                found.append(f"invariant reads {read!r}, which is not a fact in facts.yaml")
     return found
 
 
@@ -182,6 +217,74 @@ def _reasons_problems(directory: Path) -> list[Problem]:
     return found
 
 
+# -- the contract between the code and the policy (contract.py) -------------------------------
+
+def contract_problems(directory) -> list[Problem]:
+    """Where the files break what the code relies on: the facts the gatherer fills (names and
+    types), the reason codes the code branches on, the effects the store applies."""
+    directory = Path(directory)
+    found: list[Problem] = []
+    node, _ = _yaml_mapping(directory / "facts.yaml")
+    declared = {}  # name -> (line, type name)
+    for key, spec_node in (node.value if node is not None else []):
+        spec = yaml.safe_load(yaml.serialize(spec_node))
+        declared[key.value] = (key.start_mark.line + 1, spec.get("type") if isinstance(spec, dict) else None)
+    for name, (line, kind) in declared.items():
+        wanted = contract.FACTS.get(name)
+        if wanted is None:
+            found.append(("facts.yaml", line, f"fact {name!r} is declared but the service never gathers it"
+                          " (contract.FACTS): every decision would see its default"))
+        elif kind != wanted.__name__:
+            found.append(("facts.yaml", line, f"fact {name!r} is declared {kind}, but the service gathers it"
+                          f" as {wanted.__name__} (engine/facts.py)"))
+    after = 0  # where a missing fact belongs: after the declared one before it in the contract
+    for name, kind in contract.FACTS.items():
+        if name in declared:
+            after = declared[name][0]
+            continue
+        found.append(("facts.yaml", after + 1, f"fact {name!r} ({kind.__name__}) is missing: the service gathers it"
+                      " for every audience decision (engine/facts.py), which would fail without it"))
+    node, _ = _yaml_mapping(directory / "reasons.yaml")
+    deny_key, deny = next(((k, v) for k, v in (node.value if node is not None else []) if k.value == "deny"),
+                          (None, None))
+    codes = {k.value for k, _ in deny.value} if isinstance(deny, yaml.MappingNode) else set()
+    for code in contract.POLICY_GIVEN_REASONS:
+        module, does = contract.RELIED_REASONS[code]
+        if code not in codes:
+            found.append(("reasons.yaml", deny_key.start_mark.line + 1 if deny_key else 1,
+                          f"reason code {code!r} is missing: {module} {does} (contract.RELIED_REASONS)"))
+    try:
+        rules = _read_rules(directory / "policy.csv")
+    except PolicyError as exc:
+        return found + exc.problems
+    given = {rule.reason for rule in rules if rule.eft == "deny"}
+    for code in contract.POLICY_GIVEN_REASONS:
+        module, does = contract.RELIED_REASONS[code]
+        if code not in given:
+            found.append(("policy.csv", 0, f"no deny line gives {code!r}, which {module} {does}"
+                          " (contract.RELIED_REASONS)"))
+    return found
+
+
+def smoke_problems(policy: Policy) -> list[Problem]:
+    """Decide every (relation, action) the service asks, on the facts the gatherer really
+    builds (``engine.facts.samples``): a policy that fails here would answer 500."""
+    from audience_authz.engine.facts import samples
+
+    found: list[Problem] = []
+    by_action: dict[str, list] = {}
+    for rel, act in contract.ASKED:
+        try:
+            gatherings = by_action.setdefault(act, samples(policy, act))
+            for gathered in gatherings:
+                if gathered.relation == rel:
+                    policy.decide(rel, act, gathered.facts)
+        except Exception as exc:  # noqa: BLE001 - any failure here is a decision that would fail
+            found.append(("policy", 0, f"deciding ({rel}, {act}) on the facts the service gathers fails:"
+                          f" {type(exc).__name__}: {exc}"))
+    return found
+
+
 def _rule_problems(policy: Policy, rule: Rule) -> list[str]:
     found = []
     if rule.rel != "*" and rule.rel not in RELATIONS:
@@ -197,11 +300,12 @@ def _rule_problems(policy: Policy, rule: Rule) -> list[str]:
     if rule.eft == "deny" and rule.effects:
         found.append("a deny line carries no effects")
     for name, arg in rule.effects:
-        if name not in EFFECTS:
-            found.append(f"unknown effect {name!r} (known: {', '.join(sorted(EFFECTS))})")
-        elif name == "disconnect_audience" and arg not in DISCONNECT_OUTCOMES:
-            found.append(f"disconnect_audience takes broaden or pause, not {arg!r}")
-        elif name != "disconnect_audience" and arg:
+        takes = contract.EFFECTS.get(name)
+        if takes is None:
+            found.append(f"unknown effect {name!r}: the service applies only {', '.join(sorted(contract.EFFECTS))}")
+        elif takes and arg not in takes:
+            found.append(f"{name} takes {' or '.join(sorted(takes))}, not {arg!r}")
+        elif not takes and arg:
             found.append(f"effect {name} takes no argument, not {arg!r}")
     try:
         Compiled(rule.cond)
@@ -298,7 +402,7 @@ class _Search:
         return list(dict.fromkeys([*concrete, *itertools.product(rels, acts)]))
 
     def _must_decide(self, rel: str, act: str) -> bool:
-        return (rel in AUDIENCE_RELATIONS and act in AUDIENCE_ACTIONS) or (rel == "self" and act in ACCOUNT_ACTIONS)
+        return (rel, act) in contract.ASKED
 
     def _prefix(self, rel: str, act: str) -> tuple[list[Rule], bool]:
         """The lines that can decide (rel, act), up to the first unconditional one."""

@@ -6,7 +6,10 @@ Each process that serves (each gunicorn worker, or the --dev server) has a ``Rel
   ``tests/``) with what it last saw, every ``poll`` seconds, and reloads on a change;
   SIGHUP to the process, and ``POST /v1/policy/reload``, ask for a reload at once;
 * a candidate is read once into a snapshot directory, and that snapshot is *vetted*: it
-  must pass ``policy check`` and its own ``tests/`` suite. Only then is a new ``Policy``
+  must keep the contract between the code and the policy (``contract.py``), pass ``policy
+  check``, its own ``tests/`` suite and ``policy verify`` (its ``properties.yaml``), and
+  decide every (relation, action) the service asks on the facts the gatherer builds (a
+  smoke test: no accepted policy answers 500). Only then is a new ``Policy``
   built from it and swapped into the Authorizer whole (a Policy is never changed in place;
   a request in flight keeps the one it started with). A refused candidate changes
   nothing: the last good policy keeps serving, and the refusal is logged, counted in
@@ -35,10 +38,12 @@ from pathlib import Path
 from audience_authz import metrics
 from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.policy import POLICY_FILES, Policy, PolicyError, PycasbinMismatch
-from audience_authz.policytools.check import Problem, check_policy
+from audience_authz.engine.shadow import Shadow
+from audience_authz.policytools.check import Problem, check_policy, contract_problems, smoke_problems
 
 log = logging.getLogger("audience_authz.reload")
 TESTS_DIR = "tests"
+OPTIONAL_FILES = ("properties.yaml",)  # read with the policy when present (policy verify)
 
 
 @dataclass
@@ -77,17 +82,46 @@ class ReloadResult:
 
 
 def vet(directory: str | Path) -> list[Problem]:
-    """Why ``directory`` may not serve: ``policy check`` problems, then failing cases of its
-    own ``tests/`` suite (coverage gaps are for ``policy test`` and CI, not a refusal)."""
+    """Why ``directory`` may not serve (see ``vet_stage``)."""
+    return vet_stage(directory)[1]
+
+
+def vet_stage(directory: str | Path) -> tuple[str, list[Problem]]:
+    """Why ``directory`` may not serve, and the stage that says so: the contract between the
+    code and the policy, ``policy check`` (which ends by deciding every (relation, action) the
+    service asks), its own ``tests/`` suite, then the properties of its ``properties.yaml``
+    (``policy verify``). Coverage gaps are for ``policy test`` and CI, not a refusal."""
+    from audience_authz.policytools import verify
     from audience_authz.policytools.cases import run_suite
 
     directory = Path(directory)
     problems = check_policy(directory)
-    if problems or not (directory / TESTS_DIR).is_dir():
-        return problems
-    report = run_suite(Policy.load(directory), directory / TESTS_DIR, coverage=False)
-    return [(f"{TESTS_DIR}/{r.case.file}", r.case.line, f"{r.status}: {r.case.name}: {'; '.join(r.messages)}")
-            for r in report.results if r.status != "pass"]
+    if problems:
+        contract = contract_problems(directory) if all((directory / n).is_file() for n in POLICY_FILES) else []
+        return ("contract" if contract else "check"), problems
+    policy = Policy.load(directory)
+    if (directory / TESTS_DIR).is_dir():
+        report = run_suite(policy, directory / TESTS_DIR, coverage=False)
+        problems = [(f"{TESTS_DIR}/{r.case.file}", r.case.line, f"{r.status}: {r.case.name}: {'; '.join(r.messages)}")
+                    for r in report.results if r.status != "pass"]
+        if problems:
+            return "tests", problems
+    if (directory / verify.PROPERTIES_FILE).is_file():
+        problems = verify.run(policy).refusals()
+        if problems:
+            return "verify", problems
+    return "", []
+
+
+def decision_problems(policy: Policy) -> list[Problem]:
+    """``smoke_problems`` of ``policy``, worked out once per policy version (for /readyz)."""
+    found = _SMOKED.get(policy.version)
+    if found is None:
+        found = _SMOKED[policy.version] = smoke_problems(policy)
+    return found
+
+
+_SMOKED: dict[str, list[Problem]] = {}
 
 
 def _now() -> str:
@@ -104,7 +138,8 @@ class Snapshots:
     @staticmethod
     def read(directory: Path) -> dict[str, bytes]:
         """The policy files and tests of ``directory``, read once."""
-        files = {name: (directory / name).read_bytes() for name in POLICY_FILES if (directory / name).is_file()}
+        files = {name: (directory / name).read_bytes() for name in (*POLICY_FILES, *OPTIONAL_FILES)
+                 if (directory / name).is_file()}
         tests = directory / TESTS_DIR
         if tests.is_dir():
             for path in sorted(tests.rglob("*")):
@@ -134,10 +169,44 @@ class Snapshots:
             incoming.rename(final)
         except OSError:  # another worker filed the same version first: identical content
             shutil.rmtree(incoming, ignore_errors=True)
+        self.point(version)
+        return final
+
+    def point(self, version: str) -> None:
+        """Name snapshot ``version`` the last good one (atomically)."""
         pointer = self.root / f".CURRENT-{uuid.uuid4().hex}"
         pointer.write_text(version)
         os.replace(pointer, self.root / "CURRENT")
-        return final
+
+    def mark_vetted(self, fingerprint: str, version: str) -> None:
+        """Files of ``fingerprint`` passed every stage and are kept as ``version``: the other
+        workers of this server take them up without vetting them again."""
+        marker = self.root / f".vetted-{fingerprint}-{uuid.uuid4().hex}"
+        marker.write_text(version)
+        os.replace(marker, self.root / f"vetted-{fingerprint}")
+
+    def vetted(self, fingerprint: str) -> Path | None:
+        try:
+            path = self.root / (self.root / f"vetted-{fingerprint}").read_text().strip()
+        except OSError:
+            return None
+        return path if path.is_dir() else None
+
+    def name_shadow(self, name: str | None) -> None:
+        """Name the shadow snapshot every worker should decide with (None: no shadow)."""
+        if name is None:
+            (self.root / "SHADOW").unlink(missing_ok=True)
+            return
+        pointer = self.root / f".SHADOW-{uuid.uuid4().hex}"
+        pointer.write_text(name)
+        os.replace(pointer, self.root / "SHADOW")
+
+    def shadow(self) -> str | None:
+        try:
+            name = (self.root / "SHADOW").read_text().strip()
+        except OSError:
+            return None
+        return name if (self.root / name).is_dir() else None
 
     def current(self) -> Path | None:
         try:
@@ -159,6 +228,7 @@ class Reloader:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._shadow_name: str | None = None  # the shadow snapshot this worker decides with
 
     # -- the first policy of this process --------------------------------------------------
     def initial(self) -> Authorizer:
@@ -166,31 +236,47 @@ class Reloader:
         else PolicyError: there is nothing safe to serve."""
         files = self.snapshots.read(self.directory)
         self._seen = self.snapshots.fingerprint(files)
-        policy, problems = self._vetted(files)
+        policy, problems, stage = self._vetted(files)
         if policy is None:
             fallback = self.snapshots.current()
             if fallback is None:
                 raise PolicyError(problems)
             self.authz = Authorizer(Policy.load(fallback))
-            self._refused("start", problems)
+            self._refused("start", problems, stage)
             log.warning("serving the last good policy %s from %s", self.authz.policy.version, fallback)
         else:
             self.authz = Authorizer(policy)
         return self.authz
 
-    def _vetted(self, files: dict[str, bytes]) -> tuple[Policy | None, list[Problem]]:
+    def _vetted(self, files: dict[str, bytes]) -> tuple[Policy | None, list[Problem], str]:
+        """The policy of ``files`` if it passes, else (None, problems, the stage refusing)."""
+        fingerprint = self.snapshots.fingerprint(files)
+        kept = self.snapshots.vetted(fingerprint)
+        if kept is not None:  # these very files passed in another worker (or the parent)
+            try:
+                policy = Policy.load(kept)
+                if not decision_problems(policy):
+                    self.snapshots.point(kept.name)
+                    return policy, [], ""
+            except Exception:  # noqa: BLE001 - vet it again below
+                log.exception("loading the vetted snapshot %s failed", kept)
         incoming = self.snapshots.write(files)
         try:
-            problems = vet(incoming)
+            stage, problems = vet_stage(incoming)
             if problems:
-                return None, problems
+                return None, problems, stage
             version = Policy.load(incoming).version
-            return Policy.load(self.snapshots.keep(incoming, version)), []
+            policy = Policy.load(self.snapshots.keep(incoming, version))
+            problems = decision_problems(policy)  # the very object that would serve
+            if problems:
+                return None, problems, "smoke"
+            self.snapshots.mark_vetted(fingerprint, version)
+            return policy, [], ""
         except PycasbinMismatch:
             raise  # not the candidate's fault: no policy can be served with this pycasbin
         except Exception as exc:  # noqa: BLE001 - anything that goes wrong refuses the candidate
             log.exception("vetting the policy candidate failed")
-            return None, [("policy", 0, f"the candidate could not be vetted: {type(exc).__name__}: {exc}")]
+            return None, [("policy", 0, f"the candidate could not be vetted: {type(exc).__name__}: {exc}")], "check"
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
 
@@ -202,11 +288,11 @@ class Reloader:
             try:
                 files = self.snapshots.read(self.directory)
             except OSError as exc:
-                return self._refused(source, [("policy", 0, f"cannot read {self.directory}: {exc}")])
+                return self._refused(source, [("policy", 0, f"cannot read {self.directory}: {exc}")], "read")
             self._seen = self.snapshots.fingerprint(files)
-            policy, problems = self._vetted(files)
+            policy, problems, stage = self._vetted(files)
             if policy is None:
-                return self._refused(source, problems)
+                return self._refused(source, problems, stage)
             with STATS.lock:
                 STATS.last_error = None
                 if policy.version != previous.version:
@@ -215,21 +301,67 @@ class Reloader:
             if policy.version == previous.version:
                 return ReloadResult("unchanged", previous.version, previous.version)
             self.authz.policy = policy  # one assignment: every later decision uses the new policy
+            if self.authz.shadow is not None:  # compare facts against the new policy's schema
+                self.authz.shadow = Shadow(self.authz.shadow.policy, policy.facts_schema, self.authz.shadow.source)
             metrics.policy_loaded(policy.version)
             metrics.initialise(policy.outcomes())
             log.warning("policy reloaded (%s): %s -> %s", source, previous.version, policy.version)
             return ReloadResult("loaded", policy.version, previous.version)
 
-    def _refused(self, source: str, problems: list[Problem]) -> ReloadResult:
+    def _refused(self, source: str, problems: list[Problem], stage: str = "check") -> ReloadResult:
         serving = self.authz.policy.version if self.authz else ""
-        metrics.reload_failed()
+        metrics.reload_failed(stage)
         with STATS.lock:
             STATS.refused_total += 1
-            STATS.last_error = {"at": _now(), "source": source, "kept_version": serving or None,
+            STATS.last_error = {"at": _now(), "source": source, "kept_version": serving or None, "stage": stage,
                                 "problems": [{"file": f, "line": n, "message": m} for f, n, m in problems]}
-        log.warning("policy reload refused (%s); still serving %s: %s", source, serving or "nothing",
-                    "; ".join(f"{f}:{n}: {m}" for f, n, m in problems))
+        log.warning("policy reload refused (%s); still serving %s: %s (refused by %s)", source, serving or "nothing",
+                    "; ".join(f"{f}:{n}: {m}" for f, n, m in problems), stage)
         return ReloadResult("refused", serving, serving, problems)
+
+    # -- the shadow policy (engine/shadow.py), shared by the workers of one server ----------
+    def set_shadow(self, directory: str | Path) -> list[Problem]:
+        """Decide every live request with the policy of ``directory`` too, once it passes
+        ``policy check`` (the contract included); the other workers follow at their next poll."""
+        with self._lock:
+            try:
+                files = self.snapshots.read(Path(directory))
+            except OSError as exc:
+                return [("policy", 0, f"cannot read {directory}: {exc}")]
+            incoming = self.snapshots.write(files)
+            problems = check_policy(incoming)
+            if problems:
+                shutil.rmtree(incoming, ignore_errors=True)
+                return problems
+            name = f"shadow-{self.snapshots.fingerprint(files)[:16]}"
+            try:
+                incoming.rename(self.snapshots.root / name)
+            except OSError:  # the same candidate is there already
+                shutil.rmtree(incoming, ignore_errors=True)
+            self.snapshots.name_shadow(name)
+            self._shadow_name = None
+            self._sync_shadow()
+            return []
+
+    def clear_shadow(self) -> None:
+        with self._lock:
+            self.snapshots.name_shadow(None)
+            self._sync_shadow()
+
+    def _sync_shadow(self) -> None:
+        """Take up the shadow the shared root names (or none)."""
+        name = self.snapshots.shadow()
+        if name == self._shadow_name and (name is None) == (self.authz.shadow is None):
+            return
+        self._shadow_name = name
+        if name is None:
+            if self.authz.shadow is not None:
+                log.warning("shadow policy %s cleared", self.authz.shadow.policy.version)
+            self.authz.shadow = None
+            return
+        policy = Policy.load(self.snapshots.root / name)
+        self.authz.shadow = Shadow(policy, self.authz.policy.facts_schema, name)
+        log.warning("shadow policy %s deciding beside %s", policy.version, self.authz.policy.version)
 
     # -- triggers --------------------------------------------------------------------------
     def start(self) -> None:
@@ -248,18 +380,27 @@ class Reloader:
                     self.reload("signal")
                 elif self.snapshots.fingerprint(self.snapshots.read(self.directory)) != self._seen:
                     self.reload("watch")
+                with self._lock:
+                    self._sync_shadow()
             except Exception:  # noqa: BLE001 - the watcher must outlive any error
                 log.exception("policy watcher")
 
 
-def start(app, directory: str | Path, snapshot_root: str | Path | None = None, poll: float = 1.0) -> Authorizer:
-    """Set up this process's reloader: its first policy, its watcher and SIGHUP."""
+def start(app, directory: str | Path, snapshot_root: str | Path | None = None, poll: float = 1.0,
+          shadow_dir: str | Path | None = None) -> Authorizer:
+    """Set up this process's reloader: its first policy, its shadow if any, its watcher and SIGHUP."""
     root = snapshot_root
     if root is None:  # a process on its own: its snapshots go when it does
         root = tempfile.mkdtemp(prefix="audience-authz-policy-")
         atexit.register(shutil.rmtree, root, True)
     reloader = Reloader(directory, Snapshots(root), poll)
     authz = reloader.initial()
+    if shadow_dir is not None:
+        problems = reloader.set_shadow(shadow_dir)
+        if problems:
+            raise PolicyError(problems)
+    else:
+        reloader._sync_shadow()  # a shadow set on this server before this worker started
     reloader.start()
     app.extensions["policy_reloader"] = reloader
     return authz

@@ -56,6 +56,10 @@ ACCOUNT_ACTION_FACTS: dict[str, tuple[str, ...]] = {
     "create_audience": ("principal_known",),
     "view_ad_group": _AD_GROUP_FACTS,
     "edit_ad_group": _AD_GROUP_FACTS,
+    # reading an account (self or other) or a Business Center (self: the acting account's own)
+    "view_account": ("principal_known", "principal_in_bc", "target_specified", "target_known", "target_in_bc",
+                     "same_bc"),
+    "view_business_center": ("principal_known", "principal_in_bc"),
 }
 assert set(ACCOUNT_ACTION_FACTS) == set(ACCOUNT_ACTIONS)
 
@@ -76,6 +80,7 @@ ASKED: tuple[tuple[str, str], ...] = (
     ("self", "list_audiences"), ("other", "list_audiences"),
     ("self", "create_audience"),
     *((rel, act) for act in ("view_ad_group", "edit_ad_group") for rel in ("self", "other", "new")),
+    *((rel, act) for act in ("view_account", "view_business_center") for rel in ("self", "other")),
 )
 
 # -- reason codes the code relies on -----------------------------------------------------------

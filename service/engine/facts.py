@@ -213,14 +213,20 @@ def _account_gathered(policy, req: Request, principal_known: bool, owner: str | 
 
 
 def _gather_membership(policy, req: Request, principal_known: bool) -> Gathered:
-    """Facts of reading an account (relation self or other; ``same_bc``: both accounts in
-    one Business Center) or a Business Center (relation self: the acting account's own)."""
+    """Facts of reading an account or a Business Center, from the Business Centers of the
+    accounts involved."""
     def bc_of(account_id):
         return Account.select(Account.business_center).where(Account.id == account_id).scalar()
 
-    mine = bc_of(req.principal)
+    theirs = bc_of(req.account_id) if req.action == "view_account" else None
+    return _membership_gathered(policy, req, principal_known, bc_of(req.principal), theirs)
+
+
+def _membership_gathered(policy, req: Request, principal_known: bool, mine: str | None,
+                         theirs: str | None) -> Gathered:
+    """Reading an account (relation self or other; ``same_bc``: both accounts in one Business
+    Center) or a Business Center (relation self: the acting account's own)."""
     if req.action == "view_account":
-        theirs = bc_of(req.account_id)
         relation = "self" if req.account_id == req.principal else "other"
         facts = policy.facts(principal_known=principal_known, principal_in_bc=mine is not None,
                              target_specified=True, target_known=True, target_in_bc=theirs is not None,
@@ -236,6 +242,14 @@ def samples(policy, action: str) -> list[Gathered]:
     request (target or not, ad group or not, attached ad groups or not), with no database:
     a reload decides each before it accepts a policy, so that a policy that cannot decide
     what the gatherer hands it is refused instead of answering 500."""
+    if action in ("view_account", "view_business_center"):
+        found = []
+        for known in (True, False):
+            for account in ("p", "o"):
+                for mine, theirs in ((None, None), ("bc", "bc"), ("bc", "other"), (None, "bc")):
+                    req = Request("p", action, "", account_id=account, business_center_id="bc")
+                    found.append(_membership_gathered(policy, req, known, mine, theirs))
+        return found
     if action in ACCOUNT_ACTIONS:
         found = []
         for known in (True, False):

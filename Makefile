@@ -44,7 +44,11 @@ clean:
 	rm -rf $(VENV) *.egg-info audience-authz.db audience-authz.db-wal audience-authz.db-shm
 
 # The benchmark (bench/run.py; docs/performance.md): a 1M-audience store, the service beside
-# cedarpy and stock pycasbin, HTTP under gunicorn with wrk. bench-quick: a tenth, < 2 minutes.
+# cedarpy, stock pycasbin and the Cerbos PDP, HTTP with wrk. bench-quick: a tenth, < 2 minutes.
+# `make bench-docs` renders the figures of bench-results.json into docs/performance.md.
+# The Cerbos PDP of the side-by-side run (bench/cerbos/), from npm into bench/.cerbos/ (git-ignored)
+CERBOS_VERSION := 0.55.0
+CERBOS_STAMP := bench/.cerbos/.installed-$(CERBOS_VERSION)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 bench: bench-install
@@ -53,8 +57,13 @@ bench: bench-install
 bench-quick: bench-install
 	$(BIN)/python -m bench.run --scale 0.1 --out bench-results-quick.json
 
-bench-install: $(VENV)/.bench-installed
+bench-install: $(VENV)/.bench-installed $(CERBOS_STAMP)
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
+
+$(CERBOS_STAMP):
+	rm -rf bench/.cerbos
+	npm install --no-save --no-audit --no-fund --prefix bench/.cerbos @cerbos/cerbos-linux-x64@$(CERBOS_VERSION)
+	touch $@
 
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,bench]'

@@ -22,6 +22,7 @@ The metrics (every name starts with ``audience_authz_``):
 
 from __future__ import annotations
 
+import os
 from collections import Counter as Tally
 
 import peewee
@@ -47,8 +48,23 @@ _DATABASE_ERRORS = (peewee.PeeweeException, MaxConnectionsExceeded)
 _policy_version: str | None = None
 
 
+def labelled(metric, *values: str):
+    """``metric.labels(*values)``, kept: prometheus-client resolves labels with a lock and
+    checks on every call, a visible share of a decision (docs/performance.md). The label
+    sets are bounded (actions, reason codes, routes, status codes)."""
+    key = (metric, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
+_children: dict[tuple, object] = {}
+os.register_at_fork(after_in_child=_children.clear)  # a worker resolves its own
+
+
 def decision(action: str, decision_: str, reason: str | None) -> None:
-    DECISIONS.labels(action, decision_, reason or "").inc()
+    labelled(DECISIONS, action, decision_, reason or "").inc()
 
 
 def effects_applied(effects: list[dict]) -> None:

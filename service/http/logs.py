@@ -37,7 +37,7 @@ def config(log_level: str = "INFO") -> dict:
         "disable_existing_loggers": False,
         "filters": {"request": {"()": RequestContext}},
         "formatters": {"json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "pythonjsonlogger.orjson.OrjsonFormatter",  # half the cost of json's (docs/performance.md)
             "fmt": "%(levelname)s %(name)s %(process)d %(message)s",
             "rename_fields": {"levelname": "level", "name": "logger", "process": "pid"},
             "timestamp": "time",

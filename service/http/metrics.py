@@ -8,7 +8,7 @@ import time
 from flask import Flask, Response, g, request, request_started
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
-from audience_authz.metrics import MULTIPROC_ENV, REQUEST_SECONDS, policy_loaded
+from audience_authz.metrics import MULTIPROC_ENV, REQUEST_SECONDS, labelled, policy_loaded
 
 
 def exposition() -> bytes:
@@ -33,7 +33,7 @@ def register(app: Flask, policy_version: str) -> None:
         started_at = g.get("metrics_started")
         if started_at is not None:
             endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            REQUEST_SECONDS.labels(request.method, endpoint, str(response.status_code)).observe(
+            labelled(REQUEST_SECONDS, request.method, endpoint, str(response.status_code)).observe(
                 time.perf_counter() - started_at)
         return response
 

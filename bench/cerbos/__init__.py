@@ -136,14 +136,15 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(log_path: Path):
-    """The PDP on free ports of 127.0.0.1; yields (base url, port, pid)."""
+def server(log_path: Path, policy_dir: Path | None = None):
+    """The PDP on free ports of 127.0.0.1 with the policies of ``policy_dir`` (default
+    ``policies/``); yields (base url, port, pid)."""
     if not BINARY.exists():
         raise RuntimeError(f"Cerbos is not installed at {BINARY} (make bench-install installs it)")
     port, grpc = _free_port(), _free_port()
     args = [str(BINARY), "server", f"--config={HERE / 'config.yaml'}",
             f"--set=server.httpListenAddr=127.0.0.1:{port}", f"--set=server.grpcListenAddr=127.0.0.1:{grpc}",
-            f"--set=storage.disk.directory={HERE / 'policies'}", "--log-level=WARN"]
+            f"--set=storage.disk.directory={policy_dir or HERE / 'policies'}", "--log-level=WARN"]
     with log_path.open("w") as out:
         process = subprocess.Popen(args, cwd=HERE, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
     try:

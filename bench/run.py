@@ -292,44 +292,16 @@ def stop_sharing_runs(store: Path, groups: int, runs: int) -> dict:
             "complete": all(r["complete"] for r in results)}
 
 
-def wsgi_side(store: Path, requests) -> dict:
-    """The Flask app called in process (no sockets, no gunicorn): what the framework part
-    of a request costs, POST /v1/authorize against GET /healthz, in a tight loop."""
-    import io
-
-    from werkzeug.test import EnvironBuilder
-
-    from bench import workload
-    from audience_authz.store import db
-    from audience_authz import config
-    from audience_authz.http.app import create_app
-    from audience_authz.engine.decision_log import writer
-
-    writer.flush()
-    db.close()
-    app = create_app(config.load(database=f"sqlite:///{store}", tokens=TOKEN))
-    base = EnvironBuilder(path="/v1/authorize", method="POST", data=b"{}", headers={
-        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}).get_environ()
-    ping = EnvironBuilder(path="/healthz", method="GET").get_environ()
-    bodies = [json.dumps(workload.as_body(r), separators=(",", ":")).encode() for r in requests]
-
-    def start_response(status, headers, exc_info=None):
-        if not status.startswith("200"):
-            raise RuntimeError(f"unexpected {status}")
-
-    def authorize(body):
-        environ = dict(base, CONTENT_LENGTH=str(len(body)))
-        environ["wsgi.input"] = io.BytesIO(body)
-        b"".join(app(environ, start_response))
-
-    def healthz(_):
-        b"".join(app(dict(ping), start_response))
-
-    for body in bodies[:500]:
-        authorize(body)
-    out = {"authorize": percentiles(timed(authorize, bodies)), "ping": percentiles(timed(healthz, bodies))}
-    writer.flush()
-    return out
+def wsgi_side(store: Path, n: int) -> dict:
+    """The Flask app called in process (no sockets, no HTTP server): what the framework part
+    of a request costs, POST /v1/authorize against GET /healthz, and where an authorize's
+    time goes (cProfile); in a fresh process (bench/profile_request.py)."""
+    out = subprocess.run([sys.executable, "-m", "bench.profile_request", "--store", str(store), "--requests",
+                          str(n), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if out.returncode != 0:
+        raise RuntimeError(f"bench.profile_request failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # -- over HTTP ------------------------------------------------------------------------------
@@ -596,9 +568,10 @@ def verdicts(figures: dict, scale_key: str) -> dict:
     return out
 
 
-def table(results: dict) -> str:
-    f, t = results["figures"], results["targets"]
-    rows = [
+def figure_rows(results: dict) -> list[tuple[str, str, str]]:
+    """(figure, unit, what it is) of every figure, in the order they are shown."""
+    f = results["figures"]
+    return [
         ("inproc_decision_us", "µs", "full decision in process, p50"),
         ("policy_only_us", "µs", "Policy.decide alone, p50"),
         ("facts_query_us", "µs", "the facts statement alone (facts.gather), p50"),
@@ -633,14 +606,21 @@ def table(results: dict) -> str:
         (results["scale_key"], "", "p50 decision, main store / 1k store"),
         ("stop_sharing_10k_s", "s", f"stop sharing, {f.get('stop_sharing_ad_groups', 0):,} ad groups"),
     ]
+
+
+def shown(value) -> str:
+    return f"{value:,.3f}" if isinstance(value, float) and value < 10 else f"{value:,.1f}"
+
+
+def table(results: dict) -> str:
+    f, t = results["figures"], results["targets"]
+    rows = figure_rows(results)
     lines = [f"{'metric':<34} {'value':>12}  {'target':<9} {'met':<4} what", "-" * 100]
     for key, unit, what in rows:
         if key not in f:
             continue
-        value = f[key]
-        shown = f"{value:,.3f}" if isinstance(value, float) and value < 10 else f"{value:,.1f}"
         verdict = t.get(key)
-        lines.append(f"{key:<34} {shown + (' ' + unit if unit else ''):>12}  "
+        lines.append(f"{key:<34} {shown(f[key]) + (' ' + unit if unit else ''):>12}  "
                      f"{verdict['target'] if verdict else '':<9} "
                      f"{('yes' if verdict['met'] else 'NO') if verdict else '':<4} {what}")
     checks = results["cross_check"]
@@ -725,7 +705,7 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
     stop = stop_sharing_runs(main_store, stop_groups, runs=3)
 
     log("the Flask app in process (WSGI, no HTTP server)")
-    wsgi = wsgi_side(main_store, measured)
+    wsgi = wsgi_side(main_store, n_requests)
 
     http = None
     if with_http:

@@ -7,7 +7,7 @@ PORT ?= 8080
 DATABASE ?= sqlite:///audience-authz.db
 export AUDIENCE_AUTHZ_TOKENS ?= dev-token
 
-.PHONY: install run demo test policy-check policy-test clean bench bench-quick bench-install stress
+.PHONY: install run demo test policy-check policy-test clean bench bench-quick bench-install bench-docs stress
 
 install: $(VENV)/.installed
 
@@ -53,6 +53,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 bench: bench-install
 	$(BIN)/python -m bench.run --scale 1 --out bench-results.json
+	$(BIN)/python -m bench.report --results bench-results.json
+
+bench-docs: install
+	$(BIN)/python -m bench.report --results bench-results.json
 
 bench-quick: bench-install
 	$(BIN)/python -m bench.run --scale 0.1 --out bench-results-quick.json

@@ -62,6 +62,15 @@ def render(results: dict | None) -> str:
             lines.append(f"| {kind} | {shown(s['http_rps'])} | {shown(s['http_p50_ms'])} | {shown(s['http_p99_ms'])} "
                          f"| {_maybe(s['http_cpu_us_per_request'])} | {shown(s['ping_rps'])} "
                          f"| {_maybe(s['ping_cpu_us_per_request'])} |")
+    profile = ((results.get("details") or {}).get("wsgi") or {}).get("profile")
+    if profile:
+        lines += ["", f"**Where an authorize's time goes** (cProfile of {profile['requests']:,} requests through the "
+                  "Flask app in process; shares of the whole request, µs as profiled, so inflated by the "
+                  "profiler)", "", "| part | share | µs profiled | function |", "| --- | ---: | ---: | --- |"]
+        for row in profile["parts"]:
+            indent = "&nbsp;&nbsp;" if row["part"].startswith("  ") else ""
+            lines.append(f"| {indent}{row['part'].strip()} | {row['share'] * 100:.1f}% | {shown(row['us'])} "
+                         f"| `{row['function']}` |")
     checks = results["cross_check"]
     lines += ["", "**Cross-checks**", "",
               f"- Cedar: {checks['cedar']['requests']:,} requests, {checks['cedar']['mismatches']} decision "

@@ -577,6 +577,7 @@ def figure_rows(results: dict) -> list[tuple[str, str, str]]:
         ("facts_query_us", "µs", "the facts statement alone (facts.gather), p50"),
         ("facts_query_1k_us", "µs", "the same on the 1k store"),
         ("cedarpy_decision_us", "µs", "cedarpy, same rules and requests, p50"),
+        ("cedarpy_policy_text_us", "µs", "cedarpy with the policy text parsed on each call, p50"),
         ("policy_vs_cedarpy", "", "policy_only / cedarpy"),
         ("naive_casbin_us", "µs", f"stock pycasbin, {f.get('naive_casbin_lines', 0):,} ACL lines, p50"),
         ("wsgi_authorize_us", "µs", "POST /v1/authorize through the Flask app in process, p50"),

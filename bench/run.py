@@ -11,15 +11,20 @@ Measures, and writes to ``--out`` (bench-results.json) with a readable table on 
 * cedarpy_decision_us: the same rules in Cedar (bench/cedar/) evaluated by cedarpy, policy
   set parsed once, only the entities a request needs; naive_casbin_us: stock pycasbin with
   one ACL line per share; policy_vs_cedarpy = policy_only_us / cedarpy_decision_us;
-* http_rps, http_p50_ms, http_p99_ms of POST /v1/authorize under ``audience-authz serve``
-  (gunicorn) with 8 connections (wrk), ping_rps of GET /healthz of the same server in the
-  same run, http_rps_vs_ping;
+* wsgi_authorize_us, wsgi_ping_us, wsgi_authorize_vs_ping: the Flask app in process, and a
+  profile of the authorize path's parts (bench/profile_request.py, a fresh process);
+* over HTTP, with wrk (8 connections), in alternating rounds, all servers up side by side:
+  http_rps, http_p50_ms, http_p99_ms, http_cpu_us_per_request of POST /v1/authorize under
+  ``audience-authz serve`` (gunicorn), the same under granian (granian_*), GET /healthz of
+  each (ping_*), the Cerbos PDP given the attributes (cerbos_*), both batch forms
+  (batch_*, cerbos_batch_*), and the ratios http_rps_vs_cerbos, batch_vs_cerbos;
 * scale_ratio_<size>_vs_1k: p50 decision on the main store over the same on a 1k store;
 * stop_sharing_10k_s: stopping one audience applied in 10,000 recipient ad groups.
 
 It also cross-checks decisions: every measured request is decided by the service and by
-Cedar (from entities read with the benchmark's own SQL) and any disagreement is reported
-(``cross_check.mismatches`` must be 0), and a sample is asked again over HTTP.
+Cedar (from entities read with the benchmark's own SQL), every check of Cerbos's HTTP runs
+is compared with the service's decision, and any disagreement is reported and fails the
+run (exit status 2); a sample is asked again of each HTTP server.
 """
 
 from __future__ import annotations
@@ -493,6 +498,7 @@ def http_side(store: Path, sizes, authz_factory, workers: int, threads: int, sec
             http_checks[kind] = {"requests": len(sample),
                                  "mismatches": sum(a != e for a, e in zip(answers, expected))}
     logged = _count(store, "decision_log") - before
+    server_errors = {kind: _error_lines(tmp / f"{kind}.log") for kind in servers}
     asked = (sum(r["requests"] for k in servers for r in runs[f"{k}_authorize"]) + len(sample) * len(servers)
              + sum(r["requests"] for r in runs["batch"]) * BATCH)
     errors = sum(r[k] for rs in runs.values() for r in rs for k in r if k.startswith("errors_"))
@@ -502,7 +508,8 @@ def http_side(store: Path, sizes, authz_factory, workers: int, threads: int, sec
         return round(statistics.median(values) * scale, digits) if values else None
 
     out = {"servers": list(servers), "workers": workers, "threads": threads, "connections": 8,
-           "seconds_per_run": seconds, "rounds": rounds, "batch_size": BATCH, "runs": runs, "wrk_errors": errors}
+           "seconds_per_run": seconds, "rounds": rounds, "batch_size": BATCH, "runs": runs, "wrk_errors": errors,
+           "server_errors": server_errors}
     for kind in servers:
         out[kind] = {
             "http_rps": median_of(f"{kind}_authorize", "rps"),
@@ -536,6 +543,23 @@ def http_side(store: Path, sizes, authz_factory, workers: int, threads: int, sec
                           "mismatches": sum(c["mismatches"] for c in http_checks.values()), "by_server": http_checks}
     out["decision_log"] = {"requests_answered_at_least": asked, "rows_written": logged, "complete": logged >= asked}
     return out
+
+
+def _error_lines(log_path: Path, keep: int = 5) -> dict:
+    """The server's log lines of answers >= 400 and of errors: how many, the first few."""
+    count, first = 0, []
+    with contextlib.suppress(OSError):
+        for line in log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    continue
+                if (record.get("status") or 0) >= 400 or record.get("level") in ("ERROR", "CRITICAL"):
+                    count += 1
+                    if len(first) < keep:
+                        first.append({k: record.get(k) for k in ("level", "message", "status", "path", "exc_info")
+                                      if record.get(k) is not None})
+    return {"lines": count, "first": first}
 
 
 def _median_or_none(runs: list[dict], key: str):
@@ -758,6 +782,9 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
                f"load average during the run: {', '.join(f'{k} {v[0]}' for k, v in loads.items())}")
     click.echo(f"written to {out} in {results['seconds']} s")
     cerbos_mismatches = sum(c["mismatches"] for c in (results["cross_check"]["cerbos"] or {}).values())
+    if http and http["wrk_errors"]:
+        click.echo(f"wrk counted {http['wrk_errors']} errors; the servers logged: "
+                   f"{json.dumps(http['server_errors'])[:2000]}", err=True)
     if cedar["cross_check"]["mismatches"] or cerbos_mismatches or (
             http and (http["cross_check"]["mismatches"] or http["wrk_errors"])):
         raise SystemExit(2)

@@ -56,12 +56,12 @@ def render(results: dict | None) -> str:
     if http and all(kind in http for kind in http.get("servers", ())):
         lines += ["", "**The HTTP servers, same app, same run** (`serve` runs the first)", "",
                   "| server | authorize req/s | p50 ms | p99 ms | CPU µs per authorize | /healthz req/s "
-                  "| CPU µs per ping |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+                  "| CPU µs per ping | errors |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for kind in http["servers"]:
             s = http[kind]
             lines.append(f"| {kind} | {shown(s['http_rps'])} | {shown(s['http_p50_ms'])} | {shown(s['http_p99_ms'])} "
                          f"| {_maybe(s['http_cpu_us_per_request'])} | {shown(s['ping_rps'])} "
-                         f"| {_maybe(s['ping_cpu_us_per_request'])} |")
+                         f"| {_maybe(s['ping_cpu_us_per_request'])} | {s.get('wrk_errors', '')} |")
     profile = ((results.get("details") or {}).get("wsgi") or {}).get("profile")
     if profile:
         lines += ["", f"**Where an authorize's time goes** (cProfile of {profile['requests']:,} requests through the "

@@ -66,6 +66,7 @@ bench-install: $(VENV)/.bench-installed $(CERBOS_STAMP)
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
 
 $(CERBOS_STAMP):
+	@command -v npm >/dev/null || { echo "npm is needed to install the Cerbos PDP (e.g. apt-get install npm)"; exit 1; }
 	rm -rf bench/.cerbos
 	npm install --no-save --no-audit --no-fund --prefix bench/.cerbos @cerbos/cerbos-linux-x64@$(CERBOS_VERSION)
 	touch $@

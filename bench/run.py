@@ -67,8 +67,11 @@ TARGETS = {  # metric: (comparison, bound), from issues 4 and 12
 MINIMUMS = {"http_rps_vs_cerbos": (">=", 1.0)}  # below the goal, the least that is acceptable
 
 
+_STARTED = time.monotonic()
+
+
 def log(message: str) -> None:
-    click.echo(message, err=True)
+    click.echo(f"[{time.monotonic() - _STARTED:6.1f} s] {message}", err=True)
 
 
 def percentiles(seconds: list[float]) -> dict:

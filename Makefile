@@ -7,7 +7,7 @@ PORT ?= 8080
 DATABASE ?= sqlite:///audience-authz.db
 export AUDIENCE_AUTHZ_TOKENS ?= dev-token
 
-.PHONY: install run demo test policy-check policy-test policy-verify clean bench bench-quick bench-install stress
+.PHONY: install run demo test policy-check policy-test policy-verify clean bench bench-quick bench-install bench-docs stress
 
 # the developer's venv: editable, with the test extras; a production host installs only
 # '.[postgresql]' (docs/operations.md, checked by tests/test_operations_doc.py)
@@ -56,17 +56,32 @@ clean:
 	rm -rf $(VENV) *.egg-info audience-authz.db audience-authz.db-wal audience-authz.db-shm
 
 # The benchmark (bench/run.py; docs/performance.md): a 1M-audience store, the service beside
-# cedarpy and stock pycasbin, HTTP under gunicorn with wrk. bench-quick: a tenth, < 2 minutes.
+# cedarpy, stock pycasbin and the Cerbos PDP, HTTP with wrk. bench-quick: a tenth, < 2 minutes.
+# `make bench-docs` renders the figures of bench-results.json into docs/performance.md.
+# The Cerbos PDP of the side-by-side run (bench/cerbos/), from npm into bench/.cerbos/ (git-ignored)
+CERBOS_VERSION := 0.55.0
+CERBOS_STAMP := bench/.cerbos/.installed-$(CERBOS_VERSION)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
+# the page's figures are written even when the run fails (a mismatch, an error), and make fails
 bench: bench-install
-	$(BIN)/python -m bench.run --scale 1 --out bench-results.json
+	$(BIN)/python -m bench.run --scale 1 --out bench-results.json; status=$$?; \
+	$(BIN)/python -m bench.report --results bench-results.json && exit $$status
+
+bench-docs: install
+	$(BIN)/python -m bench.report --results bench-results.json
 
 bench-quick: bench-install
 	$(BIN)/python -m bench.run --scale 0.1 --out bench-results-quick.json
 
-bench-install: $(VENV)/.bench-installed
+bench-install: $(VENV)/.bench-installed $(CERBOS_STAMP)
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; }
+
+$(CERBOS_STAMP):
+	@command -v npm >/dev/null || { echo "npm is needed to install the Cerbos PDP (e.g. apt-get install npm)"; exit 1; }
+	rm -rf bench/.cerbos
+	npm install --no-save --no-audit --no-fund --prefix bench/.cerbos @cerbos/cerbos-linux-x64@$(CERBOS_VERSION)
+	touch $@
 
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,bench]'

@@ -11,15 +11,20 @@ Measures, and writes to ``--out`` (bench-results.json) with a readable table on 
 * cedarpy_decision_us: the same rules in Cedar (bench/cedar/) evaluated by cedarpy, policy
   set parsed once, only the entities a request needs; naive_casbin_us: stock pycasbin with
   one ACL line per share; policy_vs_cedarpy = policy_only_us / cedarpy_decision_us;
-* http_rps, http_p50_ms, http_p99_ms of POST /v1/authorize under ``audience-authz serve``
-  (gunicorn) with 8 connections (wrk), ping_rps of GET /healthz of the same server in the
-  same run, http_rps_vs_ping;
+* wsgi_authorize_us, wsgi_ping_us, wsgi_authorize_vs_ping: the Flask app in process, and a
+  profile of the authorize path's parts (bench/profile_request.py, a fresh process);
+* over HTTP, with wrk (8 connections), in alternating rounds, all servers up side by side:
+  http_rps, http_p50_ms, http_p99_ms, http_cpu_us_per_request of POST /v1/authorize under
+  ``audience-authz serve`` (gunicorn), the same under granian (granian_*), GET /healthz of
+  each (ping_*), the Cerbos PDP given the attributes (cerbos_*), both batch forms
+  (batch_*, cerbos_batch_*), and the ratios http_rps_vs_cerbos, batch_vs_cerbos;
 * scale_ratio_<size>_vs_1k: p50 decision on the main store over the same on a 1k store;
 * stop_sharing_10k_s: stopping one audience applied in 10,000 recipient ad groups.
 
 It also cross-checks decisions: every measured request is decided by the service and by
-Cedar (from entities read with the benchmark's own SQL) and any disagreement is reported
-(``cross_check.mismatches`` must be 0), and a sample is asked again over HTTP.
+Cedar (from entities read with the benchmark's own SQL), every check of Cerbos's HTTP runs
+is compared with the service's decision, and any disagreement is reported and fails the
+run (exit status 2); a sample is asked again of each HTTP server.
 """
 
 from __future__ import annotations
@@ -50,17 +55,23 @@ TOKEN = "bench-token"
 SMALL_SCALE = 0.001  # 1k audiences: the store the main one is compared with
 BATCH = 10  # checks per /v1/authorize/batch request in the batch run
 
-TARGETS = {  # metric: (comparison, bound), from issue 4
+TARGETS = {  # metric: (comparison, bound), from issues 4 and 12
     "policy_vs_cedarpy": ("<=", 0.5),
-    "http_rps_vs_ping": (">=", 0.85),
     "scale_ratio": ("<=", 1.2),
     "stop_sharing_10k_s": ("<=", 1.0),
     "inproc_decision_us": ("<=", 100.0),
+    "http_rps_vs_cerbos": (">=", 1.5),
+    "batch_vs_cerbos": (">=", 2.0),
+    "wsgi_authorize_vs_ping": ("<=", 2.0),
 }
+MINIMUMS = {"http_rps_vs_cerbos": (">=", 1.0)}  # below the goal, the least that is acceptable
+
+
+_STARTED = time.monotonic()
 
 
 def log(message: str) -> None:
-    click.echo(message, err=True)
+    click.echo(f"[{time.monotonic() - _STARTED:6.1f} s] {message}", err=True)
 
 
 def percentiles(seconds: list[float]) -> dict:
@@ -103,10 +114,13 @@ def machine() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {}
-    for name in ("pycasbin", "cedarpy", "flask", "flask-openapi3", "pydantic", "peewee", "gunicorn"):
+    for name in ("pycasbin", "cedarpy", "flask", "flask-openapi3", "pydantic", "peewee", "gunicorn", "granian"):
         with contextlib.suppress(PackageNotFoundError):
             versions[name] = version(name)
     versions["sqlite"] = sqlite3.sqlite_version
+    from bench import cerbos
+
+    versions["cerbos"] = cerbos.version()
     wrk = shutil.which("wrk")
     if wrk:
         out = subprocess.run([wrk, "--version"], capture_output=True, text=True)
@@ -286,44 +300,16 @@ def stop_sharing_runs(store: Path, groups: int, runs: int) -> dict:
             "complete": all(r["complete"] for r in results)}
 
 
-def wsgi_side(store: Path, requests) -> dict:
-    """The Flask app called in process (no sockets, no gunicorn): what the framework part
-    of a request costs, POST /v1/authorize against GET /healthz, in a tight loop."""
-    import io
-
-    from werkzeug.test import EnvironBuilder
-
-    from bench import workload
-    from audience_authz.store import db
-    from audience_authz import config
-    from audience_authz.http.app import create_app
-    from audience_authz.engine.decision_log import writer
-
-    writer.flush()
-    db.close()
-    app = create_app(config.load(database=f"sqlite:///{store}", tokens=TOKEN))
-    base = EnvironBuilder(path="/v1/authorize", method="POST", data=b"{}", headers={
-        "Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}).get_environ()
-    ping = EnvironBuilder(path="/healthz", method="GET").get_environ()
-    bodies = [json.dumps(workload.as_body(r), separators=(",", ":")).encode() for r in requests]
-
-    def start_response(status, headers, exc_info=None):
-        if not status.startswith("200"):
-            raise RuntimeError(f"unexpected {status}")
-
-    def authorize(body):
-        environ = dict(base, CONTENT_LENGTH=str(len(body)))
-        environ["wsgi.input"] = io.BytesIO(body)
-        b"".join(app(environ, start_response))
-
-    def healthz(_):
-        b"".join(app(dict(ping), start_response))
-
-    for body in bodies[:500]:
-        authorize(body)
-    out = {"authorize": percentiles(timed(authorize, bodies)), "ping": percentiles(timed(healthz, bodies))}
-    writer.flush()
-    return out
+def wsgi_side(store: Path, n: int) -> dict:
+    """The Flask app called in process (no sockets, no HTTP server): what the framework part
+    of a request costs, POST /v1/authorize against GET /healthz, and where an authorize's
+    time goes (cProfile); in a fresh process (bench/profile_request.py)."""
+    out = subprocess.run([sys.executable, "-m", "bench.profile_request", "--store", str(store), "--requests",
+                          str(n), "--json"], cwd=ROOT, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if out.returncode != 0:
+        raise RuntimeError(f"bench.profile_request failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # -- over HTTP ------------------------------------------------------------------------------
@@ -334,12 +320,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVERS = ("gunicorn", "granian")  # the first is what `audience-authz serve` runs
+
+
 @contextlib.contextmanager
-def server(store: Path, workers: int, threads: int, log_path: Path):
+def server(store: Path, workers: int, threads: int, log_path: Path, kind: str = "gunicorn"):
+    """The service over HTTP: ``audience-authz serve`` (gunicorn), or the same app, set up
+    the same way (bench/granian_app.py), under granian's WSGI interface."""
     port = free_port()
-    env = {**os.environ, "AUDIENCE_AUTHZ_TOKENS": TOKEN}
-    args = [sys.executable, "-m", "audience_authz", "serve", "--host", "127.0.0.1", "--port", str(port),
-            "--database", f"sqlite:///{store}", "--workers", str(workers), "--threads", str(threads)]
+    env = {**os.environ, "AUDIENCE_AUTHZ_TOKENS": TOKEN, "PYTHONPATH": str(ROOT)}
+    metrics_dir = None
+    if kind == "gunicorn":
+        args = [sys.executable, "-m", "audience_authz", "serve", "--host", "127.0.0.1", "--port", str(port),
+                "--database", f"sqlite:///{store}", "--workers", str(workers), "--threads", str(threads)]
+    else:
+        metrics_dir = tempfile.mkdtemp(prefix="bench-granian-metrics-")
+        env.update({"AUDIENCE_AUTHZ_DATABASE": f"sqlite:///{store}", "PROMETHEUS_MULTIPROC_DIR": metrics_dir})
+        args = [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+                "--workers", str(workers), "--blocking-threads", str(threads), "--no-ws", "--no-log",
+                "bench.granian_app:app"]
     with log_path.open("w") as out:
         process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
@@ -363,6 +362,8 @@ def server(store: Path, workers: int, threads: int, log_path: Path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if metrics_dir:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 def server_cpu_seconds(pid: int) -> float | None:
@@ -382,11 +383,12 @@ def server_cpu_seconds(pid: int) -> float | None:
     return total / tick
 
 
-def wrk(url: str, seconds: float, body_file: Path | None, server_pid: int, path: str | None = None) -> dict:
+def wrk(url: str, seconds: float, body_file: Path | None, server_pid: int, path: str | None = None,
+        token: str = TOKEN) -> dict:
     args = ["wrk", "-t2", "-c8", f"-d{max(1, round(seconds))}s", "-s", str(BENCH / "wrk" / "authz.lua"), url]
     if body_file is not None:
         args += ["--", str(body_file), *([path] if path else [])]
-    env = {**os.environ, "AUTHZ_TOKEN": TOKEN}
+    env = {**os.environ, "AUTHZ_TOKEN": token}
     cpu_before = server_cpu_seconds(server_pid)
     out = subprocess.run(args, capture_output=True, text=True, env=env, timeout=seconds + 60)
     cpu_after = server_cpu_seconds(server_pid)
@@ -406,55 +408,168 @@ def post(base: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
+def _jsonl(path: Path, bodies) -> Path:
+    path.write_text("".join(json.dumps(b, separators=(",", ":")) + "\n" for b in bodies))
+    return path
+
+
+def cerbos_cross_check(port: int, bodies: list[dict], expected: list[list[str]]) -> dict:
+    """Every body asked of Cerbos, its answers against the service's (in process)."""
+    from bench import cerbos
+
+    client = cerbos.Client(port)
+    checks = mismatches = 0
+    examples = []
+    try:
+        for body, wanted in zip(bodies, expected):
+            answers = client.ask(body)
+            for i, (got, want) in enumerate(zip(answers, wanted)):
+                checks += 1
+                if got != want:
+                    mismatches += 1
+                    if len(examples) < 5:
+                        examples.append({"principal": body["principal"], "resource": body["resources"][i],
+                                         "cerbos": got, "service": want})
+    finally:
+        client.close()
+    return {"checks": checks, "mismatches": mismatches, "examples": examples}
+
+
 def http_side(store: Path, sizes, authz_factory, workers: int, threads: int, seconds: float,
-              rounds: int, tmp: Path) -> dict:
-    from bench import workload
+              rounds: int, tmp: Path, servers=SERVERS, with_cerbos: bool = True) -> dict:
+    """The service over HTTP under each server of ``servers`` and the Cerbos PDP, with the
+    same wrk settings, in alternating rounds: single checks, the batch forms, and the ping."""
+    from bench import cerbos, workload
 
     if shutil.which("wrk") is None:
         raise click.ClickException("wrk is not installed (make bench installs it: apt-get install wrk)")
+    if with_cerbos and not cerbos.BINARY.exists():
+        raise click.ClickException("Cerbos is not installed (make bench-install installs it)")
     requests = workload.draw(store, sizes, 5000, seed=11)
-    bodies = tmp / "bodies.jsonl"
-    bodies.write_text("".join(json.dumps(workload.as_body(r), separators=(",", ":")) + "\n" for r in requests))
-    batches = tmp / "batches.jsonl"  # /v1/authorize/batch with BATCH checks: the HTTP cost shared
-    batches.write_text("".join(json.dumps({"checks": [workload.as_body(r) for r in requests[i:i + BATCH]]},
-                                          separators=(",", ":")) + "\n"
-                               for i in range(0, len(requests) - BATCH + 1, BATCH)))
-    sample = requests[:200]
+    batches = workload.draw_batches(store, sizes, 500, BATCH, seed=17)  # one account each
+    bodies = _jsonl(tmp / "bodies.jsonl", (workload.as_body(r) for r in requests))
+    batch_bodies = _jsonl(tmp / "batches.jsonl", ({"checks": [workload.as_body(r) for r in b]} for b in batches))
     authz = authz_factory()
-    expected = [authz.check(r, log=False, plan_effects=False).decision.decision for r in sample]
+
+    def decided(req) -> str:
+        return authz.check(req, log=False, plan_effects=False).decision.decision
+
+    expected = [decided(r) for r in requests]
+    expected_batches = [[decided(r) for r in b] for b in batches]
+    sample = requests[:200]
     before = _count(store, "decision_log")
-    authorize_runs, ping_runs = [], []
-    with server(store, workers, threads, tmp / "server.log") as (base, pid):
-        wrk(base + "/v1/authorize", min(3, seconds), bodies, pid)  # warm-up: caches, connections
-        wrk(base + "/healthz", min(2, seconds), None, pid)
-        for _ in range(rounds):  # alternate, so load from elsewhere falls on both
-            authorize_runs.append(wrk(base + "/v1/authorize", seconds, bodies, pid))
-            ping_runs.append(wrk(base + "/healthz", seconds, None, pid))
-        batch_run = wrk(base + "/v1/authorize/batch", seconds, batches, pid, "/v1/authorize/batch")
-        answers = [post(base, workload.as_body(r))["decision"] for r in sample]
+    runs: dict[str, list] = {}
+
+    def run(name, *args, **kwargs):
+        runs.setdefault(name, []).append(wrk(*args, **kwargs))
+
+    primary = servers[0]
+    http_checks = {}
+    with contextlib.ExitStack() as stack:
+        bases = {kind: stack.enter_context(server(store, workers, threads, tmp / f"{kind}.log", kind))
+                 for kind in servers}
+        pdp = None
+        if with_cerbos:
+            attrs = cerbos.Attributes(store)
+            cerbos_bodies = [attrs.check(r) for r in requests]
+            cerbos_batch_bodies = [attrs.batch(b) for b in batches]
+            attrs.close()
+            cerbos_file = _jsonl(tmp / "cerbos.jsonl", cerbos_bodies)
+            cerbos_batch_file = _jsonl(tmp / "cerbos-batches.jsonl", cerbos_batch_bodies)
+            base, port, pid = stack.enter_context(cerbos.server(tmp / "cerbos.log"))
+            pdp = (base, pid)
+            cross = {"single": cerbos_cross_check(port, cerbos_bodies, [[e] for e in expected]),
+                     "batch": cerbos_cross_check(port, cerbos_batch_bodies, expected_batches)}
+        for kind, (base, pid) in bases.items():  # warm-up: caches, connections
+            wrk(base + "/v1/authorize", min(2, seconds), bodies, pid)
+        if pdp:
+            wrk(pdp[0] + cerbos.CHECK_PATH, min(2, seconds), cerbos_file, pdp[1], cerbos.CHECK_PATH, token="")
+        for _ in range(rounds):  # alternate, so load from elsewhere falls on each
+            for kind, (base, pid) in bases.items():
+                run(f"{kind}_authorize", base + "/v1/authorize", seconds, bodies, pid)
+                if pdp and kind == primary:
+                    run("cerbos", pdp[0] + cerbos.CHECK_PATH, seconds, cerbos_file, pdp[1], cerbos.CHECK_PATH,
+                        token="")
+                run(f"{kind}_ping", base + "/healthz", seconds, None, pid)
+            base, pid = bases[primary]
+            run("batch", base + "/v1/authorize/batch", seconds, batch_bodies, pid, "/v1/authorize/batch")
+            if pdp:
+                run("cerbos_batch", pdp[0] + cerbos.CHECK_PATH, seconds, cerbos_batch_file, pdp[1],
+                    cerbos.CHECK_PATH, token="")
+        for kind, (base, _pid) in bases.items():
+            answers = [post(base, workload.as_body(r))["decision"] for r in sample]
+            http_checks[kind] = {"requests": len(sample),
+                                 "mismatches": sum(a != e for a, e in zip(answers, expected))}
     logged = _count(store, "decision_log") - before
-    asked = sum(run["requests"] for run in authorize_runs) + len(sample) + batch_run["requests"] * BATCH
-    errors = sum(run[k] for run in authorize_runs + ping_runs + [batch_run] for k in run if k.startswith("errors_"))
+    server_errors = {kind: _error_lines(tmp / f"{kind}.log") for kind in servers}
+    asked = (sum(r["requests"] for k in servers for r in runs[f"{k}_authorize"]) + len(sample) * len(servers)
+             + sum(r["requests"] for r in runs["batch"]) * BATCH)
+    def errors_of(names):
+        return sum(r[k] for name in names for r in runs.get(name, []) for k in r if k.startswith("errors_"))
 
-    def median_of(runs, key):
-        return statistics.median(run[key] for run in runs)
+    # errors of serve's server or of Cerbos fail the run; the other servers' are reported
+    compared = {f"{kind}_{what}" for kind in servers[1:] for what in ("authorize", "ping")}
+    errors = errors_of(set(runs) - compared)
+    compared_errors = {kind: errors_of({f"{kind}_authorize", f"{kind}_ping"}) for kind in servers[1:]}
 
-    http_rps, ping_rps = median_of(authorize_runs, "rps"), median_of(ping_runs, "rps")
-    return {
-        "workers": workers, "threads": threads, "connections": 8, "seconds_per_run": seconds, "rounds": rounds,
-        "http_rps": round(http_rps, 1), "http_p50_ms": round(median_of(authorize_runs, "p50_us") / 1000, 3),
-        "http_p99_ms": round(median_of(authorize_runs, "p99_us") / 1000, 3),
-        "ping_rps": round(ping_rps, 1), "ping_p50_ms": round(median_of(ping_runs, "p50_us") / 1000, 3),
-        "http_rps_vs_ping": round(http_rps / ping_rps, 3),
-        "http_cpu_us_per_request": _median_or_none(authorize_runs, "server_cpu_us_per_request"),
-        "ping_cpu_us_per_request": _median_or_none(ping_runs, "server_cpu_us_per_request"),
-        "batch_decisions_per_s": round(batch_run["rps"] * BATCH, 1), "batch_size": BATCH,
-        "authorize_runs": authorize_runs, "ping_runs": ping_runs, "batch_run": batch_run, "wrk_errors": errors,
-        "cross_check": {"requests": len(sample),
-                        "mismatches": sum(a != e for a, e in zip(answers, expected))},
-        "decision_log": {"requests_answered_at_least": asked, "rows_written": logged,
-                         "complete": logged >= asked},
-    }
+    def median_of(name, key, scale=1.0, digits=1):
+        values = [r[key] for r in runs.get(name, []) if key in r]
+        return round(statistics.median(values) * scale, digits) if values else None
+
+    out = {"servers": list(servers), "workers": workers, "threads": threads, "connections": 8,
+           "seconds_per_run": seconds, "rounds": rounds, "batch_size": BATCH, "runs": runs, "wrk_errors": errors,
+           "compared_server_wrk_errors": compared_errors, "server_errors": server_errors}
+    for kind in servers:
+        out[kind] = {
+            "http_rps": median_of(f"{kind}_authorize", "rps"),
+            "http_p50_ms": median_of(f"{kind}_authorize", "p50_us", 1e-3, 3),
+            "http_p99_ms": median_of(f"{kind}_authorize", "p99_us", 1e-3, 3),
+            "http_cpu_us_per_request": median_of(f"{kind}_authorize", "server_cpu_us_per_request"),
+            "ping_rps": median_of(f"{kind}_ping", "rps"),
+            "ping_p50_ms": median_of(f"{kind}_ping", "p50_us", 1e-3, 3),
+            "ping_cpu_us_per_request": median_of(f"{kind}_ping", "server_cpu_us_per_request"),
+            "wrk_errors": errors_of({f"{kind}_authorize", f"{kind}_ping"}),
+        }
+    figures = {k: v for k, v in out[primary].items() if k != "wrk_errors"}
+    figures["http_rps_vs_ping"] = round(figures["http_rps"] / figures["ping_rps"], 3)
+    figures["batch_decisions_per_s"] = median_of("batch", "rps", BATCH)
+    figures["batch_cpu_us_per_decision"] = median_of("batch", "server_cpu_us_per_request", 1 / BATCH)
+    for kind in servers[1:]:
+        figures.update({f"{kind}_{k}": v for k, v in out[kind].items() if k != "wrk_errors"})
+    if pdp:
+        figures.update({
+            "cerbos_rps": median_of("cerbos", "rps"),
+            "cerbos_p50_ms": median_of("cerbos", "p50_us", 1e-3, 3),
+            "cerbos_p99_ms": median_of("cerbos", "p99_us", 1e-3, 3),
+            "cerbos_cpu_us_per_request": median_of("cerbos", "server_cpu_us_per_request"),
+            "cerbos_batch_decisions_per_s": median_of("cerbos_batch", "rps", BATCH),
+            "cerbos_batch_cpu_us_per_decision": median_of("cerbos_batch", "server_cpu_us_per_request", 1 / BATCH),
+        })
+        figures["http_rps_vs_cerbos"] = round(figures["http_rps"] / figures["cerbos_rps"], 3)
+        figures["batch_vs_cerbos"] = round(figures["batch_decisions_per_s"] / figures["cerbos_batch_decisions_per_s"], 3)
+        out["cerbos"] = {"version": cerbos.version(), "cross_check": cross}
+    out["figures"] = figures
+    out["cross_check"] = {"requests": sum(c["requests"] for c in http_checks.values()),
+                          "mismatches": sum(c["mismatches"] for c in http_checks.values()), "by_server": http_checks}
+    out["decision_log"] = {"requests_answered_at_least": asked, "rows_written": logged, "complete": logged >= asked}
+    return out
+
+
+def _error_lines(log_path: Path, keep: int = 5) -> dict:
+    """The server's log lines of answers >= 400 and of errors: how many, the first few."""
+    count, first = 0, []
+    with contextlib.suppress(OSError):
+        for line in log_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                record = json.loads(line)
+                if not isinstance(record, dict):
+                    continue
+                if (record.get("status") or 0) >= 400 or record.get("level") in ("ERROR", "CRITICAL"):
+                    count += 1
+                    if len(first) < keep:
+                        first.append({k: record.get(k) for k in ("level", "message", "status", "path", "exc_info")
+                                      if record.get(k) is not None})
+    return {"lines": count, "first": first}
 
 
 def _median_or_none(runs: list[dict], key: str):
@@ -481,49 +596,79 @@ def verdicts(figures: dict, scale_key: str) -> dict:
             continue
         met = value <= bound if op == "<=" else value >= bound
         out[key] = {"value": value, "target": f"{op} {bound:g}", "met": met}
+        if name in MINIMUMS:
+            op, bound = MINIMUMS[name]
+            out[key].update(minimum=f"{op} {bound:g}", minimum_met=value <= bound if op == "<=" else value >= bound)
     return out
 
 
-def table(results: dict) -> str:
-    f, t = results["figures"], results["targets"]
-    rows = [
+def figure_rows(results: dict) -> list[tuple[str, str, str]]:
+    """(figure, unit, what it is) of every figure, in the order they are shown."""
+    f = results["figures"]
+    return [
         ("inproc_decision_us", "µs", "full decision in process, p50"),
         ("policy_only_us", "µs", "Policy.decide alone, p50"),
         ("facts_query_us", "µs", "the facts statement alone (facts.gather), p50"),
         ("facts_query_1k_us", "µs", "the same on the 1k store"),
         ("cedarpy_decision_us", "µs", "cedarpy, same rules and requests, p50"),
+        ("cedarpy_policy_text_us", "µs", "cedarpy with the policy text parsed on each call, p50"),
         ("policy_vs_cedarpy", "", "policy_only / cedarpy"),
         ("naive_casbin_us", "µs", f"stock pycasbin, {f.get('naive_casbin_lines', 0):,} ACL lines, p50"),
         ("wsgi_authorize_us", "µs", "POST /v1/authorize through the Flask app in process, p50"),
         ("wsgi_ping_us", "µs", "GET /healthz the same way, p50"),
-        ("http_rps", "req/s", "POST /v1/authorize, 8 connections"),
+        ("wsgi_authorize_vs_ping", "", "wsgi_authorize / wsgi_ping"),
+        ("http_rps", "req/s", f"POST /v1/authorize under serve ({SERVERS[0]}), 8 connections"),
         ("http_p50_ms", "ms", "latency p50"),
         ("http_p99_ms", "ms", "latency p99"),
+        ("http_cpu_us_per_request", "µs", "server CPU per authorize (all processes)"),
+        ("cerbos_rps", "req/s", "Cerbos PDP, one check per request, attributes sent, 8 connections"),
+        ("cerbos_p50_ms", "ms", "latency p50"),
+        ("cerbos_p99_ms", "ms", "latency p99"),
+        ("cerbos_cpu_us_per_request", "µs", "Cerbos CPU per check"),
+        ("http_rps_vs_cerbos", "", "http_rps / cerbos_rps"),
+        ("batch_decisions_per_s", "/s", f"decisions via /v1/authorize/batch, {BATCH} per request"),
+        ("batch_cpu_us_per_decision", "µs", "server CPU per decision in the batch"),
+        ("cerbos_batch_decisions_per_s", "/s", f"Cerbos /api/check/resources, {BATCH} resources per request"),
+        ("cerbos_batch_cpu_us_per_decision", "µs", "Cerbos CPU per decision in the batch"),
+        ("batch_vs_cerbos", "", "batch / cerbos_batch decisions per second"),
         ("ping_rps", "req/s", "GET /healthz, same server"),
         ("http_rps_vs_ping", "", "authorize / ping"),
-        ("http_cpu_us_per_request", "µs", "server CPU per authorize (all processes)"),
         ("ping_cpu_us_per_request", "µs", "server CPU per ping"),
-        ("batch_decisions_per_s", "/s", f"decisions via /v1/authorize/batch, {BATCH} per request"),
+        *[(f"{kind}_{key}", unit, f"{what} under {kind}") for kind in SERVERS[1:] for key, unit, what in (
+            ("http_rps", "req/s", "POST /v1/authorize"), ("http_p50_ms", "ms", "latency p50"),
+            ("http_p99_ms", "ms", "latency p99"), ("http_cpu_us_per_request", "µs", "server CPU per authorize"),
+            ("ping_rps", "req/s", "GET /healthz"), ("ping_cpu_us_per_request", "µs", "server CPU per ping"))],
         (results["scale_key"], "", "p50 decision, main store / 1k store"),
         ("stop_sharing_10k_s", "s", f"stop sharing, {f.get('stop_sharing_ad_groups', 0):,} ad groups"),
     ]
-    lines = [f"{'metric':<26} {'value':>12}  {'target':<9} {'met':<4} what", "-" * 92]
+
+
+def shown(value) -> str:
+    return f"{value:,.3f}" if isinstance(value, float) and value < 10 else f"{value:,.1f}"
+
+
+def table(results: dict) -> str:
+    f, t = results["figures"], results["targets"]
+    rows = figure_rows(results)
+    lines = [f"{'metric':<34} {'value':>12}  {'target':<9} {'met':<4} what", "-" * 100]
     for key, unit, what in rows:
         if key not in f:
             continue
-        value = f[key]
-        shown = f"{value:,.3f}" if isinstance(value, float) and value < 10 else f"{value:,.1f}"
         verdict = t.get(key)
-        lines.append(f"{key:<26} {shown + (' ' + unit if unit else ''):>12}  "
+        lines.append(f"{key:<34} {shown(f[key]) + (' ' + unit if unit else ''):>12}  "
                      f"{verdict['target'] if verdict else '':<9} "
                      f"{('yes' if verdict['met'] else 'NO') if verdict else '':<4} {what}")
     checks = results["cross_check"]
-    lines.append("-" * 92)
+    lines.append("-" * 100)
     lines.append(f"cross-check vs Cedar: {checks['cedar']['requests']:,} requests, "
                  f"{checks['cedar']['mismatches']} decision mismatches, "
                  f"{checks['cedar']['reason_mismatches']} reason mismatches"
                  + (f"; over HTTP: {checks['http']['requests']} requests, {checks['http']['mismatches']} mismatches"
                     if checks.get("http") else ""))
+    if checks.get("cerbos"):
+        c = checks["cerbos"]
+        lines.append(f"cross-check vs Cerbos: {c['single']['checks'] + c['batch']['checks']:,} checks (every one "
+                     f"of the HTTP runs), {c['single']['mismatches'] + c['batch']['mismatches']} decision mismatches")
     return "\n".join(lines)
 
 
@@ -535,7 +680,7 @@ def table(results: dict) -> str:
 @click.option("--store-dir", default=str(BENCH / ".stores"), show_default=True, type=click.Path(file_okay=False))
 @click.option("--rebuild", is_flag=True, help="build the stores even when a matching one is kept")
 @click.option("--requests", "n_requests", default=None, type=int, help="measured requests per store (and as many warm-up)")
-@click.option("--rounds", default=3, show_default=True, help="alternating rounds (scale ratio, HTTP)")
+@click.option("--rounds", default=None, type=int, help="alternating rounds (scale ratio, HTTP); 3, or 2 below scale 1")
 @click.option("--http/--no-http", "with_http", default=True, show_default=True)
 @click.option("--http-seconds", default=None, type=float, help="seconds of each wrk run")
 @click.option("--workers", default=None, type=int, help="gunicorn workers (default: CPU count)")
@@ -544,15 +689,23 @@ def table(results: dict) -> str:
 @click.option("--naive-lines", default=None, type=int, help="ACL lines of the naive Casbin peer (default 100k x scale)")
 @click.option("--cedar-policy", default=None, type=click.Path(exists=True, dir_okay=False),
               help="another Cedar policy file (to see the cross-check catch a wrong translation)")
+@click.option("--cerbos/--no-cerbos", "with_cerbos", default=True, show_default=True,
+              help="the Cerbos PDP beside the service over HTTP")
+@click.option("--servers", default=",".join(SERVERS), show_default=True,
+              help="HTTP servers of the service to measure (the first is serve's)")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_seconds, workers, threads,
-         stop_groups, naive_lines, cedar_policy, progress):
+         stop_groups, naive_lines, cedar_policy, with_cerbos, servers, progress):
     """Run the benchmark and write OUT (JSON) plus a table on stdout."""
     started = time.time()
     store_dir = Path(store_dir)
     store_dir.mkdir(parents=True, exist_ok=True)
     n_requests = n_requests or (5000 if scale >= 1 else 2000)
-    http_seconds = http_seconds or (8.0 if scale >= 1 else 4.0)
+    http_seconds = http_seconds or (8.0 if scale >= 1 else 3.0)
+    rounds = rounds or (3 if scale >= 1 else 2)
+    servers = tuple(s.strip() for s in servers.split(",") if s.strip())
+    if not servers or set(servers) - set(SERVERS):
+        raise click.BadParameter(f"one or more of {', '.join(SERVERS)}", param_hint="--servers")
     workers = workers or os.cpu_count() or 1
     naive_lines = naive_lines or max(10, int(100_000 * scale))
     results = {"started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "scale": scale, "machine": machine()}
@@ -587,12 +740,12 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
     stop = stop_sharing_runs(main_store, stop_groups, runs=3)
 
     log("the Flask app in process (WSGI, no HTTP server)")
-    wsgi = wsgi_side(main_store, measured)
+    wsgi = wsgi_side(main_store, n_requests)
 
     http = None
     if with_http:
-        log(f"HTTP: gunicorn {workers} worker(s) x {threads} thread(s), wrk 8 connections, "
-            f"{rounds} x {http_seconds:g} s per endpoint")
+        log(f"HTTP: {' and '.join(servers)}, {workers} worker(s) x {threads} thread(s)"
+            f"{', the Cerbos PDP' if with_cerbos else ''}, wrk 8 connections, {rounds} x {http_seconds:g} s per run")
         loads["http"] = load_average()
         from audience_authz.store import db
         from audience_authz.engine.decision_log import writer
@@ -600,7 +753,7 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
         db.close()
         with tempfile.TemporaryDirectory() as tmp:
             http = http_side(main_store, sizes, lambda: bind(main_store), workers, threads, http_seconds,
-                             rounds, Path(tmp))
+                             rounds, Path(tmp), servers, with_cerbos)
     loads["end"] = load_average()
 
     figures = {
@@ -616,20 +769,20 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
         scale_key: round(scale["main"]["p50"] / scale["1k"]["p50"], 3),
         "wsgi_authorize_us": wsgi["authorize"]["p50"],
         "wsgi_ping_us": wsgi["ping"]["p50"],
+        "wsgi_authorize_vs_ping": round(wsgi["authorize"]["p50"] / wsgi["ping"]["p50"], 3),
         "stop_sharing_10k_s": stop["median_s"],
         "stop_sharing_ad_groups": stop["ad_groups"],
     }
     if http:
-        figures.update({k: http[k] for k in ("http_rps", "http_p50_ms", "http_p99_ms", "ping_rps",
-                                             "http_rps_vs_ping", "http_cpu_us_per_request",
-                                             "ping_cpu_us_per_request", "batch_decisions_per_s")})
+        figures.update(http["figures"])
     results.update({
         "figures": figures,
         "targets": verdicts(figures, scale_key),
         "details": {"decision_by_store": scale, "policy_only": policy, "cedarpy": {
             k: v for k, v in cedar.items() if k != "cross_check"}, "naive_casbin": naive,
             "stop_sharing": stop, "wsgi": wsgi, "http": http},
-        "cross_check": {"cedar": cedar["cross_check"], "http": http["cross_check"] if http else None},
+        "cross_check": {"cedar": cedar["cross_check"], "http": http["cross_check"] if http else None,
+                        "cerbos": http["cerbos"]["cross_check"] if http and "cerbos" in http else None},
         "load_average": loads,
         "seconds": round(time.time() - started, 1),
     })
@@ -638,7 +791,13 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
     click.echo(f"\nmachine: {results['machine']['cpus']} CPUs ({results['machine']['cpu_model']}), "
                f"load average during the run: {', '.join(f'{k} {v[0]}' for k, v in loads.items())}")
     click.echo(f"written to {out} in {results['seconds']} s")
-    if cedar["cross_check"]["mismatches"] or (http and (http["cross_check"]["mismatches"] or http["wrk_errors"])):
+    cerbos_mismatches = sum(c["mismatches"] for c in (results["cross_check"]["cerbos"] or {}).values())
+    if http and (http["wrk_errors"] or any(http["compared_server_wrk_errors"].values())):
+        click.echo(f"wrk counted {http['wrk_errors']} errors of serve and Cerbos, "
+                   f"{http['compared_server_wrk_errors']} of the other servers; the servers logged: "
+                   f"{json.dumps(http['server_errors'])[:2000]}", err=True)
+    if cedar["cross_check"]["mismatches"] or cerbos_mismatches or (
+            http and (http["cross_check"]["mismatches"] or http["wrk_errors"])):
         raise SystemExit(2)
 
 

@@ -25,6 +25,12 @@ def draw(path, sizes: Sizes, n: int, seed: int = 7) -> list[Request]:
         conn.close()
 
 
+def _recipients(conn, audience: str) -> list[str]:
+    return [r for (r,) in conn.execute(
+        "SELECT recipient_account_id FROM audience_share WHERE audience_id = ? AND status = 'active'",
+        [audience])]
+
+
 def _one(conn, sizes: Sizes, rng: random.Random) -> Request:
     j = rng.randrange(sizes.audiences)
     aud = audience_id(j)
@@ -32,9 +38,7 @@ def _one(conn, sizes: Sizes, rng: random.Random) -> Request:
         aud = f"aud_unknown_{j}"
     (owner,) = conn.execute("SELECT owner_account_id FROM audience WHERE id = ?",
                             [audience_id(j)]).fetchone()
-    recipients = [r for (r,) in conn.execute(
-        "SELECT recipient_account_id FROM audience_share WHERE audience_id = ? AND status = 'active'",
-        [audience_id(j)])]
+    recipients = _recipients(conn, audience_id(j))
     roll = rng.random()
     if roll < 0.4 or not recipients and roll < 0.8:
         principal = owner
@@ -44,6 +48,12 @@ def _one(conn, sizes: Sizes, rng: random.Random) -> Request:
         principal = account_id(rng.randrange(sizes.accounts))
     else:
         principal = f"acc_unknown_{j}"
+    return _asked(conn, sizes, rng, principal, aud, recipients)
+
+
+def _asked(conn, sizes: Sizes, rng: random.Random, principal: str, aud: str, recipients: list[str]) -> Request:
+    """One of the nine audience actions by ``principal`` on ``aud``, with a target account or
+    an ad group where the action takes one."""
     action = rng.choice(AUDIENCE_ACTIONS)
     target = ad_group = None
     if action == "share":
@@ -68,6 +78,36 @@ def _one(conn, sizes: Sizes, rng: random.Random) -> Request:
         else:
             ad_group = ad_group_id(rng.randrange(sizes.ad_groups))
     return Request(principal, action, aud, target_account_id=target, ad_group_id=ad_group)
+
+
+def draw_batches(path, sizes: Sizes, n: int, size: int, seed: int = 17) -> list[list[Request]]:
+    """``n`` batches of ``size`` checks by one account each (a page of its audiences: the
+    batch form of a PDP such as Cerbos takes one principal and many resources): the
+    account of a random audience's owner or recipient, asking about the audiences it owns
+    or received (a few others when it has fewer), one random action each."""
+    rng = random.Random(seed)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    out = []
+    try:
+        while len(out) < n:
+            j = rng.randrange(sizes.audiences)
+            (owner,) = conn.execute("SELECT owner_account_id FROM audience WHERE id = ?",
+                                    [audience_id(j)]).fetchone()
+            recipients = _recipients(conn, audience_id(j))
+            principal = rng.choice(recipients) if recipients and rng.random() < 0.5 else owner
+            mine = [a for (a,) in conn.execute(
+                "SELECT id FROM audience WHERE owner_account_id = ? UNION"
+                " SELECT audience_id FROM audience_share WHERE recipient_account_id = ? AND status = 'active'",
+                [principal, principal])]
+            chosen = rng.sample(mine, min(size, len(mine)))
+            while len(chosen) < size:
+                other = audience_id(rng.randrange(sizes.audiences))
+                if other not in chosen:
+                    chosen.append(other)
+            out.append([_asked(conn, sizes, rng, principal, aud, _recipients(conn, aud)) for aud in chosen])
+    finally:
+        conn.close()
+    return out
 
 
 def as_body(req: Request) -> dict:

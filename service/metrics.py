@@ -35,6 +35,7 @@ class, and each (action, decision, reason) the policy in force can give (``initi
 
 from __future__ import annotations
 
+import os
 from collections import Counter as Tally
 
 import peewee
@@ -96,8 +97,23 @@ def request_labels(method: str, route: str | None, status: int) -> tuple[str, st
     return (method if method in HTTP_METHODS else "other", route or "unmatched", str(status))
 
 
+def labelled(metric, *values: str):
+    """``metric.labels(*values)``, kept: prometheus-client resolves labels with a lock and
+    checks on every call, a visible share of a decision (docs/performance.md). The label
+    sets are bounded (actions, reason codes, routes, status codes)."""
+    key = (metric, values)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*values)
+    return child
+
+
+_children: dict[tuple, object] = {}
+os.register_at_fork(after_in_child=_children.clear)  # a worker resolves its own
+
+
 def decision(action: str, decision_: str, reason: str | None) -> None:
-    DECISIONS.labels(action, decision_, reason or "").inc()
+    labelled(DECISIONS, action, decision_, reason or "").inc()
 
 
 def effects_applied(effects: list[dict]) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from dataclasses import dataclass, field
+
+import orjson
 
 from audience_authz.engine import decision_log
 from audience_authz.store import budget
@@ -121,9 +122,9 @@ def log_decision(outcome: Outcome) -> None:
         resource["ad_group_id"] = req.ad_group_id
     decision_log.writer.write((
         outcome.decision_id, utcnow(), req.principal, req.action,
-        json.dumps(resource, separators=(",", ":")), outcome.decision.decision,
-        json.dumps(outcome.reasons, separators=(",", ":")), outcome.policy_version,
-        outcome.gathered.relation, json.dumps(_facts_dict(outcome.gathered.facts), separators=(",", ":")),
+        orjson.dumps(resource).decode(), outcome.decision.decision,
+        orjson.dumps(outcome.reasons).decode(), outcome.policy_version,
+        outcome.gathered.relation, orjson.dumps(_facts_dict(outcome.gathered.facts)).decode(),
         outcome.decision.rule.line if outcome.decision.rule else None,
     ))
 

@@ -10,6 +10,7 @@ the cost a fraction.
 from __future__ import annotations
 
 import ast
+import threading
 
 _ALLOWED = (
     ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.Compare,
@@ -22,10 +23,20 @@ class ExpressionError(ValueError):
     pass
 
 
+# One AST at a time: CPython 3.11 keeps the AST constructor's recursion depth in state that
+# all threads share, so two threads parsing at once can fail with "SystemError: AST
+# constructor recursion depth mismatch" (python/cpython#106905). The benchmark met it: the
+# first requests of a worker's threads each parse the matchers they use. Parsing is rare
+# (once per expression and thread), so the lock costs nothing after the start.
+PARSING = threading.RLock()
+
+
 def names_in(expr: str) -> set[str]:
     """The dotted names an expression reads, e.g. {'r.f.same_bc', 'p.rel'}."""
     found = set()
-    for node in ast.walk(ast.parse(expr.strip(), mode="eval")):
+    with PARSING:
+        tree = ast.parse(expr.strip(), mode="eval")
+    for node in ast.walk(tree):
         if isinstance(node, ast.Attribute):
             parts, inner = [node.attr], node.value
             while isinstance(inner, ast.Attribute):
@@ -44,7 +55,8 @@ class Compiled:
     def __init__(self, expr: str, functions: dict | None = None):
         functions = functions or {}
         try:
-            tree = ast.parse(expr.strip(), mode="eval")
+            with PARSING:
+                tree = ast.parse(expr.strip(), mode="eval")
         except SyntaxError as exc:
             raise ExpressionError(f"syntax error in {expr!r}: {exc.msg}") from None
         for node in ast.walk(tree):
@@ -57,7 +69,8 @@ class Compiled:
             ):
                 raise ExpressionError(f"only registered functions may be called in {expr!r}")
         self.expr = expr
-        self._code = compile(tree, "<policy>", "eval")
+        with PARSING:
+            self._code = compile(tree, "<policy>", "eval")
         self._globals = {"__builtins__": {}, "True": True, "False": False, **functions}
 
     def eval(self, names=None):

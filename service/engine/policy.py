@@ -30,7 +30,7 @@ from pathlib import Path
 import casbin
 import yaml
 
-from audience_authz.engine.expressions import Compiled
+from audience_authz.engine.expressions import PARSING, Compiled
 
 from audience_authz.config import shipped_policy_dir
 from audience_authz.vocabulary import (ACCOUNT_ACTIONS, ACCOUNT_RELATIONS, ACTIONS,  # noqa: F401 - re-exported
@@ -59,7 +59,8 @@ class PycasbinMismatch(RuntimeError):
 def casbin_syntax(expr: str) -> str:
     """A matcher as the Python expression pycasbin evaluates (``&&``, ``||``, ``!``
     rewritten by pycasbin itself, so the service reads matchers exactly as Casbin does)."""
-    return casbin.Enforcer._get_expression(expr, None).expr
+    with PARSING:  # pycasbin's SimpleEval parses it (expressions.PARSING says why)
+        return casbin.Enforcer._get_expression(expr, None).expr
 
 
 class _Enforcer(casbin.Enforcer):

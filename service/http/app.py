@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import secrets
 import time
+import types
+import weakref
 
 from flask import request
 from flask_openapi3 import Info, OpenAPI
@@ -57,6 +60,7 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     app.config["MAX_RESPONSE_BYTES"] = settings.max_response
     app.config["SETTINGS"] = settings
     app.json.sort_keys = False
+    app.ensure_sync = _sync_once(app.ensure_sync)
     db.init(settings.database, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout,
             sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     decision_log.writer.interval = settings.decision_log_flush_s
@@ -94,6 +98,22 @@ def _register_one_segment_ids(app: OpenAPI) -> None:
         if "%2f" in raw.partition("?")[0].lower():
             return errors.error_response(404, "not_found", "an id is one path segment: it cannot hold '/' (%2F)")
         return None
+def _sync_once(ensure_sync):
+    """Flask asks ``inspect.iscoroutinefunction`` of every hook and view on every request
+    (eleven times for an authorize); the answer of a function does not change, so it is
+    kept, per function, for as long as the function lives."""
+    known: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def cached(func):
+        if isinstance(func, types.FunctionType):
+            is_async = known.get(func)
+            if is_async is None:
+                is_async = known[func] = inspect.iscoroutinefunction(func)
+            if not is_async:
+                return func
+        return ensure_sync(func)
+
+    return cached
 
 
 def _register_connection(app: OpenAPI) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-import threading
 import time
 
 from flask import g, request
@@ -44,18 +43,21 @@ _SCOPE_ROUTES = {"check": _CHECK_ROUTES, "admin": _ADMIN_ROUTES}
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
-class _SerializedMemoryStorage(MemoryStorage):
-    """limits' in-memory storage with its hits serialized: limits 5.8 can start one expiry
-    timer twice when two threads hit at once ("threads can only be started once", a 500
-    seen under the stress test; fixed upstream by alisaifee/limits#352, not yet released)."""
+class _CounterStorage(MemoryStorage):
+    """limits' in-memory storage without its expiry timer. MemoryStorage starts a new
+    ``threading.Timer`` (10 ms) from inside ``incr`` whenever the last one has run: under
+    load, a thread start every 10 ms in the request path, each waiting for the new thread
+    to run, and a race between two requests starting the same timer ("threads can only be
+    started once", alisaifee/limits#352). The timer only frees counters of expired
+    windows; ``get`` (called by ``incr``) already drops an expired window of the key it
+    counts, and the keys are the configured tokens', so none is left to free."""
 
-    def __init__(self, *args, **kwargs):
-        self._hits = threading.Lock()
-        super().__init__(*args, **kwargs)
+    def _MemoryStorage__schedule_expiry(self) -> None:  # the private hook named above
+        pass
 
-    def incr(self, *args, **kwargs):
-        with self._hits:
-            return super().incr(*args, **kwargs)
+
+if not hasattr(MemoryStorage, "_MemoryStorage__schedule_expiry"):  # limits changed: see _CounterStorage
+    raise ImportError("limits.storage.MemoryStorage has no __schedule_expiry; review http/auth.py")
 
 
 def _digest(token: str) -> bytes:
@@ -155,7 +157,7 @@ def _rate_limit(app, text: str, is_open) -> None:
     if text.lower() in ("", "off", "none", "0"):
         return
     limit = parse(text)
-    window = FixedWindowRateLimiter(_SerializedMemoryStorage())
+    window = FixedWindowRateLimiter(_CounterStorage())
 
     @app.before_request
     def rate_limited():

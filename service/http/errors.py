@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 import peewee as pw
 from flask import Flask, Response, current_app, jsonify, request
 from flask.json.provider import DefaultJSONProvider
@@ -56,8 +57,21 @@ def validation_error(exc: ValidationError) -> Response:
     return error_response(400, "invalid_request", f"{where}: {first['msg']}")
 
 
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 class GuardedJSON(DefaultJSONProvider):
-    """Flask's JSON, with nesting too deep for the parser reported as malformed JSON."""
+    """Flask's JSON, with nesting too deep for the parser reported as malformed JSON, and
+    compact answers written by orjson (a fifth of json's time; dates and dataclasses still
+    go through Flask's ``default``, and what orjson refuses, through Flask's own dumps)."""
+
+    def dumps(self, obj, **kwargs):
+        if not self.sort_keys and kwargs.get("separators", (",", ":")) == (",", ":") and kwargs.keys() <= {"separators"}:
+            try:
+                return orjson.dumps(obj, default=self.default, option=_ORJSON_OPTIONS).decode()
+            except TypeError:  # an int over 64 bits, a key that is not a string, ...
+                pass
+        return super().dumps(obj, **kwargs)
 
     def loads(self, s, **kwargs):
         try:

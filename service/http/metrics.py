@@ -8,7 +8,7 @@ import time
 from flask import Flask, Response, g, request, request_started
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest, multiprocess
 
-from audience_authz.metrics import MULTIPROC_ENV, REQUEST_SECONDS, initialise, policy_loaded, request_labels
+from audience_authz.metrics import MULTIPROC_ENV, REQUEST_SECONDS, initialise, labelled, policy_loaded, request_labels
 
 
 def exposition() -> bytes:
@@ -34,7 +34,7 @@ def register(app: Flask, policy) -> None:
         started_at = g.get("metrics_started")
         if started_at is not None:
             route = request.url_rule.rule if request.url_rule is not None else None
-            REQUEST_SECONDS.labels(*request_labels(request.method, route, response.status_code)).observe(
+            labelled(REQUEST_SECONDS, *request_labels(request.method, route, response.status_code)).observe(
                 time.perf_counter() - started_at)
         return response
 

@@ -1,4 +1,5 @@
-# audience-authz: `make run` serves the demo on 127.0.0.1:8080, `make test` runs every test.
+# audience-authz: `make run` serves the demo on 127.0.0.1:8080, `make test` runs every test,
+# `make test-fast` the fast tier.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ PORT ?= 8080
 DATABASE ?= sqlite:///audience-authz.db
 export AUDIENCE_AUTHZ_TOKENS ?= dev-token
 
-.PHONY: install run demo test policy-check policy-test clean bench bench-quick bench-install stress
+.PHONY: install run demo test test-fast policy-check policy-test clean bench bench-quick bench-install stress
 
 install: $(VENV)/.installed
 
@@ -29,6 +30,12 @@ demo: install
 test: install
 	$(BIN)/audience-authz policy check
 	$(BIN)/pytest
+
+# the fast tier (< 60 s): rules, API shape and errors in process on SQLite, the policy's own
+# tests; `make test` adds the `full` tier (server processes, PostgreSQL, workers, signals, timing)
+test-fast: install
+	$(BIN)/audience-authz policy check
+	$(BIN)/pytest -q -m "not full"
 
 policy-check: install
 	$(BIN)/audience-authz policy check

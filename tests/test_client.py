@@ -1,4 +1,6 @@
-"""audience_authz.client against live servers: decisions, actions, and failing closed."""
+"""audience_authz.client against live servers (full tier): decisions, actions, and failing
+closed; and against sockets and stub servers of its own: closed ports, silence, answers
+that are malformed or failed."""
 
 from __future__ import annotations
 
@@ -12,17 +14,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from audience_authz.client import AuthzClient, Check, Denied, RequestError, Unavailable
-from tests.ops import break_decisions, broken_decision_answer, empty_database, json_lines  # noqa: F401 - fixture
 from tests.support import Api, LiveServer, free_port, world_factory
+from tests.support.ops import break_decisions, broken_decision_answer, empty_database, json_lines  # noqa: F401 - fixture
 
 
 @pytest.fixture
-def client(server):
-    with AuthzClient(server.base_url, server.token, timeout=30) as c:
+def client(live_server):
+    with AuthzClient(live_server.base_url, live_server.token, timeout=30) as c:
         yield c
 
 
-def test_authorize_and_authorize_many_answer_as_the_service(client, api, server):
+@pytest.mark.full
+def test_authorize_and_authorize_many_answer_as_the_service(client, live_api, live_server):
+    api, server = live_api, live_server
     w = world_factory(api)
     denied = client.authorize(w.recipient, "share", w.A, target_account_id=w.peer)
     assert not denied.allowed and denied.decision == "deny" and denied.codes == ["reshare_forbidden"]
@@ -42,6 +46,7 @@ def test_authorize_and_authorize_many_answer_as_the_service(client, api, server)
     assert client.authorize_many([]) == []
 
 
+@pytest.mark.full
 def test_action_calls_do_what_the_api_does(client, uid):
     bc, owner, recipient = f"bc_{uid}", f"own_{uid}", f"rec_{uid}"
     client.upsert_business_center(bc, "BC")
@@ -118,6 +123,7 @@ def test_a_server_that_never_answers_is_a_deny_after_the_timeout():
         assert time.monotonic() - started < 10
 
 
+@pytest.mark.full
 def test_a_failing_service_is_a_deny_and_only_idempotent_calls_are_retried(empty_database):
     with LiveServer(empty_database) as live:
         api = Api(live.base_url, live.token)
@@ -199,7 +205,9 @@ def test_a_batch_answer_that_does_not_match_the_checks_denies_them_all():
         assert all("results do not match" in d.error for d in decisions)
 
 
-def test_a_wrong_token_is_a_deny_with_the_services_reason(server):
+@pytest.mark.full
+def test_a_wrong_token_is_a_deny_with_the_services_reason(live_server):
+    server = live_server
     client = AuthzClient(server.base_url, "wrong-token", timeout=10, retries=0)
     decision = client.authorize("acc", "view", f"aud_{uuid.uuid4().hex[:6]}")
     assert not decision.allowed and decision.codes == ["unauthorized"] and decision.error == "HTTP 401"

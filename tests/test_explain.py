@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import yaml
 
-from tests.policy_support import line_of
+from tests.support.policy import line_of
 from tests.support import ROOT
 
 POLICY = ROOT / "policy"

@@ -4,7 +4,7 @@ owner had stopped it; shares still in scope stay."""
 
 from __future__ import annotations
 
-from tests.invariants import check_invariants
+from tests.support.invariants import check_invariants
 from tests.support import world_factory
 
 

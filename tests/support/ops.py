@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import ROOT, postgres_database
 
-DATABASES = ["sqlite", "postgresql"]
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.full)]  # PostgreSQL: the full tier
 
 
 @contextlib.contextmanager

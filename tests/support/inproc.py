@@ -1,0 +1,115 @@
+"""The service in the test process: the app of ``create_app`` over SQLite in a temporary
+directory, called through Flask's test client, with the same ``Api`` as a live server.
+
+One app per test session (``create_app`` sets up module-level blueprints and globals: the
+models' database proxy, the decision-log writer). Tests keep apart by unique ids (``world``,
+``uid``). Two things the harness looks after, because the test process is shared:
+
+* some tests bind the models to a database of their own (``db.init`` for query plans,
+  migrations, the invariant checker); before each request the proxy is bound back to the
+  app's database, and decision-log rows still buffered are written first, where they belong;
+* every request must give its connection back to the pool (``teardown_request``): after
+  each one the pool is asked, and a connection still in use fails the test.
+
+The decision log's flush interval is long here, so its rows reach the database only when
+something flushes them (``GET /v1/decisions`` does, before it reads): a test that reads
+its decisions right after asking them shows the batching as a client sees it, not a timer.
+"""
+
+from __future__ import annotations
+
+from audience_authz import config
+from audience_authz.engine import decision_log
+from audience_authz.store import db
+from audience_authz.store.models import database
+from tests.support.api import BaseApi, Response, _body
+
+FLUSH_INTERVAL_S = 600.0  # no timer writes the log during a test; see above
+_bound: InProcessServer | None = None  # the app whose database the models were last bound to
+
+
+class InProcessServer:
+    """``create_app(config.load(database=..., tokens=...))`` in this process, until the block
+    ends. Offers what the tests read of a ``LiveServer``: ``database_url``, ``token``,
+    ``client()``."""
+
+    def __init__(self, database_url: str, token: str = "test-token", **settings):
+        self.database_url = database_url
+        self.token = token
+        self.settings = config.load(database=database_url, tokens=token, decision_log_flush_s=FLUSH_INTERVAL_S,
+                                    **settings)
+        self.app = None
+        self.db = None
+
+    def start(self) -> InProcessServer:
+        from audience_authz.http.app import create_app
+
+        self.app = create_app(self.settings, policy_poll=0)  # no file watcher: the policy does not change
+        self.db = database.obj
+        self.test_client = self.app.test_client()
+        self.bind()
+        return self
+
+    def bind(self) -> None:
+        """Point the models at this app's database (buffered decision rows go first to the
+        database of the app that answered them)."""
+        global _bound
+        if database.obj is not self.db:
+            if decision_log.writer.pending() and _bound is not None:
+                database.initialize(_bound.db)
+                decision_log.writer.flush()
+            database.initialize(self.db)
+        _bound = self
+
+    def settle(self) -> None:
+        """Write the decision rows still buffered (the end of a test: nothing is left to a
+        timer that might fire while another test has the models bound elsewhere)."""
+        self.bind()
+        decision_log.writer.flush()
+        assert decision_log.writer.pending() == 0
+
+    def connections_in_use(self) -> int:
+        return len(self.db._in_use)  # playhouse.pool's own count of connections lent out
+
+    def stop(self) -> None:
+        global _bound
+        if self.app is None:
+            return
+        self.settle()
+        assert self.connections_in_use() == 0
+        db.close()
+        _bound = None
+
+    def client(self, token: str | None = None) -> InProcessApi:
+        return InProcessApi(self, token or self.token)
+
+    def __enter__(self) -> InProcessServer:
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class InProcessApi(BaseApi):
+    """The client of an ``InProcessServer``: each call is one request through Flask's test
+    client (the whole app: auth, validation, handlers, teardown)."""
+
+    def __init__(self, server: InProcessServer, token: str | None):
+        self.server = server
+        self.token = token
+
+    def send(self, method: str, path: str, headers: dict, **kwargs) -> Response:
+        if self.token is not None:
+            headers = {"Authorization": f"Bearer {self.token}", **headers}
+        self.server.bind()
+        r = self.server.test_client.open(path, method=method, headers=headers, **kwargs)
+        try:
+            data = r.get_data()
+            return Response(r.status_code, _body(data, data.decode("utf-8", "replace")), dict(r.headers))
+        finally:
+            r.close()
+            in_use = self.server.connections_in_use()
+            assert in_use == 0, f"{method} {path} left {in_use} database connection(s) in use"
+
+    def with_token(self, token: str | None) -> InProcessApi:
+        return InProcessApi(self.server, token)

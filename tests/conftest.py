@@ -23,17 +23,25 @@ import uuid
 import pytest
 
 from tests.support import BaseApi, InProcessServer, LiveServer, postgres_database, world_factory
+from tests.support.ops import DATABASES, fresh_database
 
 TOKEN = "test-token"
 FULL = pytest.mark.full
 
 
+@pytest.fixture(scope="session")
+def inproc_server(tmp_path_factory):
+    """The one app of the session (``create_app`` can run once per process): kept until the
+    session ends, whatever order pytest gives the parameters of ``server``."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'authz.db'}"
+    with InProcessServer(url, token=TOKEN) as inproc:
+        yield inproc
+
+
 @pytest.fixture(scope="session", params=["inproc", pytest.param("postgresql", marks=FULL)])
-def server(request, tmp_path_factory):
+def server(request):
     if request.param == "inproc":
-        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'authz.db'}"
-        with InProcessServer(url, token=TOKEN) as inproc:
-            yield inproc
+        yield request.getfixturevalue("inproc_server")
     else:
         with postgres_database() as url, LiveServer(url, token=TOKEN) as live:
             yield live
@@ -60,6 +68,13 @@ def api(server) -> BaseApi:
 @pytest.fixture
 def live_api(live_server) -> BaseApi:
     return live_server.client()
+
+
+@pytest.fixture(params=DATABASES)
+def empty_database(request, tmp_path):
+    """The URL of a new, empty database of its own (SQLite; PostgreSQL in the full tier)."""
+    with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.support.reliability import DATABASES, last_ids, private_server, server_log
 from tests.support import Api, world_factory
+from tests.support.reliability import DATABASES, last_ids, private_server, server_log
 
 
 def _operations(api: Api) -> set[tuple[str, str]]:

@@ -12,8 +12,8 @@ import json
 import pytest
 
 from tests.conftest import TOKEN
-from tests.support.reliability import last_ids, raw_request
 from tests.support import world_factory
+from tests.support.reliability import last_ids, raw_request
 
 AUTH = f"Authorization: Bearer {TOKEN}\r\n".encode()
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.support import Api, LiveServer
-from tests.support.ops import cli, empty_database  # noqa: F401 - fixture
+from tests.support.ops import cli
 
 
 def _jsonl(*records) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from audience_authz.client import AuthzClient, Check, Denied, RequestError, Unavailable
 from tests.support import Api, LiveServer, free_port, world_factory
-from tests.support.ops import break_decisions, broken_decision_answer, empty_database, json_lines  # noqa: F401 - fixture
+from tests.support.ops import break_decisions, broken_decision_answer, json_lines
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from collections import Counter
 
 import pytest
 
+from tests.support import Api
 from tests.support.invariants import check_invariants
 from tests.support.reliability import DATABASES, TOKEN, private_server, retries_logged, size
-from tests.support import Api
 
 pytestmark = pytest.mark.full  # server processes: the full tier
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import yaml
 
-from tests.support.policy import line_of
 from tests.support import ROOT
+from tests.support.policy import line_of
 
 POLICY = ROOT / "policy"
 FACTS = list(yaml.safe_load((POLICY / "facts.yaml").read_text()))

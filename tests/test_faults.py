@@ -16,10 +16,10 @@ import psycopg2
 import pytest
 import requests
 
+from tests.support import Api, LiveServer, _postgres_admin_url, world_factory
 from tests.support.bulk import fan_out
 from tests.support.invariants import check_invariants
 from tests.support.reliability import DATABASES, TOKEN, fresh_database, kill_hard, query, size
-from tests.support import Api, LiveServer, _postgres_admin_url, world_factory
 
 pytestmark = pytest.mark.full  # server processes: the full tier
 

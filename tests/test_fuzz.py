@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
+from tests.support import Api
 from tests.support.invariants import check_invariants
 from tests.support.reliability import DATABASES, TOKEN, private_server, server_log, size
-from tests.support import Api
 
 pytestmark = pytest.mark.full  # server processes: the full tier
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support import world_factory
 from tests.support.invariants import check_invariants
 from tests.support.reliability import DATABASES, execute, private_server
-from tests.support import world_factory
 
 pytestmark = pytest.mark.full  # server processes: the full tier
 

@@ -11,7 +11,7 @@ from audience_authz.store import db
 from audience_authz.store import migrations
 from audience_authz.store.models import TABLES, database
 from tests.support import Api, LiveServer, world_factory
-from tests.support.ops import DATABASES, cli, empty_database, fresh_database  # noqa: F401 - fixture
+from tests.support.ops import DATABASES, cli, fresh_database
 
 # every migration this release ships, in order
 ALL = sorted(p.stem for p in (Path(migrations.__file__).parent).glob("[0-9]*.py"))

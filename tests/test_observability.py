@@ -17,7 +17,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import Api, BaseApi, LiveServer, world_factory
-from tests.support.ops import break_decisions, broken_decision_answer, empty_database, json_lines  # noqa: F401 - fixture
+from tests.support.ops import break_decisions, broken_decision_answer, json_lines
 
 
 def scrape(api: BaseApi) -> dict[tuple, float]:

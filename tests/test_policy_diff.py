@@ -9,9 +9,9 @@ import json
 
 import pytest
 
+from tests.support import BaseApi, world_factory
 from tests.support.policy import (RECIPIENT_REFRESH_ALLOW, RECIPIENT_REFRESH_DENY, cli, copy_policy,
                                   let_recipients_refresh_lookalikes, replace)
-from tests.support import BaseApi, world_factory
 
 BROADEN = "end_share remove_from_list disconnect_audience:broaden"
 

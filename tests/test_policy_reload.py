@@ -14,9 +14,9 @@ import time
 
 import pytest
 
+from tests.support import ROOT, Api, LiveServer, world_factory
 from tests.support.policy import (RECIPIENT_REFRESH_DENY, copy_policy, let_recipients_refresh_lookalikes, line_of,
                                   replace)
-from tests.support import ROOT, Api, LiveServer, world_factory
 
 TOKEN = "reload-token"
 CLOSE = {"Connection": "close"}  # a new connection per request: gunicorn's workers take turns

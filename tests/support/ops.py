@@ -28,12 +28,6 @@ def fresh_database(kind: str, tmp_path):
             yield url
 
 
-@pytest.fixture(params=DATABASES)
-def empty_database(request, tmp_path):
-    with fresh_database(request.param, tmp_path) as url:
-        yield url
-
-
 def cli(*args: str, env: dict | None = None, input: str | None = None,
         timeout: float = 120) -> subprocess.CompletedProcess:
     """``audience-authz ARGS`` in a subprocess."""

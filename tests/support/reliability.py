@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.invariants import bound
 from tests.support import Api, LiveServer, last_id, postgres_database
+from tests.support.invariants import bound
 
 TOKEN = "reliability-token"
 DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.full)]  # PostgreSQL: the full tier

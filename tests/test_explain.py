@@ -1,5 +1,6 @@
 """`"explain": true` on POST /v1/authorize (and in a batch): the policy line that decided, with
-its file and line, the relation and the facts, through HTTP against a live server."""
+its file and line, the relation and the facts, through the HTTP API (in process, and on a live
+PostgreSQL server in the full tier)."""
 
 from __future__ import annotations
 

@@ -8,9 +8,17 @@ from __future__ import annotations
 import sqlite3
 from urllib.parse import urlparse
 
+import pytest
+
 from audience_authz.engine import decision_log
 from audience_authz.store.models import database
 from tests.support import last_id, world_factory
+
+
+@pytest.fixture
+def inproc(inproc_server):
+    yield inproc_server
+    inproc_server.settle()  # nothing of these tests left in the buffer
 
 
 def _stored_decisions(server) -> set[str]:
@@ -18,8 +26,8 @@ def _stored_decisions(server) -> set[str]:
         return {row[0] for row in conn.execute("SELECT decision_id FROM decision_log")}
 
 
-def test_every_request_gives_its_connection_back(inproc_server):
-    api = inproc_server.client()
+def test_every_request_gives_its_connection_back(inproc):
+    api = inproc.client()
     w = world_factory(api)
     calls = [  # (request, expected status): answers, denies, 404, 400, 405, 401
         (lambda: api.authorize(w.recipient, "share", w.A, target_account_id=w.peer), 200),
@@ -32,26 +40,26 @@ def test_every_request_gives_its_connection_back(inproc_server):
     ]
     for call, status in calls:
         assert call().status == status
-        assert inproc_server.connections_in_use() == 0  # also checked by every call of the harness
+        assert inproc.connections_in_use() == 0  # also checked by every call of the harness
     # the count is real: a connection lent to this thread shows, and goes when closed
-    inproc_server.bind()
+    inproc.bind()
     database.connect(reuse_if_open=True)
-    assert inproc_server.connections_in_use() == 1
+    assert inproc.connections_in_use() == 1
     database.close()
-    assert inproc_server.connections_in_use() == 0
+    assert inproc.connections_in_use() == 0
 
 
-def test_authorize_rows_are_batched_and_the_feed_writes_them_before_it_reads(inproc_server):
-    api = inproc_server.client()
+def test_authorize_rows_are_batched_and_the_feed_writes_them_before_it_reads(inproc):
+    api = inproc.client()
     w = world_factory(api)
     start = last_id(api, "decisions")
     assert decision_log.writer.pending() == 0
     asked = [api.ok(api.authorize(w.owner, action, w.A))["decision_id"] for action in ("view", "edit", "share")]
     assert decision_log.writer.pending() == 3
-    assert not set(asked) & _stored_decisions(inproc_server)  # answered, not yet written
+    assert not set(asked) & _stored_decisions(inproc)  # answered, not yet written
     page = api.ok(api.get(f"/v1/decisions?after={start}&limit=1000"))
     assert [d["decision_id"] for d in page["decisions"]] == asked
-    assert decision_log.writer.pending() == 0 and set(asked) <= _stored_decisions(inproc_server)
+    assert decision_log.writer.pending() == 0 and set(asked) <= _stored_decisions(inproc)
     # an action's decision is written with its change, in its transaction: nothing waits
     api.ok(api.post(f"/v1/audiences/{w.A}/shares", {"account_ids": [w.peer]}, account=w.owner), 201)
     assert decision_log.writer.pending() == 0

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.api import Api
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -71,8 +73,6 @@ class LiveServer:
 
     def client(self, token: str | None = None):
         """An ``Api`` of this server (its own token unless another is given)."""
-        from tests.support.api import Api
-
         return Api(self.base_url, token or self.token)
 
     def __enter__(self):

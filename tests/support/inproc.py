@@ -25,6 +25,8 @@ from audience_authz.store.models import database
 from tests.support.api import BaseApi, Response, _body
 
 FLUSH_INTERVAL_S = 600.0  # no timer writes the log during a test; see above
+_NO_PROCESS = ("the in-process app has no {}: a test that needs a server process (sockets, "
+               "requests, AuthzClient, the server's log) takes the live_server / live_api fixtures (full tier)")
 _bound: InProcessServer | None = None  # the app whose database the models were last bound to
 
 
@@ -82,6 +84,14 @@ class InProcessServer:
 
     def client(self, token: str | None = None) -> InProcessApi:
         return InProcessApi(self, token or self.token)
+
+    @property
+    def base_url(self):
+        raise AttributeError(_NO_PROCESS.format("address"))
+
+    @property
+    def log_path(self):
+        raise AttributeError(_NO_PROCESS.format("log file"))
 
     def __enter__(self) -> InProcessServer:
         return self.start()

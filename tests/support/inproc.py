@@ -123,3 +123,7 @@ class InProcessApi(BaseApi):
 
     def with_token(self, token: str | None) -> InProcessApi:
         return InProcessApi(self.server, token)
+
+    @property
+    def base_url(self):
+        raise AttributeError(_NO_PROCESS.format("address"))

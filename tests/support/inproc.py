@@ -7,7 +7,7 @@ models' database proxy, the decision-log writer). Tests keep apart by unique ids
 
 * some tests bind the models to a database of their own (``db.init`` for query plans,
   migrations, the invariant checker); before each request the proxy is bound back to the
-  app's database, and decision-log rows still buffered are written first, where they belong;
+  app's database, and each test's buffered decision rows are written before it ends;
 * every request must give its connection back to the pool (``teardown_request``): after
   each one the pool is asked, and a connection still in use fails the test.
 
@@ -27,7 +27,6 @@ from tests.support.api import BaseApi, Response, _body
 FLUSH_INTERVAL_S = 600.0  # no timer writes the log during a test; see above
 _NO_PROCESS = ("the in-process app has no {}: a test that needs a server process (sockets, "
                "requests, AuthzClient, the server's log) takes the live_server / live_api fixtures (full tier)")
-_bound: InProcessServer | None = None  # the app whose database the models were last bound to
 
 
 class InProcessServer:
@@ -53,15 +52,11 @@ class InProcessServer:
         return self
 
     def bind(self) -> None:
-        """Point the models at this app's database (buffered decision rows go first to the
-        database of the app that answered them)."""
-        global _bound
+        """Point the models at this app's database again (a test may have bound them to
+        another; the decision rows buffered are this app's, and are written only while the
+        models point here: no timer fires during a test, and each test ends with ``settle``)."""
         if database.obj is not self.db:
-            if decision_log.writer.pending() and _bound is not None:
-                database.initialize(_bound.db)
-                decision_log.writer.flush()
             database.initialize(self.db)
-        _bound = self
 
     def settle(self) -> None:
         """Write the decision rows still buffered (the end of a test: nothing is left to a
@@ -74,13 +69,11 @@ class InProcessServer:
         return len(self.db._in_use)  # playhouse.pool's own count of connections lent out
 
     def stop(self) -> None:
-        global _bound
         if self.app is None:
             return
         self.settle()
         assert self.connections_in_use() == 0
         db.close()
-        _bound = None
 
     def client(self, token: str | None = None) -> InProcessApi:
         return InProcessApi(self, token or self.token)

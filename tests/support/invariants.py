@@ -41,11 +41,12 @@ def bound(database_url: str):
     """The service's models bound to ``database_url`` in this (test) process; afterwards
     bound again to what they were bound to before (an in-process app's database)."""
     previous = database.obj
-    db.init(database_url, create=False)
+    own = db.init(database_url, create=False)
     try:
         database.connect(reuse_if_open=True)
         yield database
     finally:
+        database.initialize(own)  # an in-process request in the block binds the app's again
         db.close()
         if previous is not None:
             database.initialize(previous)

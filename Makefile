@@ -1,4 +1,5 @@
-# audience-authz: `make run` serves the demo on 127.0.0.1:8080, `make test` runs every test.
+# audience-authz: `make run` serves the demo on 127.0.0.1:8080, `make test` runs every test,
+# `make test-fast` the fast tier.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ PORT ?= 8080
 DATABASE ?= sqlite:///audience-authz.db
 export AUDIENCE_AUTHZ_TOKENS ?= dev-token
 
-.PHONY: install run demo test policy-check policy-test policy-verify clean bench bench-quick bench-install bench-docs stress
+.PHONY: install run demo test test-fast policy-check policy-test policy-verify clean bench bench-quick bench-install bench-docs stress
 
 # the developer's venv: editable, with the test extras; a production host installs only
 # '.[postgresql]' (docs/operations.md, checked by tests/test_operations_doc.py)
@@ -38,6 +39,12 @@ test: install
 	$(BIN)/audience-authz policy check
 	$(BIN)/audience-authz policy verify
 	$(BIN)/pytest
+
+# the fast tier (< 60 s): rules, API shape and errors in process on SQLite, the policy's own
+# tests; `make test` adds the `full` tier (server processes, PostgreSQL, workers, signals, timing)
+test-fast: install
+	$(BIN)/audience-authz policy check
+	$(BIN)/pytest -q -m "not full"
 
 policy-check: install
 	$(BIN)/audience-authz policy check

@@ -10,8 +10,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.reliability import DATABASES, last_ids, private_server, server_log
 from tests.support import Api, world_factory
+from tests.support.reliability import DATABASES, last_ids, private_server, server_log
 
 
 def _operations(api: Api) -> set[tuple[str, str]]:
@@ -84,6 +84,7 @@ def test_a_stranger_can_read_or_change_nothing_on_any_endpoint(api):
 SCOPED_ENV = {"AUDIENCE_AUTHZ_CHECK_TOKENS": "check-1, check-2", "AUDIENCE_AUTHZ_ADMIN_TOKENS": "admin-1"}
 
 
+@pytest.mark.full  # a server of its own, with settings of its own
 @pytest.mark.parametrize("kind", DATABASES)
 def test_scoped_tokens_reach_only_their_endpoints(kind, tmp_path):
     with private_server(kind, tmp_path, env=SCOPED_ENV) as (url, live, api):
@@ -128,6 +129,7 @@ def test_scoped_tokens_reach_only_their_endpoints(kind, tmp_path):
         assert api.ok(api.post(f"/v1/audiences/{w.A}/shares", {"account_ids": [w.peer]}, account=w.owner), 201)
 
 
+@pytest.mark.full
 def test_rate_limit_answers_429_per_token(tmp_path):
     env = {"AUDIENCE_AUTHZ_RATE_LIMIT": "15/minute", "AUDIENCE_AUTHZ_CHECK_TOKENS": "other-token"}
     with private_server("sqlite", tmp_path, env=env) as (url, live, api):
@@ -140,6 +142,7 @@ def test_rate_limit_answers_429_per_token(tmp_path):
         assert all(api.get("/healthz").status == 200 for _ in range(5))  # liveness is never limited
 
 
+@pytest.mark.full
 def test_request_and_response_size_limits(tmp_path):
     env = {"AUDIENCE_AUTHZ_MAX_BODY": "2000", "AUDIENCE_AUTHZ_MAX_RESPONSE": "3000"}
     with private_server("sqlite", tmp_path, env=env) as (url, live, api):
@@ -159,6 +162,7 @@ def test_request_and_response_size_limits(tmp_path):
         assert [r["code"] for r in explained.body["reasons"]] == ["response_too_large"]
 
 
+@pytest.mark.full
 def test_tokens_never_reach_the_log(tmp_path):
     token, wrong = "tok-SECRET-6f1c2b", "tok-WRONG-99aa"
     env = {"AUDIENCE_AUTHZ_SQLITE_BUSY_TIMEOUT_MS": "200", "AUDIENCE_AUTHZ_RATE_LIMIT": "40/minute"}

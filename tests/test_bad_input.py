@@ -1,5 +1,9 @@
 """Hostile input: oversized and endless bodies, deep JSON, bytes that are not UTF-8, huge
-ids, CR/LF and other bytes in headers. Each gets a clear 4xx and stores nothing."""
+ids, CR/LF and other bytes in headers. Each gets a clear 4xx and stores nothing.
+
+What the app decides runs with ``api`` (in process, and on PostgreSQL in the full tier);
+bytes that only a server process parses (chunked bodies, over-long request lines and
+headers, broken header syntax) go over a socket to a live server (``live_api``)."""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ import json
 import pytest
 
 from tests.conftest import TOKEN
-from tests.reliability import last_ids, raw_request
 from tests.support import world_factory
+from tests.support.reliability import last_ids, raw_request
 
 AUTH = f"Authorization: Bearer {TOKEN}\r\n".encode()
 
@@ -27,12 +31,21 @@ def _raw(path: str, headers: bytes = b"", body: bytes = b"", method: bytes = b"P
             + b"Connection: close\r\n\r\n" + body)
 
 
-@pytest.fixture
-def before(api):
+def _world_and_last_ids(api):
     """The feeds' last ids before the test; the test asserts they did not move."""
     w = world_factory(api)
     api.ok(api.put(f"/v1/ad-groups/{w.ag}", {"name": "g", "include": [w.A]}, account=w.recipient))
     return w, last_ids(api)
+
+
+@pytest.fixture
+def before(api):
+    return _world_and_last_ids(api)
+
+
+@pytest.fixture
+def live_before(live_api):
+    return _world_and_last_ids(live_api)
 
 
 def _share(w) -> bytes:
@@ -45,13 +58,6 @@ def test_bodies_too_large_deep_or_not_utf8_are_4xx_and_store_nothing(api, before
     big = json.dumps({"account_ids": [w.peer], "pad": "x" * (2 * 1024 * 1024)}).encode()
     r = _post(api, path, big, w.owner)
     assert r.status == 413 and r.body["error"]["code"] == "body_too_large"
-    # the same without Content-Length: a chunked body that goes on past the limit (the
-    # server does not read a body of unknown length at all)
-    chunk = b"x" * 65536
-    status, _, _ = raw_request(api.base_url, _raw(path, b"Transfer-Encoding: chunked\r\nX-Account-Id: "
-                                                  + w.owner.encode() + b"\r\nContent-Type: application/json\r\n")
-                               + (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 40 + b"0\r\n\r\n")
-    assert status in (400, 413), status
     for deep in (b"[" * 200_000 + b"]" * 200_000, b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
                  b'{"account_ids": ' + b"[" * 5000 + b"]" * 5000 + b"}"):
         r = _post(api, path, deep, w.owner)
@@ -73,15 +79,35 @@ def test_bodies_too_large_deep_or_not_utf8_are_4xx_and_store_nothing(api, before
     assert last_ids(api) == ids
 
 
+@pytest.mark.full
+def test_an_endless_chunked_body_is_4xx_and_stores_nothing(live_api, live_before):
+    w, ids = live_before
+    path = f"/v1/audiences/{w.A}/shares"
+    # a body without Content-Length: chunked, going on past the limit (the server does not
+    # read a body of unknown length at all)
+    chunk = b"x" * 65536
+    status, _, _ = raw_request(live_api.base_url, _raw(path, b"Transfer-Encoding: chunked\r\nX-Account-Id: "
+                                                       + w.owner.encode() + b"\r\nContent-Type: application/json\r\n")
+                               + (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 40 + b"0\r\n\r\n")
+    assert status in (400, 413), status
+    assert last_ids(live_api) == ids
+
+
+@pytest.mark.full
+def test_request_lines_and_headers_over_the_servers_limits_are_4xx(live_api, live_before):
+    w, ids = live_before
+    status, _, _ = raw_request(live_api.base_url, _raw("/v1/audiences/" + "a" * 100_000, method=b"GET"))
+    assert 400 <= status < 500  # the request line is over the server's limit
+    status, _, _ = raw_request(live_api.base_url, _raw(f"/v1/audiences/{w.A}", b"X-Account-Id: " + b"a" * 100_000
+                                                       + b"\r\n", method=b"GET"))
+    assert 400 <= status < 500
+    assert last_ids(live_api) == ids
+
+
 def test_huge_ids_and_numbers_are_4xx_and_store_nothing(api, before):
     w, ids = before
     assert api.get(f"/v1/audiences/{'a' * 129}", account=w.owner).status == 400
     assert api.get(f"/v1/audiences/{w.A}", account="a" * 129).status == 400
-    status, _, _ = raw_request(api.base_url, _raw("/v1/audiences/" + "a" * 100_000, method=b"GET"))
-    assert 400 <= status < 500  # the request line is over the server's limit
-    status, _, _ = raw_request(api.base_url, _raw(f"/v1/audiences/{w.A}", b"X-Account-Id: " + b"a" * 100_000 + b"\r\n",
-                                                  method=b"GET"))
-    assert 400 <= status < 500
     for body in ({"id": "a" * 10_000, "name": "n", "source": "partner"},
                  {"name": "n" * 100_000, "source": "partner"},
                  {"name": "n", "source": "partner", "member_count": 10 ** 30},
@@ -110,8 +136,8 @@ def test_huge_ids_and_numbers_are_4xx_and_store_nothing(api, before):
     b"X-Account-Id: owner%0d%0aX-Injected:%201\r\n",  # encoded CR/LF, as text
     b"X-Account-Id: owner\r\nX-Account-Id: peer\r\n",  # two acting accounts
 ])
-def test_header_injection_is_refused_and_never_reflected(api, before, header):
-    w, ids = before
+def test_header_injection_is_refused_and_never_reflected(live_api, live_before, header):
+    api, (w, ids) = live_api, live_before
     own = header.replace(b"owner", w.owner.encode()).replace(b"peer", w.peer.encode())
     status, head, body = raw_request(api.base_url, _raw(f"/v1/audiences/{w.A}/shares",
                                                         own + b"Content-Type: application/json\r\n", _share(w)))

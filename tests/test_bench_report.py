@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import report
 from tests.support import ROOT
 
@@ -15,6 +17,7 @@ def test_performance_page_shows_the_result_file():
     assert report.section(text) == report.render(report.load(ROOT / "bench-results.json"))
 
 
+@pytest.mark.full  # runs the benchmark script (test_bench_smoke's run): the full tier
 def test_report_renders_every_goal_and_figure(tmp_path):
     # a result file in the shape bench/run.py writes (the smoke test's run, without HTTP)
     from tests.test_bench_smoke import run_bench

@@ -9,7 +9,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from tests.support import ROOT
+
+pytestmark = pytest.mark.full  # the benchmark script, with its stores and timings: the full tier
 
 CEDAR_POLICY = ROOT / "bench" / "cedar" / "policy.cedar"
 

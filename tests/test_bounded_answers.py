@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from tests.reliability import DATABASES, private_server, server_log
+from tests.support.reliability import DATABASES, private_server, server_log
+
+pytestmark = pytest.mark.full  # server processes: the full tier
 
 LIMIT = 16384
 GROUPS = 150

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tests.ops import cli, empty_database  # noqa: F401 - fixture
+import pytest
+
 from tests.support import Api, LiveServer
+from tests.support.ops import cli
 
 
 def _jsonl(*records) -> str:
@@ -36,6 +38,7 @@ SCENARIO = _jsonl(
 )
 
 
+@pytest.mark.full
 def test_import_applies_each_line_through_the_policy_and_reports_the_rest(empty_database, tmp_path):
     path = tmp_path / "bulk.jsonl"
     path.write_text(SCENARIO)
@@ -83,6 +86,7 @@ def test_a_clean_import_exits_zero(empty_database, tmp_path):
     assert f"importing {path}" in result.stderr  # the progress bar's label
 
 
+@pytest.mark.full
 def test_demo_loads_the_sources_scenario_once(empty_database):
     first = cli("demo", "--database", empty_database)
     assert first.returncode == 0, first.stderr

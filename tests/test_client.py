@@ -1,5 +1,6 @@
-"""The client-only package audience_authz_client against live servers: decisions, actions,
-failing closed, what is raised, the deadline, retries and 429, request ids."""
+"""The client-only package audience_authz_client against live servers (full tier): decisions,
+actions, failing closed, what is raised, request ids; and against sockets and stub servers of
+its own: closed ports, silence, the deadline, retries and 429, malformed or failed answers."""
 
 from __future__ import annotations
 
@@ -15,18 +16,20 @@ import pytest
 from audience_authz_client import (AuthzClient, Check, Denied, EndShare, PropagateUpdate, RateLimited, RequestError,
                                    Unavailable)
 from audience_authz.store.effects import PROPAGATE_CHUNK
-from tests.ops import break_decisions, broken_decision_answer, empty_database, json_lines  # noqa: F401 - fixture
 from tests.support import Api, LiveServer, free_port, world_factory
+from tests.support.ops import break_decisions, broken_decision_answer, json_lines
+
+pytestmark = pytest.mark.full  # sockets, stub servers and live servers, deadlines measured
 
 
 @pytest.fixture
-def client(server):
-    with AuthzClient(server.base_url, server.token, timeout=30) as c:
+def client(live_server):
+    with AuthzClient(live_server.base_url, live_server.token, timeout=30) as c:
         yield c
 
 
-@pytest.mark.full
-def test_authorize_and_authorize_many_answer_as_the_service(client, api, server):
+def test_authorize_and_authorize_many_answer_as_the_service(client, live_api, live_server):
+    api, server = live_api, live_server
     w = world_factory(api)
     denied = client.authorize(w.recipient, "share", w.A, target_account_id=w.peer)
     assert not denied.allowed and denied.decision == "deny" and denied.codes == ["reshare_forbidden"]
@@ -48,7 +51,6 @@ def test_authorize_and_authorize_many_answer_as_the_service(client, api, server)
     assert client.authorize_many([]) == []
 
 
-@pytest.mark.full
 def test_action_calls_do_what_the_api_does(client, uid):
     bc, owner, recipient = f"bc_{uid}", f"own_{uid}", f"rec_{uid}"
     client.upsert_business_center(bc, "BC")
@@ -107,8 +109,8 @@ def test_action_calls_do_what_the_api_does(client, uid):
     assert events and client.decisions(after=0, limit=5).decisions
 
 
-@pytest.mark.full
-def test_lists_are_paged_and_answers_summarise_their_effects(client, api):
+def test_lists_are_paged_and_answers_summarise_their_effects(client, live_api):
+    api = live_api
     w = world_factory(api)
     own = sorted(f"{w.u}_own{i:02d}" for i in range(5))
     for audience in own:
@@ -199,7 +201,6 @@ def test_a_server_that_never_answers_is_a_deny_within_one_deadline_per_call():
         assert time.monotonic() - started < 1.2
 
 
-@pytest.mark.full
 def test_a_failing_service_is_a_deny_and_only_idempotent_calls_are_retried(empty_database):
     with LiveServer(empty_database) as live:
         api = Api(live.base_url, live.token)
@@ -296,8 +297,8 @@ def test_a_misuse_is_raised_not_denied(status, code):
         assert len(seen) == 3  # a 4xx is never retried
 
 
-@pytest.mark.full
-def test_a_wrong_token_raises_unauthorized(server):
+def test_a_wrong_token_raises_unauthorized(live_server):
+    server = live_server
     client = AuthzClient(server.base_url, "wrong-token", timeout=10, retries=0)
     with pytest.raises(RequestError) as wrong:
         client.authorize("acc", "view", f"aud_{uuid.uuid4().hex[:6]}")
@@ -347,10 +348,10 @@ def test_a_batch_answer_that_does_not_match_the_checks_denies_them_all():
         assert all("results do not match" in d.error for d in decisions)
 
 
-@pytest.mark.full
 @pytest.mark.parametrize("audience_id", ["aud_x/../{C}", "{A}?x=1", "{A}#frag", "..", "%2e%2e", "{A}/shares",
                                          "../audiences/{C}"])
-def test_an_id_cannot_steer_a_call_to_another_resource(client, api, audience_id):
+def test_an_id_cannot_steer_a_call_to_another_resource(client, live_api, audience_id):
+    api = live_api
     """An id is one path segment: "aud_x/../aud_C" must not share aud_C, nor "aud_A?x=1" read aud_A."""
     w = world_factory(api, share_with_recipient=False)
     steered = audience_id.format(A=w.A, C=w.C)

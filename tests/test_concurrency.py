@@ -16,9 +16,11 @@ from collections import Counter
 
 import pytest
 
-from tests.invariants import check_invariants
-from tests.reliability import DATABASES, TOKEN, private_server, retries_logged, size
 from tests.support import Api
+from tests.support.invariants import check_invariants
+from tests.support.reliability import DATABASES, TOKEN, private_server, retries_logged, size
+
+pytestmark = pytest.mark.full  # server processes: the full tier
 
 
 def _setup(api: Api, u: str) -> dict:

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from tests.conftest import TOKEN
+from tests.support import world_factory
 
 pytestmark = pytest.mark.full
 ROW = re.compile(r'<tr class="row">.*?class="open">(\d+)</a>.*?class="mono principal">([^<]*)<', re.S)
@@ -21,12 +22,19 @@ def _csrf(html: str) -> str:
 
 
 @pytest.fixture
-def console(server) -> requests.Session:
+def world(live_api):
+    """The scenario on the live server the console pages are read from."""
+    return world_factory(live_api)
+
+
+@pytest.fixture
+def console(live_server) -> requests.Session:
     session = requests.Session()
-    login = session.get(server.base_url + "/console/login")
-    answer = session.post(server.base_url + "/console/login", data={"token": TOKEN, "csrf_token": _csrf(login.text)})
+    login = session.get(live_server.base_url + "/console/login")
+    answer = session.post(live_server.base_url + "/console/login",
+                          data={"token": TOKEN, "csrf_token": _csrf(login.text)})
     assert answer.status_code == 200 and answer.url.endswith("/console/rules")
-    session.base = server.base_url
+    session.base = live_server.base_url
     return session
 
 
@@ -43,7 +51,8 @@ def _decide(api, checks: list[tuple[str, str, str]]) -> None:
     time.sleep(0.3)  # past the batched log's flush interval
 
 
-def test_decision_log_pages_and_filters(console, api, world):
+def test_decision_log_pages_and_filters(console, live_api, world):
+    api = live_api
     _decide(api, [(world.peer, "view", world.A)] * 60 + [(world.peer, "view", world.B), (world.owner, "view", world.B)])
     rows, _ = _rows(console, account=world.peer)
     assert len(rows) == 50 and {p for _, p in rows} == {world.peer}
@@ -69,7 +78,8 @@ def test_decision_log_pages_and_filters(console, api, world):
     assert detail.status_code == 200 and "no_access" in detail.text and "principal_known" in detail.text
 
 
-def test_events_and_pickers(console, api, world):
+def test_events_and_pickers(console, live_api, world):
+    api = live_api
     api.ok(api.put(f"/v1/ad-groups/g_{world.u}", {"name": "g", "include": [world.A]}, account=world.recipient))
     api.ok(api.delete(f"/v1/audiences/{world.A}/shares/{world.recipient}", account=world.owner))
     events = console.get(console.base + "/console/events", params={"audience": world.A})
@@ -89,7 +99,8 @@ def test_events_and_pickers(console, api, world):
     assert options(field="ad_group", account=world.owner, ad_group="") == []
 
 
-def test_the_session_is_the_only_way_in(server, console):
+def test_the_session_is_the_only_way_in(live_server, console):
+    server = live_server
     bare = requests.get(server.base_url + "/console/decisions", allow_redirects=False)
     assert bare.status_code == 302 and bare.headers["Location"].startswith("/console/login")
     token_only = requests.get(server.base_url + "/console/decisions", allow_redirects=False,

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.ops import json_lines
 from tests.support import last_id, world_factory
+from tests.support.ops import json_lines
 
 
 def _access_line(server, request_id: str) -> dict:
@@ -26,7 +26,8 @@ def _decisions_after(api, after: int) -> list[dict]:
 
 
 @pytest.mark.full
-def test_a_request_id_leads_to_its_decisions_and_back(api, server, uid):
+def test_a_request_id_leads_to_its_decisions_and_back(live_api, live_server, uid):
+    api, server = live_api, live_server  # the access log is the server process's
     w = world_factory(api)
     before = last_id(api, "decisions")
     one = api.post("/v1/authorize", {"principal": {"account_id": w.owner}, "action": "edit",

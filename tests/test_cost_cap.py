@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from tests.reliability import DATABASES, private_server
+from tests.support.reliability import DATABASES, private_server
+
+pytestmark = pytest.mark.full  # server processes: the full tier
 
 GROUPS = 60
 CAP = 500

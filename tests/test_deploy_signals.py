@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.ops import json_lines
 from tests.support import Api, LiveServer
+from tests.support.ops import json_lines
 
 pytestmark = pytest.mark.full
 

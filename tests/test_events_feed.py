@@ -1,6 +1,8 @@
 """The event feed others subscribe to: filters, the newest id, long poll, a cursor past the
 end, no event for a write that changes nothing, and Server-Sent Events that resume exactly
-(Last-Event-ID) across a server restart."""
+(Last-Event-ID) across a server restart. The feed's reads run in process (and on a live
+PostgreSQL server in the full tier); the long poll, the streams and the client on live
+servers (full tier)."""
 
 from __future__ import annotations
 
@@ -12,14 +14,13 @@ import pytest
 import requests
 
 from audience_authz_client import AuthzClient
-from tests.support import Api, LiveServer, world_factory
+from tests.support import Api, BaseApi, LiveServer, world_factory
 
 
-def _events(api: Api, query: str) -> dict:
+def _events(api: BaseApi, query: str) -> dict:
     return api.ok(api.get(f"/v1/events?{query}"))
 
 
-@pytest.mark.full
 def test_filters_by_account_audience_and_type(api):
     start = api.ok(api.get("/v1/events/latest"))["id"]
     w = world_factory(api)
@@ -36,7 +37,6 @@ def test_filters_by_account_audience_and_type(api):
     assert api.get(f"/v1/events?type=no_such_type").status == 400
 
 
-@pytest.mark.full
 def test_the_newest_id_and_a_cursor_past_the_end(api):
     w = world_factory(api)
     latest = api.ok(api.get("/v1/events/latest"))["id"]
@@ -50,7 +50,6 @@ def test_the_newest_id_and_a_cursor_past_the_end(api):
     assert stream.status == 400 and stream.body["error"]["code"] == "cursor_past_end"
 
 
-@pytest.mark.full
 def test_a_filtered_page_moves_the_cursor_past_what_it_looked_at(api):
     start = api.ok(api.get("/v1/events/latest"))["id"]
     world_factory(api)
@@ -59,7 +58,6 @@ def test_a_filtered_page_moves_the_cursor_past_what_it_looked_at(api):
     assert page == {"events": [], "next_after": latest}
 
 
-@pytest.mark.full
 def test_a_write_that_changes_nothing_records_no_event(api):
     w = world_factory(api)
     group = {"name": "g", "include": [w.A], "exclude": [w.B]}
@@ -78,7 +76,8 @@ def test_a_write_that_changes_nothing_records_no_event(api):
 
 
 @pytest.mark.full
-def test_a_long_poll_answers_as_soon_as_an_event_comes(api, server):
+def test_a_long_poll_answers_as_soon_as_an_event_comes(live_api, live_server):
+    api, server = live_api, live_server
     w = world_factory(api)
     latest = api.ok(api.get("/v1/events/latest"))["id"]
     started = time.monotonic()
@@ -187,7 +186,8 @@ def test_an_sse_consumer_sees_every_event_once_in_order_across_a_restart(tmp_pat
 
 
 @pytest.mark.full
-def test_the_python_client_follows_the_stream(api, server):
+def test_the_python_client_follows_the_stream(live_api, live_server):
+    api, server = live_api, live_server
     start = api.ok(api.get("/v1/events/latest"))["id"]
     w = world_factory(api)
     expected = _events(api, f"after={start}&audience_id={w.A}")["events"]

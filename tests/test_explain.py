@@ -1,12 +1,13 @@
 """`"explain": true` on POST /v1/authorize (and in a batch): the policy line that decided, with
-its file and line, the relation and the facts, through HTTP against a live server."""
+its file and line, the relation and the facts, through the HTTP API (in process, and on a live
+PostgreSQL server in the full tier)."""
 
 from __future__ import annotations
 
 import yaml
 
-from tests.policy_support import line_of
 from tests.support import ROOT
+from tests.support.policy import line_of
 
 POLICY = ROOT / "policy"
 FACTS = list(yaml.safe_load((POLICY / "facts.yaml").read_text()))

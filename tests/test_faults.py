@@ -16,10 +16,12 @@ import psycopg2
 import pytest
 import requests
 
-from tests.bulk import fan_out
-from tests.invariants import check_invariants
-from tests.reliability import DATABASES, TOKEN, fresh_database, kill_hard, query, size
 from tests.support import Api, LiveServer, _postgres_admin_url, world_factory
+from tests.support.bulk import fan_out
+from tests.support.invariants import check_invariants
+from tests.support.reliability import DATABASES, TOKEN, fresh_database, kill_hard, query, size
+
+pytestmark = pytest.mark.full  # server processes: the full tier
 
 KILL_DELAYS = (0.0, 0.3, 0.6)  # after the transaction is seen open, as a share of its full duration
 

@@ -19,9 +19,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from tests.invariants import check_invariants
-from tests.reliability import DATABASES, TOKEN, private_server, server_log, size
 from tests.support import Api
+from tests.support.invariants import check_invariants
+from tests.support.reliability import DATABASES, TOKEN, private_server, server_log, size
+
+pytestmark = pytest.mark.full  # server processes: the full tier
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")  # which checks, and why
 

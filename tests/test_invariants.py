@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.invariants import check_invariants
-from tests.reliability import DATABASES, execute, private_server
 from tests.support import world_factory
+from tests.support.invariants import check_invariants
+from tests.support.reliability import DATABASES, execute, private_server
+
+pytestmark = pytest.mark.full  # server processes: the full tier
 
 
 @pytest.mark.parametrize("kind", DATABASES)

@@ -10,8 +10,8 @@ from pathlib import Path
 from audience_authz.store import db
 from audience_authz.store import migrations
 from audience_authz.store.models import TABLES, database
-from tests.ops import cli, empty_database, fresh_database  # noqa: F401 - fixture
 from tests.support import Api, LiveServer, world_factory
+from tests.support.ops import DATABASES, cli, fresh_database
 
 # every migration this release ships, in order
 ALL = sorted(p.stem for p in (Path(migrations.__file__).parent).glob("[0-9]*.py"))
@@ -33,7 +33,7 @@ def _schema(url: str) -> dict:
         db.close()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("kind", DATABASES)
 def test_migrations_build_the_schema_that_a_fresh_start_creates(kind, tmp_path):
     with fresh_database(kind, tmp_path) as migrated, fresh_database(kind, tmp_path) as created:
         result = cli("migrate", "--database", migrated)
@@ -50,6 +50,7 @@ def test_migrations_build_the_schema_that_a_fresh_start_creates(kind, tmp_path):
             assert f"schema up to date (applied: {NAMES})" in check.stdout
 
 
+@pytest.mark.full
 def test_serve_refuses_a_schema_behind_until_migrate_has_run(empty_database):
     with LiveServer(empty_database) as live:
         api = Api(live.base_url, live.token)

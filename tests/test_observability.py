@@ -1,4 +1,6 @@
-"""Metrics at /metrics, request ids, JSON logs and the /docs page, through live servers."""
+"""Metrics at /metrics and the /docs page (in process, and on a live PostgreSQL server in the
+full tier); request ids and JSON logs as a server process writes them, metrics across
+gunicorn workers (live servers, full tier)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,15 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.ops import break_decisions, broken_decision_answer, empty_database, json_lines  # noqa: F401 - fixture
-from tests.support import Api, LiveServer, world_factory
+from tests.support import Api, BaseApi, LiveServer, world_factory
+from tests.support.ops import break_decisions, broken_decision_answer, json_lines
 
 
-def scrape(api: Api) -> dict[tuple, float]:
+def scrape(api: BaseApi) -> dict[tuple, float]:
     """{(sample name, sorted labels without pid): value}, summed over label sets that differ only by pid."""
     response = api.get("/metrics")
     assert response.status == 200, response.body
@@ -70,21 +73,23 @@ def test_metrics_count_decisions_effects_and_latency(api):
     assert ("audience_authz_policy_reload_failures_total", ()) in after
 
 
-def test_metrics_need_the_token_and_the_docs_page_opens_in_a_browser(server):
-    assert requests.get(server.base_url + "/metrics", timeout=10).status_code == 401
-    auth = {}  # a browser sends no token; the page holds the API's description, no data
-    page = requests.get(server.base_url + "/docs", headers=auth, timeout=10)
-    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
-    assert '"/v1/authorize"' in page.text and '"/v1/audiences/{id}/shares"' in page.text
-    scripts = re.findall(r'src="([^"]+)"', page.text) + re.findall(r'href="([^"]+\.css)"', page.text)
+def test_metrics_need_the_token_and_the_docs_page_opens_in_a_browser(api):
+    anonymous = api.with_token(None)  # a browser sends no token; the page holds the API's description, no data
+    assert anonymous.get("/metrics").status == 401
+    page = anonymous.get("/docs")
+    assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert '"/v1/authorize"' in page.body and '"/v1/audiences/{id}/shares"' in page.body
+    scripts = re.findall(r'src="([^"]+)"', page.body) + re.findall(r'href="([^"]+\.css)"', page.body)
     assert scripts
     for src in scripts:  # served by the service itself, nothing from the internet
         assert src.startswith("/docs/static/")
-        asset = requests.get(server.base_url + src, headers=auth, timeout=10)
-        assert asset.status_code == 200 and len(asset.content) > 1000
+        asset = anonymous.get(src)
+        assert asset.status == 200 and len(asset.body) > 1000
 
 
-def test_request_id_round_trips_into_json_access_logs(api, server):
+@pytest.mark.full
+def test_request_id_round_trips_into_json_access_logs(live_api, live_server):
+    api, server = live_api, live_server
     w = world_factory(api)
     rid = f"req-{uuid.uuid4().hex}"
     given = api.get(f"/v1/audiences/{w.A}", account=w.recipient, headers={"X-Request-Id": rid})
@@ -111,6 +116,7 @@ def test_request_id_round_trips_into_json_access_logs(api, server):
     assert server.token not in server.log_path.read_text()  # the token is never logged
 
 
+@pytest.mark.full
 def test_a_database_error_is_counted_logged_with_its_request_id_and_denies(empty_database):
     with LiveServer(empty_database) as live:
         api = Api(live.base_url, live.token)
@@ -132,6 +138,7 @@ def test_a_database_error_is_counted_logged_with_its_request_id_and_denies(empty
         assert any(r.get("status") == status for r in records)
 
 
+@pytest.mark.full
 def test_metrics_add_up_across_gunicorn_workers_and_outlive_a_dead_worker(tmp_path):
     metrics_dir = tmp_path / "metrics"
     url = f"sqlite:///{tmp_path / 'authz.db'}"

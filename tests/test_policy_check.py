@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.policy_support import cli, copy_policy, line_of, replace
+from tests.support.policy import cli, copy_policy, line_of, replace
 
 # (what breaks, the edit, the file and the text of the line the problem is on, the message)
 SHARE_ALLOW = "p, owner, share, True, allow, owner_may_share,"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-from tests.policy_support import RECIPIENT_REFRESH_DENY, cli, copy_policy, replace
+from tests.support.policy import RECIPIENT_REFRESH_DENY, cli, copy_policy, replace
 
 
 def test_every_policy_subcommand_takes_policy_dir(tmp_path):

@@ -19,9 +19,9 @@ from audience_authz.engine.expressions import Compiled
 from audience_authz.engine.policy import Policy
 from audience_authz.policytools.reload import Reloader, Snapshots
 from audience_authz.store.models import database
-from tests.inprocess import service
-from tests.policy_support import cli, copy_policy, line_of, replace
 from tests.support import ROOT, Api, LiveServer, postgres_database, world_factory
+from tests.support.ops import DATABASES
+from tests.support.policy import cli, copy_policy, line_of, replace
 
 SERVICE = ROOT / "service"
 
@@ -85,15 +85,15 @@ def _gather_all(w, policy) -> list:
     return found
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def gathered(request, tmp_path_factory):
+@pytest.fixture(scope="module", params=DATABASES)
+def gathered(request):
     """(request, relation, the facts the gatherer passed) for every request of the scenario,
     with a lookalike, a deleted audience and audiences applied in ad groups, on each database
-    (the gatherer's statement differs between them)."""
+    (the gatherer's statement differs between them): SQLite in process, PostgreSQL through a
+    live server (full tier)."""
     policy = Policy.load(ROOT / "policy")
     if request.param == "sqlite":
-        svc = service()
-        return _gather_all(_scenario(svc.api), policy)
+        return _gather_all(_scenario(request.getfixturevalue("inproc_server").client()), policy)
     from audience_authz.store import db, models
 
     with postgres_database() as url, LiveServer(url, token="contract-token") as live:
@@ -279,12 +279,11 @@ def test_a_hot_reload_refuses_each_leak_and_keeps_serving(leak, tmp_path):
     assert reloader.authz.policy.version == serving
 
 
-def test_unknown_audience_still_answers_404_after_the_refused_rename():
-    svc = service()
-    api = svc.api
+def test_unknown_audience_still_answers_404_after_the_refused_rename(service):
+    api = service.client()
     w = world_factory(api)
     try:
-        _rename_unknown_audience(svc.policy_dir)
+        _rename_unknown_audience(service.policy_dir)
         answer = api.post("/v1/policy/reload", {})
         assert answer.status == 422 and answer.body["error"]["code"] == "policy_refused"
         assert any(p["file"] == "reasons.yaml" and "unknown_audience" in p["message"]
@@ -293,7 +292,7 @@ def test_unknown_audience_still_answers_404_after_the_refused_rename():
         assert api.get("/readyz").body["last_reload_error"]["stage"] == "contract"
         assert 'audience_authz_policy_refusals_total{stage="contract"}' in api.get("/metrics").body
     finally:
-        svc.restore_policy()
+        service.restore_policy()
 
 
 # -- issue 10 item 3: no accepted policy answers 500; /readyz says when decisions fail -------
@@ -307,17 +306,16 @@ def test_the_shipped_policy_decides_every_question_the_service_asks():
         assert any(g.relation == rel for g in gatherer.samples(policy, act)), (rel, act)
 
 
-def test_readyz_is_not_ready_while_the_policy_in_force_cannot_decide(tmp_path):
+def test_readyz_is_not_ready_while_the_policy_in_force_cannot_decide(service, tmp_path):
     """A policy that lost a fact the code gathers (as a reload accepted before the contract
     existed) fails every audience decision: /readyz says not ready, naming why."""
     broken = copy_policy(tmp_path / "broken")
     _remove_seed_status(broken)
-    svc = service()
-    api = svc.api
+    api = service.client()
     w = world_factory(api)
     assert api.get("/readyz").body["decisions"] == "ok"
-    good = svc.authz.policy
-    svc.authz.policy = Policy.load(broken)  # in force without vetting
+    good = service.authz.policy
+    service.authz.policy = Policy.load(broken)  # in force without vetting
     try:
         ready = api.get("/readyz")
         assert ready.status == 503 and ready.body["status"] == "not_ready"
@@ -326,7 +324,7 @@ def test_readyz_is_not_ready_while_the_policy_in_force_cannot_decide(tmp_path):
         answer = api.authorize(w.owner, "view", w.A)
         assert answer.status == 500 and answer.body["decision"] == "deny"
     finally:
-        svc.authz.policy = good
+        service.authz.policy = good
     assert api.get("/readyz").status == 200
     assert 'audience_authz_decision_failures_total{action="view"}' in api.get("/metrics").body
 

@@ -1,5 +1,5 @@
-"""Impact analysis: decisions made over HTTP by a live server (SQLite and PostgreSQL) are
-replayed against a changed copy of the policy; exactly the decisions the change touches are
+"""Impact analysis: decisions made over HTTP (in process on SQLite; a live PostgreSQL server
+in the full tier) are replayed against a changed copy of the policy; exactly the decisions the change touches are
 reported, by the CLI and by POST /v1/policy/diff."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from tests.policy_support import (RECIPIENT_REFRESH_ALLOW, RECIPIENT_REFRESH_DENY, cli, copy_policy,
+from tests.support import BaseApi, world_factory
+from tests.support.policy import (RECIPIENT_REFRESH_ALLOW, RECIPIENT_REFRESH_DENY, cli, copy_policy,
                                   let_recipients_refresh_lookalikes, replace)
-from tests.support import Api, world_factory
 
 BROADEN = "end_share remove_from_list disconnect_audience:broaden"
 
@@ -30,7 +30,7 @@ def _candidate(tmp_path):
     return policy
 
 
-def _decide(api: Api, account, action, audience, **context) -> str:
+def _decide(api: BaseApi, account, action, audience, **context) -> str:
     return api.ok(api.authorize(account, action, audience, **context))["decision_id"]
 
 
@@ -149,4 +149,4 @@ def test_the_diff_endpoint_validates(api, body, status, message):
     answer = api.post("/v1/policy/diff", body)
     assert answer.status == status, answer.body
     assert message in json.dumps(answer.body)
-    assert Api(api.base_url, "wrong").post("/v1/policy/diff", {"last": 1}).status == 401
+    assert api.with_token("wrong").post("/v1/policy/diff", {"last": 1}).status == 401

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from tests.policy_support import cli, copy_policy, replace
+from tests.support.policy import cli, copy_policy, replace
 
 # SPEC §3, verbatim.
 SPEC_TABLE = """

@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from tests.policy_support import (RECIPIENT_REFRESH_DENY, copy_policy, let_recipients_refresh_lookalikes, line_of,
-                                  replace)
 from tests.support import ROOT, Api, LiveServer, world_factory
+from tests.support.policy import (RECIPIENT_REFRESH_DENY, copy_policy, let_recipients_refresh_lookalikes, line_of,
+                                  replace)
 
 TOKEN = "reload-token"
 CLOSE = {"Connection": "close"}  # a new connection per request: gunicorn's workers take turns
@@ -74,6 +74,7 @@ def _eventually(check, timeout: float = 20.0, times: int = 1):
     raise AssertionError(f"not within {timeout}s; last: {value}")
 
 
+@pytest.mark.full
 def test_the_watchers_of_every_worker_take_up_an_edit(policy, serve):
     live, api = serve(policy, "--workers", "2", "--policy-poll", "0.5")
     w = _lookalike_world(api)
@@ -90,6 +91,7 @@ def test_the_watchers_of_every_worker_take_up_an_edit(policy, serve):
     assert ready["policy_version"] == after["policy_version"] and ready["last_reload_error"] is None
 
 
+@pytest.mark.full
 def test_a_broken_policy_is_refused_and_the_last_good_one_answers(policy, serve):
     live, api = serve(policy, "--workers", "2", "--policy-poll", "0.5")
     w = _lookalike_world(api)
@@ -129,6 +131,7 @@ def test_a_broken_policy_is_refused_and_the_last_good_one_answers(policy, serve)
     assert f"policy reload refused (watch); still serving {good}: policy.csv:{line}: reason 'no_refresh_for_you'" in log
 
 
+@pytest.mark.full  # its counters are per process: a server of its own
 def test_the_reload_endpoint(policy, serve):
     live, api = serve(policy, "--policy-poll", "0")
     w = _lookalike_world(api)
@@ -179,6 +182,7 @@ def _workers(master: int) -> set[int]:
         return {int(pid) for pid in f.read().split()}
 
 
+@pytest.mark.full
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads worker pids from /proc")
 def test_sighup_restarts_workers_on_the_last_good_policy(policy, serve):
     live, api = serve(policy, "--workers", "2", "--policy-poll", "0")
@@ -215,6 +219,7 @@ def test_sighup_restarts_workers_on_the_last_good_policy(policy, serve):
     assert worker in _workers(master)  # the same process, not a restart
 
 
+@pytest.mark.full
 def test_a_server_does_not_start_on_a_broken_policy(policy, tmp_path):
     replace(policy / "policy.csv", "deny, reshare_forbidden,", "deny, reshare_forbiden,")
     run = subprocess.run([sys.executable, "-m", "audience_authz", "serve", "--port", "0", "--policy-dir", str(policy),

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from tests.policy_support import cli, copy_policy, replace
 from tests.support import Api, LiveServer, last_event_id, world_factory
+from tests.support.policy import cli, copy_policy, replace
 
 KEEP_IN_SCOPE = "p, owner, keep_share, True, allow, share_in_scope,"
 OWNER_SHARES = "p, owner, share, True, allow, owner_may_share,"

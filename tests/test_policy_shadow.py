@@ -9,17 +9,19 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from audience_authz.engine.policy import Policy
 from audience_authz.engine.shadow import Shadow
-from tests.inprocess import service
-from tests.policy_support import copy_policy, replace
 from tests.support import Api, LiveServer, world_factory
+from tests.support.policy import copy_policy, replace
 
 RESHARE_DENY = "p, recipient, share, True, deny, reshare_forbidden,"
 RESHARE_ALLOW = "p, recipient, share, True, allow, recipient_may_reshare,"
 TOKEN = "shadow-token"
 
 
+@pytest.mark.full  # a server process, two workers
 def test_a_shadow_under_live_load_counts_its_disagreements_and_changes_no_answer(tmp_path):
     candidate = copy_policy(tmp_path / "candidate")
     replace(candidate / "policy.csv", RESHARE_DENY, RESHARE_ALLOW)
@@ -57,13 +59,12 @@ def test_a_shadow_under_live_load_counts_its_disagreements_and_changes_no_answer
         assert len(logged) == 40 and all(any(i in m for i in ids) for m in logged)
 
 
-def test_the_admin_endpoints_set_and_clear_a_shadow():
-    svc = service()
-    api = svc.api
+def test_the_admin_endpoints_set_and_clear_a_shadow(service):
+    api = service.client()
     w = world_factory(api)
-    edited = (svc.policy_dir / "policy.csv").read_text().replace(RESHARE_DENY, RESHARE_ALLOW)
+    edited = (service.policy_dir / "policy.csv").read_text().replace(RESHARE_DENY, RESHARE_ALLOW)
     try:
-        assert api.ok(api.get("/v1/policy/shadow")) == {"active": False, "policy_version": svc.authz.policy.version,
+        assert api.ok(api.get("/v1/policy/shadow")) == {"active": False, "policy_version": service.authz.policy.version,
                                                          "shadow_version": None}
         bad = api.put("/v1/policy/shadow", {"files": {"policy.csv": edited.replace("allow, recipient_may_reshare", "allw, x")}})
         assert bad.status == 422 and bad.body["error"]["code"] == "policy_refused"
@@ -78,24 +79,24 @@ def test_the_admin_endpoints_set_and_clear_a_shadow():
         assert api.put("/v1/policy/shadow", {}).status == 400
     finally:
         cleared = api.ok(api.delete("/v1/policy/shadow"))
-    assert cleared["active"] is False and svc.authz.shadow is None
+    assert cleared["active"] is False and service.authz.shadow is None
 
 
-def test_a_shadow_costs_at_most_a_third_of_a_decision(tmp_path):
+@pytest.mark.full  # timing
+def test_a_shadow_costs_at_most_a_third_of_a_decision(service, tmp_path):
     """The time of a decision as served (POST /v1/authorize: facts from the database, the
     policy, the decision log, the answer) with a shadow on is at most 1.3x the time without
     (best of several rounds, the two interleaved)."""
-    svc = service()
-    api = svc.api
+    api = service.client()
     w = world_factory(api)
     candidate = copy_policy(tmp_path / "candidate")
     replace(candidate / "policy.csv", RESHARE_DENY, RESHARE_ALLOW)
-    shadow = Shadow(Policy.load(candidate), svc.authz.policy.facts_schema)
+    shadow = Shadow(Policy.load(candidate), service.authz.policy.facts_schema)
     asks = [(w.recipient, "share", w.A, {"target_account_id": w.peer}), (w.owner, "view", w.B, {}),
             (w.owner, "share", w.C, {"target_account_id": w.peer})] * 30
 
     def run(with_shadow: bool) -> float:
-        svc.authz.shadow = shadow if with_shadow else None
+        service.authz.shadow = shadow if with_shadow else None
         started = time.perf_counter()
         for account, action, audience, context in asks:
             api.authorize(account, action, audience, **context)
@@ -105,7 +106,7 @@ def test_a_shadow_costs_at_most_a_third_of_a_decision(tmp_path):
         run(True)
         rounds = [(run(False), run(True)) for _ in range(5)]
     finally:
-        svc.authz.shadow = None
+        service.authz.shadow = None
     without, with_ = min(r[0] for r in rounds), min(r[1] for r in rounds)
     assert with_ <= 1.3 * without, (with_, without)
     assert sum(k == ("share", "deny reshare_forbidden", "allow recipient_may_reshare") for k in shadow.examples) == 1

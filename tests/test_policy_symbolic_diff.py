@@ -12,9 +12,8 @@ from audience_authz.engine.expressions import Compiled
 from audience_authz.engine.policy import Policy
 from audience_authz.policytools import symdiff
 from audience_authz.policytools.symbolic import Outcome
-from tests.inprocess import service
-from tests.policy_support import cli, copy_policy, line_of, replace
 from tests.support import ROOT, world_factory
+from tests.support.policy import cli, copy_policy, line_of, replace
 
 RESHARE_DENY = "p, recipient, share, True, deny, reshare_forbidden,"
 RESHARE_ALLOW = "p, recipient, share, True, allow, recipient_may_reshare,"
@@ -108,9 +107,8 @@ def test_the_regions_are_exact_and_complete(tmp_path):
     assert changed > 100
 
 
-def test_the_endpoint_shows_the_regions_beside_the_replay():
-    svc = service()
-    api = svc.api
+def test_the_endpoint_shows_the_regions_beside_the_replay(service):
+    api = service.client()
     w = world_factory(api)
     api.ok(api.put(f"/v1/ad-groups/{w.ag}", {"name": "recipient's"}, account=w.recipient))
     for _ in range(3):
@@ -118,7 +116,7 @@ def test_the_endpoint_shows_the_regions_beside_the_replay():
     for _ in range(2):
         api.ok(api.authorize(w.recipient, "apply", w.A, ad_group_id=w.ag))
     api.ok(api.get("/v1/decisions?after=0&limit=1"))  # writes the batched decision-log rows
-    policy = (svc.policy_dir / "policy.csv").read_text()
+    policy = (service.policy_dir / "policy.csv").read_text()
     edited = policy.replace(RESHARE_DENY, RESHARE_ALLOW).replace(
         "p, recipient, apply, True, allow, recipient_may_apply,", "p, recipient, apply, True, deny, recipient_action_forbidden,")
     answer = api.ok(api.post("/v1/policy/diff", {"files": {"policy.csv": edited}, "symbolic": True, "last": 100000}))

@@ -9,8 +9,8 @@ import sys
 import yaml
 
 from audience_authz.engine.policy import AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, FAULT_REASONS
-from tests.policy_support import cli, copy_policy, line_of, replace
 from tests.support import ROOT
+from tests.support.policy import cli, copy_policy, line_of, replace
 
 POLICY = ROOT / "policy"
 

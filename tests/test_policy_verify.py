@@ -18,9 +18,8 @@ from audience_authz.engine.expressions import Compiled
 from audience_authz.engine.policy import Policy
 from audience_authz.policytools import symbolic
 from audience_authz.policytools.reload import Reloader, Snapshots
-from tests.inprocess import service
-from tests.policy_support import cli, copy_policy, line_of, replace
 from tests.support import ROOT
+from tests.support.policy import cli, copy_policy, line_of, replace
 
 RESHARE_DENY = "p, recipient, share, True, deny, reshare_forbidden,"
 RESHARE_ALLOW = "p, recipient, share, True, allow, recipient_may_reshare,"
@@ -100,12 +99,11 @@ def test_a_hot_reload_refuses_a_candidate_that_breaks_a_property(tmp_path, caplo
     assert "refused by verify" in caplog.text and "recipient_cannot_manage" in caplog.text
 
 
-def test_readyz_and_metrics_show_a_refusal_by_verify():
-    svc = service()
-    api = svc.api
+def test_readyz_and_metrics_show_a_refusal_by_verify(service):
+    api = service.client()
     try:
-        replace(svc.policy_dir / "policy.csv", RESHARE_DENY, RESHARE_ALLOW)
-        shutil.rmtree(svc.policy_dir / "tests")
+        replace(service.policy_dir / "policy.csv", RESHARE_DENY, RESHARE_ALLOW)
+        shutil.rmtree(service.policy_dir / "tests")
         answer = api.post("/v1/policy/reload", {})
         assert answer.status == 422, answer.body
         assert any(p["file"] == "properties.yaml" and "recipient_cannot_manage" in p["message"]
@@ -114,7 +112,7 @@ def test_readyz_and_metrics_show_a_refusal_by_verify():
         assert ready["last_reload_error"]["stage"] == "verify" and ready["status"] == "ready"
         assert 'audience_authz_policy_refusals_total{stage="verify"}' in api.get("/metrics").body
     finally:
-        svc.restore_policy()
+        service.restore_policy()
 
 
 def test_junit_output_of_verify_check_and_test(tmp_path):

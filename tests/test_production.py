@@ -17,8 +17,10 @@ import psycopg2
 import pytest
 import requests
 
-from tests.ops import json_lines
 from tests.support import Api, LiveServer, _postgres_admin_url, postgres_database, world_factory
+from tests.support.ops import json_lines
+
+pytestmark = pytest.mark.full  # server processes: the full tier
 
 
 def _refuses_connections(port: int) -> bool:

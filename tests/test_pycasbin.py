@@ -13,8 +13,8 @@ import pytest
 from packaging.requirements import Requirement
 
 from audience_authz.engine.policy import TESTED_PYCASBIN
-from tests.policy_support import cli, copy_policy, replace
 from tests.support import ROOT, free_port
+from tests.support.policy import cli, copy_policy, replace
 
 # Each patch makes the installed pycasbin behave as a release that changed one thing.
 CHANGES = {
@@ -90,6 +90,7 @@ def test_a_changed_pycasbin_stops_the_other_commands(tmp_path, command):
     assert "Traceback" not in done.stderr and "passed" not in done.stdout and "loaded" not in done.stdout
 
 
+@pytest.mark.full  # a subprocess of serve
 def test_a_changed_pycasbin_stops_serve_before_it_listens(tmp_path):
     port = free_port()
     done = run_patched("the matcher hook is gone", "serve", "--port", str(port),

@@ -140,7 +140,7 @@ def _full_scans(plan) -> list[str]:
             if line.startswith("SCAN ") and line not in ("SCAN CONSTANT ROW", "SCAN one", "SCAN listed")]
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.full)])
 def loaded_database(request, tmp_path_factory):
     with contextlib.ExitStack() as stack:
         if request.param == "sqlite":

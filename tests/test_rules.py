@@ -1,4 +1,5 @@
-"""Every rule of SPEC §3 and every reason code, through HTTP against a running server."""
+"""Every rule of SPEC §3 and every reason code, through the HTTP API (the `api` fixture: in
+process, and against a live server on PostgreSQL in the full tier)."""
 
 from __future__ import annotations
 

@@ -4,8 +4,8 @@ owner had stopped it; shares still in scope stay."""
 
 from __future__ import annotations
 
-from tests.invariants import check_invariants
 from tests.support import world_factory
+from tests.support.invariants import check_invariants
 
 
 def _recipients(api, w, audience):

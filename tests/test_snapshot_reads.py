@@ -7,9 +7,12 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
 import requests
 
-from tests.reliability import TOKEN, private_server, size
+from tests.support.reliability import TOKEN, private_server, size
+
+pytestmark = pytest.mark.full  # server processes: the full tier
 
 
 def test_lists_and_views_read_one_snapshot_while_writers_commit(tmp_path):

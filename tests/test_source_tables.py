@@ -1,4 +1,5 @@
-"""The source's two tables, through HTTP against a running server."""
+"""The source's two tables, through the HTTP API (in process, and against a live server on
+PostgreSQL in the full tier)."""
 
 from __future__ import annotations
 

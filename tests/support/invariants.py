@@ -38,13 +38,18 @@ def _policy() -> Policy:
 
 @contextlib.contextmanager
 def bound(database_url: str):
-    """The service's models bound to ``database_url`` in this (test) process."""
-    db.init(database_url, create=False)
+    """The service's models bound to ``database_url`` in this (test) process; afterwards
+    bound again to what they were bound to before (an in-process app's database)."""
+    previous = database.obj
+    own = db.init(database_url, create=False)
     try:
         database.connect(reuse_if_open=True)
         yield database
     finally:
+        database.initialize(own)  # an in-process request in the block binds the app's again
         db.close()
+        if previous is not None:
+            database.initialize(previous)
 
 
 def _rows(sql: str, params=()) -> list[tuple]:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.support import ROOT, postgres_database
 
-DATABASES = ["sqlite", "postgresql"]
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.full)]  # PostgreSQL: the full tier
 
 
 @contextlib.contextmanager
@@ -26,12 +26,6 @@ def fresh_database(kind: str, tmp_path):
     else:
         with postgres_database() as url:
             yield url
-
-
-@pytest.fixture(params=DATABASES)
-def empty_database(request, tmp_path):
-    with fresh_database(request.param, tmp_path) as url:
-        yield url
 
 
 def cli(*args: str, env: dict | None = None, input: str | None = None,

@@ -9,11 +9,13 @@ import signal
 import time
 from pathlib import Path
 
-from tests.invariants import bound
+import pytest
+
 from tests.support import Api, LiveServer, last_id, postgres_database
+from tests.support.invariants import bound
 
 TOKEN = "reliability-token"
-DATABASES = ["sqlite", "postgresql"]
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.full)]  # PostgreSQL: the full tier
 
 
 def size(name: str, default: int) -> int:

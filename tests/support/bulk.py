@@ -10,7 +10,7 @@ import uuid
 from audience_authz.store.models import (Account, AdGroup, AdGroupAudience, DecisionLog, Event, Share, database,
                             utcnow)
 
-from tests.invariants import bound
+from tests.support.invariants import bound
 
 CHUNK = 400
 

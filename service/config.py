@@ -99,7 +99,7 @@ def environment_variables() -> dict[str, tuple[str, str]]:
     rows = {}
     for name, field in Settings.model_fields.items():
         variable = "PROMETHEUS_MULTIPROC_DIR" if field.validation_alias else f"AUDIENCE_AUTHZ_{name.upper()}"
-        default = str(field.default)
+        default = "(none)" if field.default is None else str(field.default)
         if field.default_factory:
             default = "(generated)" if name == "console_secret" else "(shipped policy)"
         rows[variable] = (default, field.description or "")

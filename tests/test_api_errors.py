@@ -29,7 +29,7 @@ def test_probes_need_no_token_and_readiness_shows_the_reload_figures_only_with_o
     for headers in ({}, {"Authorization": "Bearer wrong"}):  # a load balancer's probe
         anonymous = raw(api, "GET", "/readyz", headers=headers)
         assert anonymous.status == 200, anonymous.body
-        assert set(anonymous.body) == {"status", "database", "policy", "policy_version"}
+        assert set(anonymous.body) == {"status", "database", "policy", "policy_version", "decisions"}
         assert anonymous.body["status"] == "ready" and anonymous.body["database"] == "ok"
     ready = raw(api, "GET", "/readyz", headers=AUTH)
     assert ready.status == 200 and ready.body["database"] == "ok" and ready.body["policy_version"]

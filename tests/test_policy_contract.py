@@ -7,7 +7,6 @@ reload, each problem with its file and line. A policy in force that cannot decid
 from __future__ import annotations
 
 import ast
-import shutil
 from pathlib import Path
 
 import pytest

@@ -46,3 +46,13 @@ FACT_TYPES = {"bool": bool, "int": int, "str": str}
 # the policy refuses to share).
 SOURCES = ("engagement", "app_activity", "website_traffic", "customer_file", "partner",
            "lead_generation", "shop_activity")
+
+# The facts engine/facts.py gathers from the database: a fact of facts.yaml is one of these
+# or is supplied by the caller (``source: context``, engine/context.py); ``policy check``
+# refuses any other (it would always have its default) and a context fact of these names.
+GATHERED_FACTS = (
+    "principal_known", "principal_in_bc", "principal_terms_accepted", "audience_known", "audience_type",
+    "audience_source", "audience_status", "seed_status", "owner_bc_allowlisted", "target_specified",
+    "target_known", "target_in_bc", "target_is_self", "same_bc", "target_has_share", "ad_group_known",
+    "ad_group_owned", "attached_ad_groups",
+)

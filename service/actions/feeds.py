@@ -21,5 +21,6 @@ def decisions(after: int, limit: int) -> dict:
     items = [{"id": d.id, "decision_id": d.decision_id, "at": iso(d.at), "principal": d.principal,
               "action": d.action, "resource": json.loads(d.resource), "decision": d.decision,
               "reasons": json.loads(d.reasons), "policy_version": d.policy_version,
-              "relation": d.relation, "rule_line": d.rule_line} for d in rows]
+              "relation": d.relation, "rule_line": d.rule_line,
+              "facts": json.loads(d.facts) if d.facts else {}} for d in rows]
     return {"decisions": items, "next_after": items[-1]["id"] if items else after}

@@ -7,7 +7,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 
-from audience_authz.engine import decision_log
+from audience_authz.engine import context, decision_log
 from audience_authz.store import effects as fx
 from audience_authz import metrics
 from audience_authz.engine.facts import Gathered, Request, gather
@@ -52,7 +52,8 @@ class Authorizer:
     def check(self, req: Request, *, plan_effects: bool = True, log: bool = True,
               explain: bool = False, ad_group_override=None) -> Outcome:
         policy = self.policy  # one policy for the whole decision, even across a reload
-        gathered = gather(policy, req, ad_group_override)
+        supplied = context.supplied(policy, req.context if req.context is not None else context.current())
+        gathered = gather(policy, req, ad_group_override, supplied)
         decision = policy.decide(gathered.relation, req.action, gathered.facts)
         outcome = Outcome(req, decision, gathered, uuid.uuid4().hex, policy.version)
         if not decision.allowed:
@@ -65,18 +66,20 @@ class Authorizer:
         if not decision.allowed and decision.reason == "applied_to_ad_groups":
             outcome.reasons[0]["ad_group_ids"] = fx.attached_ad_groups(req.audience_id, req.principal)
         if explain:
-            outcome.explanation = explanation(policy, gathered, decision)
+            outcome.explanation = explanation(policy, gathered, decision, supplied)
         if log:
             log_decision(outcome)
             metrics.decision(req.action, decision.decision, decision.reason)
         return outcome
 
 
-def explanation(policy: Policy, gathered: Gathered, decision: Decision) -> dict:
+def explanation(policy: Policy, gathered: Gathered, decision: Decision, supplied=context.EMPTY) -> dict:
     rule = decision.rule
     return {
         "relation": gathered.relation,
         "facts": {name: getattr(gathered.facts, name) for name in policy.facts_schema},
+        # which facts came from the caller: sent, or not sent and taken from their default
+        "context_facts": {name: "supplied" if name in supplied else "default" for name in policy.context_facts},
         "matched_rule": None if rule is None else {
             "file": "policy.csv", "line": rule.line, "rel": rule.rel, "act": rule.act,
             "cond": rule.cond, "eft": rule.eft, "reason": rule.reason,

@@ -7,8 +7,9 @@ serves everything else. No rule is decided here: this module only says what is t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from audience_authz.engine import context
 from audience_authz.store.models import Account, AdGroup, database
 from audience_authz.engine.policy import ACCOUNT_ACTIONS
 
@@ -59,6 +60,9 @@ class Request:
     target_account_id: str | None = None
     ad_group_id: str | None = None
     account_id: str | None = None  # the account an account-scoped action is about
+    # the facts the caller supplied (context.supplied checks them); None: this request's
+    # X-Authz-Context header, if any (context.current())
+    context: dict | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -84,14 +88,15 @@ def _statement(with_target: bool, with_ad_group: bool, with_attached: bool) -> s
     return sql
 
 
-def gather(policy, req: Request, ad_group_override: tuple[str, str] | None = None) -> Gathered:
-    """The relation and facts for ``req``.
+def gather(policy, req: Request, ad_group_override: tuple[str, str] | None = None,
+           supplied=context.EMPTY) -> Gathered:
+    """The relation and facts for ``req``; ``supplied`` are the caller's (checked) facts.
 
     ``ad_group_override`` = (ad_group_id, account_id) describes an ad group being created
     by the same action, which the database does not hold yet.
     """
     if req.action in ACCOUNT_ACTIONS:
-        return _gather_account(policy, req)
+        return _gather_account(policy, req, supplied)
     target, ad_group = req.target_account_id, req.ad_group_id
     with_attached = req.action == "delete"
     # parameters in the order their placeholders stand in the statement
@@ -107,11 +112,11 @@ def gather(policy, req: Request, ad_group_override: tuple[str, str] | None = Non
         params.append(ad_group)
     sql = _statement(target is not None, ad_group is not None, with_attached)
     row = database.execute_sql(sql, params).fetchone()
-    return _from_row(policy, req.principal, target is not None, row, ad_group_override)
+    return _from_row(policy, req.principal, target is not None, row, ad_group_override, supplied)
 
 
 def _from_row(policy, principal: str, target_specified: bool, row,
-              ad_group_override: tuple[str, str] | None = None) -> Gathered:
+              ad_group_override: tuple[str, str] | None = None, supplied=context.EMPTY) -> Gathered:
     """The relation and facts of one row of a facts statement."""
     (p_id, p_bc, p_terms, a_id, a_owner, a_type, a_source, a_status, seed_status, allowlisted,
      p_share, t_id, t_bc, t_share, g_id, g_account, attached) = row
@@ -126,6 +131,7 @@ def _from_row(policy, principal: str, target_specified: bool, row,
     else:
         relation = "none"
     facts = policy.facts(
+        **supplied,  # names context.supplied checked are context facts, never gathered ones
         principal_known=p_id is not None,
         principal_in_bc=p_bc is not None,
         principal_terms_accepted=p_terms is not None,
@@ -174,23 +180,25 @@ ORDER BY a.id
 
 
 def gather_listed(policy, account_id: str) -> dict[str, Gathered]:
-    """audience id -> its relation and facts, for every audience in ``account_id``'s list."""
+    """audience id -> its relation and facts, for every audience in ``account_id``'s list
+    (with the facts the caller of this request supplied)."""
+    supplied = context.supplied(policy, context.current())
     sql = _LISTED_SQL.format(p=database.obj.param)
     rows = database.execute_sql(sql, [account_id] * 5)
-    return {row[3]: _from_row(policy, account_id, False, row) for row in rows}
+    return {row[3]: _from_row(policy, account_id, False, row, None, supplied) for row in rows}
 
 
-def _gather_account(policy, req: Request) -> Gathered:
+def _gather_account(policy, req: Request, supplied=context.EMPTY) -> Gathered:
     """Facts of an action on the acting account's own things (terms, lists, ad groups)."""
     principal_known = Account.select().where(Account.id == req.principal).exists()
     if req.action in ("view_ad_group", "edit_ad_group"):
         owner = (AdGroup.select(AdGroup.account).where(AdGroup.id == req.ad_group_id)
                  .scalar())
         relation = "new" if owner is None else ("self" if owner == req.principal else "other")
-        facts = policy.facts(principal_known=principal_known, ad_group_known=owner is not None,
+        facts = policy.facts(**supplied, principal_known=principal_known, ad_group_known=owner is not None,
                              ad_group_owned=owner == req.principal)
     else:
         account = req.account_id if req.account_id is not None else req.principal
         relation = "self" if account == req.principal else "other"
-        facts = policy.facts(principal_known=principal_known)
+        facts = policy.facts(**supplied, principal_known=principal_known)
     return Gathered(relation, facts, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-from flask import request
+from flask import current_app, request
 from flask_openapi3 import Info, OpenAPI
 
 from audience_authz import config
@@ -49,7 +49,8 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     decision_log.writer.interval = settings.decision_log_flush_s
     # the policy, kept on the last good version of the files (policytools/reload.py)
     app.extensions["authz"] = reload.start(app, settings.policy_dir, policy_snapshots, policy_poll)
-    errors.fail_closed(routes.decide, lambda: app.extensions["authz"])
+    if not routes.decide._got_registered_once:  # the module's blueprint: set up by the first app only
+        errors.fail_closed(routes.decide, lambda: current_app.extensions["authz"])
     app.register_api(routes.api)
     app.register_api(routes.decide)
     app.register_api(policy_routes.api)

@@ -185,6 +185,7 @@ class DecisionView(BaseModel):
     action: str
     decision: Literal["allow", "deny"]
     policy_version: str
+    facts: dict = Field(default_factory=dict, description="the facts decided on: gathered, and sent by the caller")
 
 
 class DecisionPage(BaseModel):

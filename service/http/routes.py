@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, g, request
 from flask_openapi3 import APIBlueprint, Tag
 
 from audience_authz import actions
-from audience_authz.engine import decision_log
+from audience_authz.engine import context, decision_log
 from audience_authz.http import responses as R
 from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.facts import Request
@@ -25,6 +25,20 @@ ENTITIES, AUDIENCES, SHARING, AD_GROUPS, DECIDE, FEEDS = (
 
 def authz() -> Authorizer:
     return current_app.extensions["authz"]
+
+
+@api.before_request
+def _caller_facts():
+    """The X-Authz-Context header: the caller's facts, for every decision of this request
+    (checked against the policy when a decision is made: engine/context.py)."""
+    g.caller_facts = context.use(context.from_header(request.headers.get("X-Authz-Context")))
+
+
+@api.teardown_request
+def _forget_caller_facts(_exc):
+    token = g.pop("caller_facts", None)
+    if token is not None:
+        context.reset(token)
 
 
 # -- entities ------------------------------------------------------------------------------
@@ -149,7 +163,7 @@ def get_ad_group(path: IdPath, header: ActingAccount):
 def _decide(check: AuthorizeBody) -> dict:
     req = Request(check.principal.account_id, check.action, check.resource.audience_id,
                   target_account_id=check.context.target_account_id,
-                  ad_group_id=check.context.ad_group_id)
+                  ad_group_id=check.context.ad_group_id, context=check.context.facts)
     return authz().check(req, explain=check.explain).answer()
 
 

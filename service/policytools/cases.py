@@ -190,6 +190,10 @@ def _vocabulary_problems(policy: Policy, case: Case) -> list[str]:
         if type(value) is not kind:  # noqa: E721 - exact: true is not an int, 1 is not a bool
             found.append(f"fact {name!r} is {'an' if kind is int else 'a'} {kind.__name__} in facts.yaml,"
                          f" not {value!r}")
+    missing = [name for name in policy.required_context if name not in case.facts]
+    if missing:
+        found.append(f"fact {missing[0]!r} is required from the caller (facts.yaml: required: true);"
+                     " give it in this case's facts or the file's defaults")
     if case.decision not in ("allow", "deny"):
         found.append(f"decision must be allow or deny, not {case.decision!r}")
     elif case.decision == "deny" and case.reason not in policy.reasons:

@@ -28,7 +28,8 @@ from types import SimpleNamespace
 import yaml
 from casbin.model import Model
 
-from audience_authz.vocabulary import DISCONNECT_OUTCOMES, EFFECTS, FACT_TYPES
+from audience_authz.vocabulary import DISCONNECT_OUTCOMES, EFFECTS
+from audience_authz.policytools.messages import fact_spec_problems
 from audience_authz.engine.expressions import Compiled, ExpressionError, names_in
 from audience_authz.engine.policy import (ACCOUNT_ACTIONS, ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, POLICY_FILES, RELATIONS,
                      SERVICE_REASONS,
@@ -149,13 +150,7 @@ def _facts_problems(directory: Path) -> list[Problem]:
         if not isinstance(spec, dict):
             found.append(("facts.yaml", line, f"fact {name!r}: expected {{type, default, doc}}"))
             continue
-        kind = FACT_TYPES.get(spec.get("type"))
-        if kind is None:
-            found.append(("facts.yaml", line, f"fact {name!r}: type must be one of bool, int, str,"
-                          f" not {spec.get('type')!r}"))
-        elif "default" not in spec or type(spec["default"]) is not kind:  # noqa: E721 - exact type
-            found.append(("facts.yaml", line, f"fact {name!r}: default must be {_article(kind.__name__)},"
-                          f" not {spec.get('default')!r}"))
+        found += [("facts.yaml", line, m) for m in fact_spec_problems(name, spec)]
     return found
 
 

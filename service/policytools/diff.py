@@ -134,6 +134,8 @@ def replay(rows, candidate: Policy, baseline: Policy | None = None, examples: in
         if len(group.examples) < examples:
             group.examples.append({"decision_id": row.decision_id, "principal": row.principal,
                                    "resource": json.loads(row.resource), "relation": row.relation,
+                                   # the facts the caller sent (facts.yaml source: context)
+                                   "context_facts": {n: stored[n] for n in candidate.context_facts if n in stored},
                                    "at": row.at.isoformat() + "Z" if isinstance(row.at, datetime.datetime)
                                    else str(row.at)})
     if dropped:
@@ -157,7 +159,8 @@ def text(report: Report, candidate_dir) -> str:
             before, after = f"{before} [{' '.join(change['before_effects'])}]", f"{after} [{' '.join(change['after_effects'])}]"
         out.append(f"\n  {change['kind']:<12} {change['action']:<18} {before} -> {after}: {change['count']}")
         for ex in change["examples"]:
-            out.append(f"      e.g. principal {ex['principal']}, resource {json.dumps(ex['resource'])},"
+            supplied = (f", caller's facts {json.dumps(ex['context_facts'])}" if ex.get("context_facts") else "")
+            out.append(f"      e.g. principal {ex['principal']}, resource {json.dumps(ex['resource'])}{supplied},"
                        f" decision {ex['decision_id']} at {ex['at']}")
     out += [f"\nnote: {n}" for n in report.notes]
     return "\n".join(out) + "\n"

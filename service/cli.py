@@ -208,12 +208,12 @@ def policy():
 @policy.command()
 @click.argument("policy_dir", required=False, type=click.Path(exists=True, file_okay=False))
 def check(policy_dir):
-    """Validate the policy files; report each problem with file and line."""
+    """Validate the policy files; report each problem with file, line and column."""
     from audience_authz.policytools.check import check_policy
 
     problems = check_policy(_policy_dir(policy_dir))
-    for file, line, message in problems:
-        click.echo(f"{file}:{line}: {message}")
+    for problem in problems:
+        click.echo(str(problem))  # file:line:column: message
     if problems:
         click.echo(f"{len(problems)} problem(s)", err=True)
         sys.exit(1)
@@ -222,12 +222,13 @@ def check(policy_dir):
 
 def _load_policy_or_exit(policy_dir):
     from audience_authz.engine.policy import Policy, PolicyError
+    from audience_authz.policytools.messages import located
 
     try:
         return Policy.load(_policy_dir(policy_dir))
     except PolicyError as exc:
-        for file, line, message in exc.problems:
-            click.echo(f"{file}:{line}: {message}")
+        for problem in located(_policy_dir(policy_dir), exc.problems):
+            click.echo(str(problem))
         click.echo("the policy does not load; run `audience-authz policy check`", err=True)
         sys.exit(1)
 
@@ -244,7 +245,15 @@ def test_policy(tests, policy_dir, coverage, quiet):
 
     from audience_authz.policytools.cases import run_suite
 
+    from audience_authz.policytools.messages import policy_condition_problems
+
     policy = _load_policy_or_exit(policy_dir)
+    broken = policy_condition_problems(policy)  # the cause, before any case it would fail
+    if broken:
+        for problem in broken:
+            click.echo(str(problem))
+        click.echo("the policy's conditions have errors; no case was run (see `audience-authz policy check`)", err=True)
+        sys.exit(1)
     report = run_suite(policy, tests or policy.directory / "tests", coverage=coverage)
     labels = {"pass": click.style("ok   ", fg="green"), "fail": click.style("FAIL ", fg="red"),
               "error": click.style("ERROR", fg="red", bold=True)}

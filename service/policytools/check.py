@@ -1,4 +1,4 @@
-"""``policy check``: is a policy directory safe to load? Each problem with file and line.
+"""``policy check``: is a policy directory safe to load? Each problem with file, line and column.
 
 Beyond the files parsing and naming only known relations, actions, facts, reason codes and
 effects, the check proves two things about the decision list by search:
@@ -29,13 +29,13 @@ import yaml
 from casbin.model import Model
 
 from audience_authz.vocabulary import DISCONNECT_OUTCOMES, EFFECTS
-from audience_authz.policytools.messages import fact_spec_problems
+from audience_authz.policytools.messages import (Problem, condition_problems, did_you_mean, fact_spec_problems,
+                                                  located)
 from audience_authz.engine.expressions import Compiled, ExpressionError, names_in
 from audience_authz.engine.policy import (ACCOUNT_ACTIONS, ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, POLICY_FILES, RELATIONS,
                      SERVICE_REASONS,
                      Policy, PolicyError, Rule, casbin_syntax, check_pycasbin)
 
-Problem = tuple[str, int, str]
 POINT_BUDGET = 150_000
 REQUEST_TOKENS = ["r_rel", "r_act", "r_f"]
 POLICY_TOKENS = ["p_rel", "p_act", "p_cond", "p_eft", "p_reason", "p_effects"]
@@ -44,6 +44,11 @@ _OTHER = "<other>"  # a string value no condition names
 
 
 def check_policy(directory) -> list[Problem]:
+    """Every problem, with file, line and column, in the policy's terms (messages.py)."""
+    return located(directory, _problems(directory))
+
+
+def _problems(directory) -> list[Problem]:
     check_pycasbin()  # PycasbinMismatch: no policy can be checked (or served) with this pycasbin
     directory = Path(directory)
     missing = [(name, 0, "file is missing") for name in POLICY_FILES if not (directory / name).is_file()]
@@ -58,9 +63,14 @@ def check_policy(directory) -> list[Problem]:
         return exc.problems
     except Exception as exc:  # noqa: BLE001 - anything else that stops it loading
         return [("model.conf", 0, f"cannot load the policy: {type(exc).__name__}: {exc}")]
+    texts = (directory / "policy.csv").read_text().splitlines()
+    conditions_sound = True
     for rule in policy.rules:
         problems += [("policy.csv", rule.line, m) for m in _rule_problems(policy, rule)]
-    if any(m.startswith(("bad condition", "condition reads")) for _, _, m in problems):
+        found = _condition_problems(policy, rule, texts[rule.line - 1])
+        problems += [Problem("policy.csv", rule.line, m, column) for column, m in found]
+        conditions_sound = conditions_sound and not found
+    if not conditions_sound:
         return problems  # the search below needs every condition to compile
     problems += _Search(policy).problems()
     return sorted(problems, key=lambda p: (POLICY_FILES.index(p[0]) if p[0] in POLICY_FILES else 9, p[1]))
@@ -122,7 +132,8 @@ def _yaml_mapping(path: Path) -> tuple[yaml.MappingNode | None, list[Problem]]:
         node = yaml.compose(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        return None, [(path.name, mark.line + 1 if mark else 0, f"not valid YAML: {yaml_error(exc)}")]
+        return None, [Problem(path.name, mark.line + 1 if mark else 1, f"not valid YAML: {yaml_error(exc)}",
+                              mark.column + 1 if mark else 1)]
     if not isinstance(node, yaml.MappingNode):
         return None, [(path.name, 1, "must be a mapping")]
     return node, []
@@ -180,31 +191,36 @@ def _reasons_problems(directory: Path) -> list[Problem]:
 def _rule_problems(policy: Policy, rule: Rule) -> list[str]:
     found = []
     if rule.rel != "*" and rule.rel not in RELATIONS:
-        found.append(f"unknown relation {rule.rel!r} (known: {', '.join(RELATIONS)})")
+        found.append(f"unknown relation {rule.rel!r}{did_you_mean(rule.rel, RELATIONS)} (known: {', '.join(RELATIONS)}, *)")
     if rule.act != "*" and rule.act not in ACTIONS:
-        found.append(f"unknown action {rule.act!r}")
+        found.append(f"unknown action {rule.act!r}{did_you_mean(rule.act, ACTIONS)}")
     if rule.eft not in ("allow", "deny"):
-        found.append(f"eft must be allow or deny, not {rule.eft!r}")
+        found.append(f"eft must be allow or deny, not {rule.eft!r}{did_you_mean(rule.eft, ('allow', 'deny'))}")
     if rule.eft == "deny" and rule.reason not in policy.reasons:
-        found.append(f"reason {rule.reason!r} is not listed in reasons.yaml")
+        found.append(f"reason {rule.reason!r} is not listed in reasons.yaml{did_you_mean(rule.reason, policy.reasons)}")
     if rule.eft == "allow" and not re.fullmatch(r"[a-z][a-z0-9_]*", rule.reason):
         found.append(f"an allow line names a rule id (lower_snake_case) as its reason, not {rule.reason!r}")
     if rule.eft == "deny" and rule.effects:
         found.append("a deny line carries no effects")
     for name, arg in rule.effects:
         if name not in EFFECTS:
-            found.append(f"unknown effect {name!r} (known: {', '.join(sorted(EFFECTS))})")
+            found.append(f"unknown effect {name!r}{did_you_mean(name, sorted(EFFECTS))}"
+                         f" (known: {', '.join(sorted(EFFECTS))})")
         elif name == "disconnect_audience" and arg not in DISCONNECT_OUTCOMES:
             found.append(f"disconnect_audience takes broaden or pause, not {arg!r}")
         elif name != "disconnect_audience" and arg:
             found.append(f"effect {name} takes no argument, not {arg!r}")
-    try:
-        Compiled(rule.cond)
-        for name in sorted(names_in(rule.cond)):
-            if not name.startswith("r.f.") or name[4:] not in policy.facts_schema:
-                found.append(f"condition reads {name!r}, which is not a fact in facts.yaml")
-    except (ExpressionError, SyntaxError) as exc:
-        found.append(f"bad condition: {exc}")
+    return found
+
+
+def _condition_problems(policy: Policy, rule: Rule, text: str) -> list[tuple[int, str]]:
+    """(column, message) of each problem of the line's condition, in the policy's terms."""
+    found = condition_problems(policy.facts_schema, rule.cond, text)
+    if not found:
+        try:
+            Compiled(rule.cond)  # the engine's own check, should messages.py ever let one pass
+        except (ExpressionError, SyntaxError) as exc:
+            found = [(1, f"bad condition: {exc}")]
     return found
 
 
@@ -333,10 +349,15 @@ class _Search:
                 if (undecided is not None or not must_decide) and not unhit & {r.line for r in applicable}:
                     break
             if must_decide and undecided is not None:
-                found.append(("policy.csv", 0, f"no line decides ({rel}, {act}) when {_describe(undecided)}:"
-                              " such requests are denied as no_matching_rule"))
+                last = applicable[-1].line if applicable else self.rules[-1].line
+                found.append(Problem("policy.csv", last, f"no line decides ({rel}, {act}) when {_describe(undecided)}:"
+                              f" such requests are denied as no_matching_rule; add a line after line {last}"
+                              f" that decides them (e.g. p, {rel}, {act}, True, deny, <reason>,)", 1))
+        failed = [("policy.csv", line, f"the condition cannot be evaluated: {error}")
+                  for line, error in self.eval_errors.items()]
+        if failed:  # the cause: what the search found besides follows from these lines
+            return failed
         found += self._confirm(witnesses)
-        found += [("policy.csv", line, f"condition fails: {error}") for line, error in self.eval_errors.items()]
         found += [("policy.csv", line, self._why_unreachable(line)) for line in sorted(unhit)]
         return found
 
@@ -362,7 +383,11 @@ class _Search:
                 break
             covers = earlier.rel in ("*", rule.rel) and earlier.act in ("*", rule.act)
             if covers and ast.dump(ast.parse(earlier.cond.strip(), mode="eval")) == cond:
-                return f"never decides: it repeats line {earlier.line} (p, {', '.join(earlier.values[:3])})"
+                if earlier.values == rule.values:
+                    return f"never decides: it repeats line {earlier.line} (p, {', '.join(earlier.values[:3])})"
+                return (f"never decides: line {earlier.line} (p, {', '.join(earlier.values[:3])}) has the same"
+                        f" condition and comes first, so it answers {_answer(earlier)} where this line would"
+                        f" answer {_answer(rule)}")
             if covers and _always_true(earlier.cond):
                 return (f"never decides: line {earlier.line} (p, {', '.join(earlier.values[:3])}) decides every"
                         " request this line could match before it")
@@ -395,6 +420,11 @@ class _Search:
                     f" this line matches{scope}")
         shadows = ", ".join(str(n) for n, _ in sorted(blockers.items()))
         return f"never decides: every request it matches is decided first by one of lines {shadows}{scope}"
+
+
+def _answer(rule: Rule) -> str:
+    effects = " ".join(f"{n}:{a}" if a else n for n, a in rule.effects)
+    return f"{rule.eft} {rule.reason}" + (f" with {effects}" if effects else "")
 
 
 def _article(word: str) -> str:

@@ -72,7 +72,7 @@ def get_account_audiences(path: IdPath, header: ActingAccount):
 # -- audiences -----------------------------------------------------------------------------
 
 @api.post("/audiences", tags=[AUDIENCES], summary="Create a custom audience",
-          responses={201: R.AudienceResult, 409: R.ErrorBody, **R.ACTING})
+          responses={201: R.AudienceResult, 409: R.ErrorBody, 422: R.ErrorBody, **R.ACTING})
 def post_audience(header: ActingAccount, body: AudienceCreateBody):
     result = actions.create_audience(authz(), header.x_account_id, body.id, body.name, body.source,
                                      body.member_count)
@@ -100,13 +100,13 @@ def delete_audience(path: IdPath, header: ActingAccount):
 
 
 @api.post("/audiences/<id>/lookalikes", tags=[AUDIENCES], summary="Create a lookalike from a custom audience",
-          responses={201: R.AudienceResult, 409: R.ErrorBody, **R.ACTING})
+          responses={201: R.AudienceResult, 409: R.ErrorBody, 422: R.ErrorBody, **R.ACTING})
 def post_lookalike(path: IdPath, header: ActingAccount, body: LookalikeBody):
     return actions.create_lookalike(authz(), header.x_account_id, path.id, body.id, body.name), 201
 
 
 @api.post("/audiences/<id>/refresh", tags=[AUDIENCES], summary="Refresh a lookalike",
-          responses={200: R.AudienceResult, **R.ACTING})
+          responses={200: R.AudienceResult, 409: R.ErrorBody, **R.ACTING})
 def post_refresh(path: IdPath, header: ActingAccount):
     return actions.refresh_lookalike(authz(), header.x_account_id, path.id)
 
@@ -114,7 +114,7 @@ def post_refresh(path: IdPath, header: ActingAccount):
 # -- sharing -------------------------------------------------------------------------------
 
 @api.post("/audiences/<id>/shares", tags=[SHARING], summary="Share with 1 to 100 accounts, all or nothing",
-          responses={201: R.ShareResult, **R.ACTING})
+          responses={201: R.ShareResult, 409: R.ErrorBody, 422: R.ErrorBody, **R.ACTING})
 def post_shares(path: IdPath, header: ActingAccount, body: ShareBody):
     return actions.share(authz(), header.x_account_id, path.id, body.account_ids), 201
 
@@ -146,7 +146,7 @@ def get_share_log(path: IdPath, header: ActingAccount, query: Page):
 # -- ad groups -----------------------------------------------------------------------------
 
 @api.put("/ad-groups/<id>", tags=[AD_GROUPS], summary="Upsert an ad group of the acting account",
-         responses={200: R.AdGroupResult, **R.ACTING})
+         responses={200: R.AdGroupResult, 422: R.ErrorBody, **R.ACTING})
 def put_ad_group(path: IdPath, header: ActingAccount, body: AdGroupBody):
     return actions.upsert_ad_group(authz(), header.x_account_id, path.id, body.name, body.include,
                                    body.exclude)

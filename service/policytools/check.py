@@ -427,9 +427,5 @@ def _answer(rule: Rule) -> str:
     return f"{rule.eft} {rule.reason}" + (f" with {effects}" if effects else "")
 
 
-def _article(word: str) -> str:
-    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
-
-
 def _describe(point: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in point.items()) or "every fact has its default"

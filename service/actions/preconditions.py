@@ -6,7 +6,9 @@ account or audience that does not exist. The shipped policy denies each of them 
 (``not_lookalike``, ``already_shared``, ``unknown_target_account``, ...); a more permissive
 candidate could allow one, and the action would then fail half-way. These checks run after
 an allow and answer ``CannotCarryOut`` (409 or 422, with a code of its own) instead of a
-500: the fail-safe of a permissive policy, not a second copy of its rules.
+500: the fail-safe of a permissive policy, not a second copy of its rules. What can be carried
+out but should not (a lookalike of a lookalike, a refresh whose seed is deleted, a share with
+oneself) is a rule, and stays in policy.csv alone.
 """
 
 from __future__ import annotations

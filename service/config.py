@@ -102,5 +102,7 @@ def environment_variables() -> dict[str, tuple[str, str]]:
         default = str(field.default)
         if field.default_factory:
             default = "(generated)" if name == "console_secret" else "(shipped policy)"
+        elif field.default is None:
+            default = "(none)"  # unset: the feature is off
         rows[variable] = (default, field.description or "")
     return rows

@@ -108,8 +108,8 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
         problems = check_policy(chosen.shadow_policy_dir)
         if problems:
             shutil.rmtree(snapshots.root, ignore_errors=True)
-            for file, line, message in problems:
-                click.echo(f"{chosen.shadow_policy_dir}/{file}:{line}: {message}", err=True)
+            for problem in problems:
+                click.echo(f"{chosen.shadow_policy_dir}/{problem}", err=True)
             click.echo("the shadow policy fails `policy check`; not serving", err=True)
             sys.exit(1)
     _init_database(chosen.database)  # create or check the schema once, before the workers start
@@ -252,8 +252,8 @@ _POLICY_DIR_OPTION = click.option("--policy-dir", default=None, type=click.Path(
 @click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help=JUNIT_HELP)
 def check(policy_dir, old_policy_dir, junit_file):
     """Validate the policy files, and the contract between them and the code; report each
-    problem with file and line. (DIR, the policy directory as an argument, is deprecated:
-    use --policy-dir.)"""
+    problem with file, line and column. (DIR, the policy directory as an argument, is
+    deprecated: use --policy-dir.)"""
     from audience_authz.policytools import junit
     from audience_authz.policytools.check import check_policy
 
@@ -263,8 +263,8 @@ def check(policy_dir, old_policy_dir, junit_file):
         click.echo("note: `policy check DIR` is deprecated; use `policy check --policy-dir DIR`", err=True)
         policy_dir = old_policy_dir
     problems = check_policy(_policy_dir(policy_dir))
-    for file, line, message in problems:
-        click.echo(f"{file}:{line}: {message}")
+    for problem in problems:
+        click.echo(str(problem))  # file:line:column: message
     if junit_file:
         junit.write(junit_file, "policy check", _problem_cases(problems, "policy.check", "policy check"))
     if problems:
@@ -278,10 +278,12 @@ def _contract_or_exit(policy_dir, junit_file=None, suite=""):
     from audience_authz.policytools import junit
     from audience_authz.policytools.check import contract_problems
 
-    problems = contract_problems(_policy_dir(policy_dir))
+    from audience_authz.policytools.messages import located
+
+    problems = located(_policy_dir(policy_dir), contract_problems(_policy_dir(policy_dir)))
     if problems:
-        for file, line, message in problems:
-            click.echo(f"{file}:{line}: {message}")
+        for problem in problems:
+            click.echo(str(problem))  # file:line:column: message
         if junit_file:
             junit.write(junit_file, suite, _problem_cases(problems, "policy.contract", "contract"))
         click.echo("the policy breaks the contract with the code; run `audience-authz policy check`", err=True)
@@ -290,12 +292,13 @@ def _contract_or_exit(policy_dir, junit_file=None, suite=""):
 
 def _load_policy_or_exit(policy_dir):
     from audience_authz.engine.policy import Policy, PolicyError
+    from audience_authz.policytools.messages import located
 
     try:
         return Policy.load(_policy_dir(policy_dir))
     except PolicyError as exc:
-        for file, line, message in exc.problems:
-            click.echo(f"{file}:{line}: {message}")
+        for problem in located(_policy_dir(policy_dir), exc.problems):
+            click.echo(str(problem))
         click.echo("the policy does not load; run `audience-authz policy check`", err=True)
         sys.exit(1)
 
@@ -314,12 +317,20 @@ def test_policy(tests, policy_dir, coverage, quiet, junit_file):
     from audience_authz.policytools import junit
     from audience_authz.policytools.cases import run_suite
 
+    from audience_authz.policytools.messages import policy_condition_problems
+
     if tests is not None and (Path(tests) / "policy.csv").is_file():
         raise click.BadParameter(
             f"{tests} is a policy directory, not test files: to test that policy give --policy-dir {tests}",
             param_hint="TESTS")
     _contract_or_exit(policy_dir, junit_file, "policy test")
     policy = _load_policy_or_exit(policy_dir)
+    broken = policy_condition_problems(policy)  # the cause, before any case it would fail
+    if broken:
+        for problem in broken:
+            click.echo(str(problem))
+        click.echo("the policy's conditions have errors; no case was run (see `audience-authz policy check`)", err=True)
+        sys.exit(1)
     report = run_suite(policy, tests or policy.directory / "tests", coverage=coverage)
     labels = {"pass": click.style("ok   ", fg="green"), "fail": click.style("FAIL ", fg="red"),
               "error": click.style("ERROR", fg="red", bold=True)}
@@ -362,8 +373,8 @@ def verify(policy_dir, properties_file, fmt, junit_file):
 
     problems = check_policy(_policy_dir(policy_dir))  # the contract, and conditions that compile
     if problems:
-        for file, line, message in problems:
-            click.echo(f"{file}:{line}: {message}")
+        for problem in problems:
+            click.echo(str(problem))  # file:line:column: message
         if junit_file:
             junit.write(junit_file, "policy verify", _problem_cases(problems, "policy.check", "policy check"))
         click.echo("the policy fails `policy check`; fix it first", err=True)
@@ -467,8 +478,8 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, only_
                 continue
             problems = check_policy(directory)
             if problems:
-                for file, line, message in problems:
-                    click.echo(f"{file}:{line}: {message}")
+                for problem in problems:
+                    click.echo(str(problem))  # file:line:column: message
                 click.echo(f"the {label} fails `policy check`; fix it first", err=True)
                 sys.exit(2)
         candidate = _load_policy_or_exit(candidate_dir)

@@ -99,8 +99,10 @@ def environment_variables() -> dict[str, tuple[str, str]]:
     rows = {}
     for name, field in Settings.model_fields.items():
         variable = "PROMETHEUS_MULTIPROC_DIR" if field.validation_alias else f"AUDIENCE_AUTHZ_{name.upper()}"
-        default = "(none)" if field.default is None else str(field.default)
+        default = str(field.default)
         if field.default_factory:
             default = "(generated)" if name == "console_secret" else "(shipped policy)"
+        elif field.default is None:
+            default = "(none)"  # unset: the feature is off
         rows[variable] = (default, field.description or "")
     return rows

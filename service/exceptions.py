@@ -26,3 +26,12 @@ class Denied(Exception):
     @property
     def reasons(self) -> list[dict]:
         return [r for o in self.outcomes for r in o.reasons]
+
+
+class CannotCarryOut(ApiError):
+    """An action the policy allowed that the service cannot carry out (a lookalike refresh of
+    an audience with no seed, a share that exists, a reference to nothing): 409 or 422 with
+    its own code, whatever the policy says. Never a rule: rules are in policy/."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(status, code, f"{message} (the policy allows it, but it cannot be carried out)")

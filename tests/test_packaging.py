@@ -113,7 +113,7 @@ def test_policy_dir_overrides_the_shipped_policy(built, tmp_path):
     assert by_env == tested
     (own / "reasons.yaml").unlink()
     broken = cli(built, "policy", "check", own, check=False)
-    assert broken.returncode == 1 and broken.stdout.splitlines() == ["reasons.yaml:0: file is missing"]
+    assert broken.returncode == 1 and broken.stdout.splitlines() == ["reasons.yaml:1:1: file is missing"]
 
 
 def test_demo_then_serve_and_the_client_from_an_environment_without_flask(built, tmp_path):

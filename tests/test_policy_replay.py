@@ -19,7 +19,7 @@ STOP_BROADEN = "owner_stop_sharing, end_share remove_from_list disconnect_audien
 def _suspension(policy):
     """The issue's example: "a suspended account cannot share", on a fact the log's rows lack."""
     with (policy / "facts.yaml").open("a") as f:
-        f.write("principal_suspended: {type: bool, default: true, doc: the acting account is suspended}\n")
+        f.write("principal_suspended: {type: bool, source: context, default: true, doc: the acting account is suspended}\n")
     replace(policy / "reasons.yaml", "deny:\n", "deny:\n  account_suspended: A suspended account cannot share.\n")
     replace(policy / "policy.csv", OWNER_SHARES,
             f"p, owner, share, r.f.principal_suspended, deny, account_suspended,\n{OWNER_SHARES}")

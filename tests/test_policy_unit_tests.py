@@ -55,7 +55,7 @@ def test_a_new_rule_without_a_test_fails_the_suite(tmp_path):
     result = cli("policy", "test", "--policy-dir", policy)
     assert result.exit_code == 1
     line = line_of(policy / "policy.csv", "owner_may_share_across")
-    assert f"UNTESTED policy.csv:{line}: no passing case is decided by this line" in result.output
+    assert f"UNTESTED policy.csv:{line}:1: no passing case is decided by this line" in result.output
     # the case that asked it now fails too: it was decided by the old line
     assert "FAIL  sharing.yaml" in result.output and "owner_may_share_across" in result.output
 
@@ -83,7 +83,7 @@ def test_a_case_naming_an_unknown_fact_is_an_error(tmp_path):
     _, result = _suite_with(tmp_path, "  - {name: typo, relation: owner, action: share,"
                                       " facts: {same_business_center: true}, decision: allow, reason: owner_may_share}\n")
     assert result.exit_code == 1
-    assert "ERROR extra.yaml:2  typo" in result.output
+    assert "ERROR extra.yaml:2:5  typo" in result.output
     assert "unknown fact 'same_business_center': facts.yaml does not declare it" in result.output
     assert "1 errors" in result.output
 
@@ -116,7 +116,7 @@ def test_allow_unknown_tests_the_default_deny(tmp_path):
     _, result = _suite_with(tmp_path, "  - {name: never asked, relation: owner, action: look, allow_unknown: true,"
                                       " decision: deny, reason: no_matching_rule}\n")
     assert result.exit_code == 0, result.output
-    assert "ok    extra.yaml:2  never asked" in result.output
+    assert "ok    extra.yaml:2:5  never asked" in result.output
 
 
 def test_a_wrong_expectation_fails_with_what_the_policy_said(tmp_path):
@@ -125,7 +125,7 @@ def test_a_wrong_expectation_fails_with_what_the_policy_said(tmp_path):
                                            " reason: owner_may_share}\n")
     assert result.exit_code == 1
     line = line_of(policy / "policy.csv", "p, recipient, share, True")
-    assert "FAIL  extra.yaml:2  wishful" in result.output
+    assert "FAIL  extra.yaml:2:5  wishful" in result.output
     assert (f"expected allow (owner_may_share), got deny (reshare_forbidden) from policy.csv:{line}"
             in result.output)
 

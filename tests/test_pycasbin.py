@@ -109,4 +109,5 @@ def test_unbalanced_brackets_in_a_policy_line_are_a_problem_with_its_line(tmp_pa
                   if "True), allow" in line)
     result = cli("policy", "check", policy)
     assert result.exit_code == 1
-    assert result.stdout.splitlines() == [f"policy.csv:{number}: unbalanced brackets or parentheses"]
+    column = (policy / "policy.csv").read_text().splitlines()[number - 1].index(")") + 1
+    assert result.stdout.splitlines() == [f"policy.csv:{number}:{column}: unbalanced brackets or parentheses"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from audience_authz.actions import preconditions
 from audience_authz.actions.steps import denied_if_any, record_event
 from audience_authz.actions.views import ad_group_view
 from audience_authz.engine.authorizer import Authorizer
@@ -45,6 +46,8 @@ def upsert_ad_group(authz: Authorizer, principal: str, ad_group_id: str, name: s
         denied = denied_if_any(applies)
         if denied:
             return denied
+        preconditions.acting_account_exists(principal, "an ad group")
+        preconditions.audiences_exist([*include, *exclude])
         created = outcome.gathered.relation == "new"
         if not created:  # the same name and targeting again: nothing changes, no event
             view = ad_group_view(AdGroup.get_by_id(ad_group_id))

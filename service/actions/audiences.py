@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from audience_authz.actions import preconditions
 from audience_authz.actions.steps import decide_visible, record_event
 from audience_authz.actions.views import allowed_actions, audience_view
 from audience_authz.engine.authorizer import Authorizer, Outcome
@@ -59,6 +60,7 @@ def create_audience(authz: Authorizer, principal: str, audience_id: str | None, 
         outcome = authz.check(Request(principal, "create_audience", "", account_id=principal))
         if not outcome.allowed:
             return Denied([outcome])
+        preconditions.acting_account_exists(principal, "an audience")
         new_id = _new_id(audience_id, "aud")
         Audience.create(id=new_id, owner_account=principal, name=name, type="custom", source=source,
                         member_count=member_count)
@@ -126,7 +128,7 @@ def _save_revision(audience: Audience, outcome: Outcome, event: str, **payload) 
     for effect in outcome.effects:
         effect["revision"] = audience.revision
     fx.record(outcome.effects, decision_id=outcome.decision_id)
-    return {"audience": audience_view(audience, "owner", []), "effects": outcome.effects}
+    return {"audience": audience_view(audience, outcome.gathered.relation, []), "effects": outcome.effects}
 
 
 
@@ -157,6 +159,7 @@ def create_lookalike(authz: Authorizer, principal: str, seed_id: str, lookalike_
         outcome = decide_visible(authz, principal, seed_id, "create_lookalike")
         if not outcome.allowed:
             return Denied([outcome])
+        preconditions.acting_account_exists(principal, "a lookalike")
         new_id = _new_id(lookalike_id, "lal")
         seed = Audience.get_by_id(seed_id)
         Audience.create(id=new_id, owner_account=principal, name=name, type="lookalike", source="",
@@ -175,6 +178,6 @@ def refresh_lookalike(authz: Authorizer, principal: str, audience_id: str) -> di
         if not outcome.allowed:
             return Denied([outcome])
         audience = Audience.get_by_id(audience_id)
-        audience.member_count = bounded_members(audience.seed_audience.member_count * 10)
+        audience.member_count = bounded_members(preconditions.refreshable(audience).member_count * 10)
         return _save_revision(audience, outcome, "lookalike_refreshed")
     return run(_with_actions(authz, principal, work))

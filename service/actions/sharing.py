@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from audience_authz.actions import preconditions
 from audience_authz.actions import sharing_scope as scope
 from audience_authz.actions.steps import decide_visible, denied_if_any, record_event
 from audience_authz.actions.views import iso
@@ -25,6 +26,7 @@ def share(authz: Authorizer, principal: str, audience_id: str, account_ids: list
         denied = denied_if_any(outcomes)
         if denied:
             return denied
+        preconditions.shareable(audience_id, account_ids)
         now = utcnow()
         Share.insert_many([{"audience": audience_id, "recipient_account": target, "status": "active",
                             "created_at": now, "created_by": principal} for target in account_ids]).execute()

@@ -23,8 +23,9 @@ def denied_if_any(outcomes: list[Outcome]) -> Denied | None:
 
 def decide_visible(authz: Authorizer, principal: str, audience_id: str, action: str,
              target_account_id: str | None = None) -> Outcome:
-    """The decision on ``action``; an audience id the store does not know is a 404."""
+    """The decision on ``action``; an audience id the store does not know is a 404 (also when
+    a permissive policy allows the action: there is nothing to carry it out on)."""
     outcome = authz.check(Request(principal, action, audience_id, target_account_id=target_account_id))
-    if outcome.decision.reason == UNKNOWN_AUDIENCE:
+    if outcome.decision.reason == UNKNOWN_AUDIENCE or (outcome.allowed and outcome.gathered.owner_account_id is None):
         raise NotFound("audience", audience_id)
     return outcome

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from audience_authz.engine import decision_log
+from audience_authz.engine import context, decision_log
 from audience_authz.store import budget
 from audience_authz.store import effects as fx
 from audience_authz import metrics
@@ -63,8 +63,10 @@ class Authorizer:
               explain: bool = False, ad_group_override=None) -> Outcome:
         policy = self.policy  # one policy for the whole decision, even across a reload
         budget.charge(1)
+        # the caller's facts first: a bad one is the caller's 400, not a failing policy
+        supplied = context.supplied(policy, req.context if req.context is not None else context.current())
         try:
-            gathered = gather(policy, req, ad_group_override)
+            gathered = gather(policy, req, ad_group_override, supplied)
             decision = policy.decide(gathered.relation, req.action, gathered.facts)
         except Exception as exc:
             if not metrics.is_database_error(exc):  # the policy cannot decide: /readyz says so
@@ -91,18 +93,20 @@ class Authorizer:
             if len(attached) > AD_GROUPS_NAMED:  # a reason (and its log row) stays small
                 outcome.reasons[0]["more_ad_groups"] = True
         if explain:
-            outcome.explanation = explanation(policy, gathered, decision)
+            outcome.explanation = explanation(policy, gathered, decision, supplied)
         if log:
             log_decision(outcome)
             metrics.decision(req.action, decision.decision, decision.reason)
         return outcome
 
 
-def explanation(policy: Policy, gathered: Gathered, decision: Decision) -> dict:
+def explanation(policy: Policy, gathered: Gathered, decision: Decision, supplied=context.EMPTY) -> dict:
     rule = decision.rule
     return {
         "relation": gathered.relation,
         "facts": {name: getattr(gathered.facts, name) for name in policy.facts_schema},
+        # which facts came from the caller: sent, or not sent and taken from their default
+        "context_facts": {name: "supplied" if name in supplied else "default" for name in policy.context_facts},
         "matched_rule": None if rule is None else {
             "file": "policy.csv", "line": rule.line, "rel": rule.rel, "act": rule.act,
             "cond": rule.cond, "eft": rule.eft, "reason": rule.reason,

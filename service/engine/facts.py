@@ -7,8 +7,9 @@ serves everything else. No rule is decided here: this module only says what is t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from audience_authz.engine import context
 from audience_authz.store.models import Account, AdGroup, database
 from audience_authz.engine.policy import ACCOUNT_ACTIONS
 
@@ -60,6 +61,9 @@ class Request:
     ad_group_id: str | None = None
     account_id: str | None = None  # the account an account-scoped action is about
     business_center_id: str | None = None  # the Business Center view_business_center is about
+    # the facts the caller supplied (context.supplied checks them); None: this request's
+    # X-Authz-Context header, if any (context.current())
+    context: dict | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -85,14 +89,15 @@ def _statement(with_target: bool, with_ad_group: bool, with_attached: bool) -> s
     return sql
 
 
-def gather(policy, req: Request, ad_group_override: tuple[str, str] | None = None) -> Gathered:
-    """The relation and facts for ``req``.
+def gather(policy, req: Request, ad_group_override: tuple[str, str] | None = None,
+           supplied=context.EMPTY) -> Gathered:
+    """The relation and facts for ``req``; ``supplied`` are the caller's (checked) facts.
 
     ``ad_group_override`` = (ad_group_id, account_id) describes an ad group being created
     by the same action, which the database does not hold yet.
     """
     if req.action in ACCOUNT_ACTIONS:
-        return _gather_account(policy, req)
+        return _gather_account(policy, req, supplied)
     target, ad_group = req.target_account_id, req.ad_group_id
     with_attached = req.action == "delete"
     # parameters in the order their placeholders stand in the statement
@@ -108,11 +113,11 @@ def gather(policy, req: Request, ad_group_override: tuple[str, str] | None = Non
         params.append(ad_group)
     sql = _statement(target is not None, ad_group is not None, with_attached)
     row = database.execute_sql(sql, params).fetchone()
-    return _from_row(policy, req.principal, target is not None, row, ad_group_override)
+    return _from_row(policy, req.principal, target is not None, row, ad_group_override, supplied)
 
 
 def _from_row(policy, principal: str, target_specified: bool, row,
-              ad_group_override: tuple[str, str] | None = None) -> Gathered:
+              ad_group_override: tuple[str, str] | None = None, supplied=context.EMPTY) -> Gathered:
     """The relation and facts of one row of a facts statement."""
     (p_id, p_bc, p_terms, a_id, a_owner, a_type, a_source, a_status, seed_status, allowlisted,
      p_share, t_id, t_bc, t_share, g_id, g_account, attached) = row
@@ -127,6 +132,7 @@ def _from_row(policy, principal: str, target_specified: bool, row,
     else:
         relation = "none"
     facts = policy.facts(
+        **supplied,  # names context.supplied checked are context facts, never gathered ones
         principal_known=p_id is not None,
         principal_in_bc=p_bc is not None,
         principal_terms_accepted=p_terms is not None,
@@ -178,62 +184,65 @@ ORDER BY a.id
 def gather_listed(policy, account_id: str, after: str | None = None,
                   limit: int | None = None) -> dict[str, Gathered]:
     """audience id -> its relation and facts, for the audiences of ``account_id``'s list
-    with an id greater than ``after`` (all of them without it), in id order, at most ``limit``."""
+    with an id greater than ``after`` (all of them without it), in id order, at most ``limit``
+    (with the facts the caller of this request supplied)."""
+    supplied = context.supplied(policy, context.current())
     p = database.obj.param
     sql = _LISTED_SQL.format(p=p, limit=f"LIMIT {p}" if limit is not None else "")
     after = after or ""  # every id has at least one character
     params = [account_id, account_id, account_id, after, account_id, after, account_id]
     rows = database.execute_sql(sql, params + ([limit] if limit is not None else []))
-    return {row[3]: _from_row(policy, account_id, False, row) for row in rows}
+    return {row[3]: _from_row(policy, account_id, False, row, None, supplied) for row in rows}
 
 
-def _gather_account(policy, req: Request) -> Gathered:
+def _gather_account(policy, req: Request, supplied=context.EMPTY) -> Gathered:
     """Facts of an action on the acting account's own things (terms, lists, ad groups)."""
     principal_known = Account.select().where(Account.id == req.principal).exists()
     owner = None
     if req.action in ("view_ad_group", "edit_ad_group"):
         owner = (AdGroup.select(AdGroup.account).where(AdGroup.id == req.ad_group_id)
                  .scalar())
-    return _account_gathered(policy, req, principal_known, owner)
+    return _account_gathered(policy, req, principal_known, owner, supplied)
 
 
-def _account_gathered(policy, req: Request, principal_known: bool, owner: str | None) -> Gathered:
+def _account_gathered(policy, req: Request, principal_known: bool, owner: str | None,
+                      supplied=context.EMPTY) -> Gathered:
     """The relation and facts of an account action, given what the database said."""
     if req.action in ("view_ad_group", "edit_ad_group"):
         relation = "new" if owner is None else ("self" if owner == req.principal else "other")
-        facts = policy.facts(principal_known=principal_known, ad_group_known=owner is not None,
+        facts = policy.facts(**supplied, principal_known=principal_known, ad_group_known=owner is not None,
                              ad_group_owned=owner == req.principal)
     elif req.action in ("view_account", "view_business_center"):
-        return _gather_membership(policy, req, principal_known)
+        return _gather_membership(policy, req, principal_known, supplied)
     else:
         account = req.account_id if req.account_id is not None else req.principal
         relation = "self" if account == req.principal else "other"
-        facts = policy.facts(principal_known=principal_known)
+        facts = policy.facts(**supplied, principal_known=principal_known)
     return Gathered(relation, facts, None)
 
 
-def _gather_membership(policy, req: Request, principal_known: bool) -> Gathered:
+def _gather_membership(policy, req: Request, principal_known: bool, supplied=context.EMPTY) -> Gathered:
     """Facts of reading an account or a Business Center, from the Business Centers of the
     accounts involved."""
     def bc_of(account_id):
         return Account.select(Account.business_center).where(Account.id == account_id).scalar()
 
     theirs = bc_of(req.account_id) if req.action == "view_account" else None
-    return _membership_gathered(policy, req, principal_known, bc_of(req.principal), theirs)
+    return _membership_gathered(policy, req, principal_known, bc_of(req.principal), theirs, supplied)
 
 
 def _membership_gathered(policy, req: Request, principal_known: bool, mine: str | None,
-                         theirs: str | None) -> Gathered:
+                         theirs: str | None, supplied=context.EMPTY) -> Gathered:
     """Reading an account (relation self or other; ``same_bc``: both accounts in one Business
     Center) or a Business Center (relation self: the acting account's own)."""
     if req.action == "view_account":
         relation = "self" if req.account_id == req.principal else "other"
-        facts = policy.facts(principal_known=principal_known, principal_in_bc=mine is not None,
+        facts = policy.facts(**supplied, principal_known=principal_known, principal_in_bc=mine is not None,
                              target_specified=True, target_known=True, target_in_bc=theirs is not None,
                              same_bc=mine is not None and mine == theirs)
     else:
         relation = "self" if mine is not None and mine == req.business_center_id else "other"
-        facts = policy.facts(principal_known=principal_known, principal_in_bc=mine is not None)
+        facts = policy.facts(**supplied, principal_known=principal_known, principal_in_bc=mine is not None)
     return Gathered(relation, facts, None)
 
 
@@ -241,7 +250,10 @@ def samples(policy, action: str) -> list[Gathered]:
     """What the gatherer gives for ``action`` on made-up rows, one per relation and shape of
     request (target or not, ad group or not, attached ad groups or not), with no database:
     a reload decides each before it accepts a policy, so that a policy that cannot decide
-    what the gatherer hands it is refused instead of answering 500."""
+    what the gatherer hands it is refused instead of answering 500. The caller's facts
+    (facts.yaml ``source: context``) keep their declared default, a required one (which has
+    none) the empty value of its type (False, 0, ""): a request that lacks it is a 400
+    before any decision, so what matters here is only that the policy decides on it."""
     if action in ("view_account", "view_business_center"):
         found = []
         for known in (True, False):

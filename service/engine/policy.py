@@ -285,6 +285,16 @@ class Policy:
     def message(self, code: str) -> str:
         return self.reasons.get(code, code.replace("_", " "))
 
+    @functools.cached_property
+    def context_facts(self) -> tuple[str, ...]:
+        """The facts the caller supplies (facts.yaml ``source: context``), in file order."""
+        return tuple(n for n, s in self.facts_schema.items() if isinstance(s, dict) and s.get("source") == "context")
+
+    @functools.cached_property
+    def required_context(self) -> tuple[str, ...]:
+        """The context facts a request must carry (``required: true``): no default stands in."""
+        return tuple(n for n in self.context_facts if self.facts_schema[n].get("required") is True)
+
 
 def _read_line(text: str) -> list[str] | None:
     """The fields of a ``p`` line, split by Casbin's own policy-line reader (commas inside

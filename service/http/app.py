@@ -9,7 +9,7 @@ import time
 import types
 import weakref
 
-from flask import request
+from flask import current_app, request
 from flask_openapi3 import Info, OpenAPI
 
 from audience_authz import config
@@ -67,7 +67,8 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     # the policy, kept on the last good version of the files (policytools/reload.py)
     app.extensions["authz"] = reload.start(app, settings.policy_dir, policy_snapshots, policy_poll,
                                            settings.shadow_policy_dir)
-    errors.fail_closed(routes.decide, lambda: app.extensions["authz"])
+    if not routes.decide._got_registered_once:  # the module's blueprint: set up by the first app only
+        errors.fail_closed(routes.decide, lambda: current_app.extensions["authz"])
     app.register_api(routes.api)
     app.register_api(routes.decide)
     app.register_api(policy_routes.api)

@@ -87,7 +87,8 @@ def post_diff(body: DiffBody):
         problems = check_policy(directory)
         if problems:
             return {"error": {"code": "policy_refused", "message": "the candidate fails policy check",
-                              "problems": [{"file": f, "line": n, "message": m} for f, n, m in problems]}}, 422
+                              "problems": [{"file": p[0], "line": p[1], "column": getattr(p, "column", 1),
+                                            "message": p[2]} for p in problems]}}, 422
         candidate = Policy.load(directory)
         since = body.since
         if since is not None and since.tzinfo is not None:
@@ -203,7 +204,7 @@ def put_shadow(body: ShadowBody):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@api.delete("/shadow", operation_id="clearPolicyShadow", tags=[POLICY], responses={200: R.ShadowSummary}, summary="Stop the shadow evaluation")
+@api.delete("/shadow", operation_id="stopPolicyShadow", tags=[POLICY], responses={200: R.ShadowSummary}, summary="Stop the shadow evaluation")
 def delete_shadow():
     current_app.extensions["policy_reloader"].clear_shadow()
     return _shadow_summary()

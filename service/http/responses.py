@@ -416,6 +416,7 @@ class DecisionView(BaseModel):
     relation: str
     rule_line: int | None
     request_id: str | None = Field(description="the X-Request-Id of the call that was decided (null without one)")
+    facts: dict = Field(default_factory=dict, description="the facts decided on: gathered, and sent by the caller")
 
 
 class DecisionPage(BaseModel):

@@ -6,11 +6,11 @@ import json
 import threading
 import time
 
-from flask import Response, current_app
+from flask import Response, current_app, g, request
 from flask_openapi3 import APIBlueprint, Tag
 
 from audience_authz import actions
-from audience_authz.engine import decision_log
+from audience_authz.engine import context, decision_log
 from audience_authz.http import responses as R
 from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.facts import Request
@@ -37,6 +37,20 @@ _HEARTBEAT_S = 15.0  # an SSE comment when nothing happened for this long (keeps
 
 def authz() -> Authorizer:
     return current_app.extensions["authz"]
+
+
+@api.before_request
+def _caller_facts():
+    """The X-Authz-Context header: the caller's facts, for every decision of this request
+    (checked against the policy when a decision is made: engine/context.py)."""
+    g.caller_facts = context.use(context.from_header(request.headers.get("X-Authz-Context")))
+
+
+@api.teardown_request
+def _forget_caller_facts(_exc):
+    token = g.pop("caller_facts", None)
+    if token is not None:
+        context.reset(token)
 
 
 # -- entities ------------------------------------------------------------------------------
@@ -88,7 +102,7 @@ def get_account_audiences(path: IdPath, header: ActingAccount, query: IdPage):
 # -- audiences -----------------------------------------------------------------------------
 
 @api.post("/audiences", operation_id="createAudience", tags=[AUDIENCES], summary="Create a custom audience",
-          responses={201: R.AudienceResult, 409: R.ErrorBody, **R.ACTING})
+          responses={201: R.AudienceResult, 409: R.ErrorBody, 422: R.ErrorBody, **R.ACTING})
 def post_audience(header: ActingAccount, body: AudienceCreateBody):
     result = actions.create_audience(authz(), header.x_account_id, body.id, body.name, body.source,
                                      body.member_count)
@@ -116,13 +130,13 @@ def delete_audience(path: IdPath, header: ActingAccount):
 
 
 @api.post("/audiences/<id>/lookalikes", operation_id="createLookalike", tags=[AUDIENCES], summary="Create a lookalike from a custom audience",
-          responses={201: R.AudienceResult, 409: R.ErrorBody, **R.ACTING})
+          responses={201: R.AudienceResult, 409: R.ErrorBody, 422: R.ErrorBody, **R.ACTING})
 def post_lookalike(path: IdPath, header: ActingAccount, body: LookalikeBody):
     return actions.create_lookalike(authz(), header.x_account_id, path.id, body.id, body.name), 201
 
 
 @api.post("/audiences/<id>/refresh", operation_id="refreshLookalike", tags=[AUDIENCES], summary="Refresh a lookalike",
-          responses={200: R.AudienceResult, **R.ACTING})
+          responses={200: R.AudienceResult, 409: R.ErrorBody, **R.ACTING})
 def post_refresh(path: IdPath, header: ActingAccount):
     return actions.refresh_lookalike(authz(), header.x_account_id, path.id)
 
@@ -130,7 +144,7 @@ def post_refresh(path: IdPath, header: ActingAccount):
 # -- sharing -------------------------------------------------------------------------------
 
 @api.post("/audiences/<id>/shares", operation_id="shareAudience", tags=[SHARING], summary="Share with 1 to 100 accounts, all or nothing",
-          responses={201: R.ShareResult, **R.ACTING})
+          responses={201: R.ShareResult, 409: R.ErrorBody, 422: R.ErrorBody, **R.ACTING})
 def post_shares(path: IdPath, header: ActingAccount, body: ShareBody):
     return actions.share(authz(), header.x_account_id, path.id, body.account_ids), 201
 
@@ -163,7 +177,7 @@ def get_share_log(path: IdPath, header: ActingAccount, query: Page):
 # -- ad groups -----------------------------------------------------------------------------
 
 @api.put("/ad-groups/<id>", operation_id="upsertAdGroup", tags=[AD_GROUPS], summary="Upsert an ad group of the acting account",
-         responses={200: R.AdGroupResult, **R.ACTING})
+         responses={200: R.AdGroupResult, 422: R.ErrorBody, **R.ACTING})
 def put_ad_group(path: IdPath, header: ActingAccount, body: AdGroupBody):
     return actions.upsert_ad_group(authz(), header.x_account_id, path.id, body.name, body.include,
                                    body.exclude)
@@ -180,7 +194,7 @@ def get_ad_group(path: IdPath, header: ActingAccount):
 def _decide(check: AuthorizeBody) -> dict:
     req = Request(check.principal.account_id, check.action, check.resource.audience_id,
                   target_account_id=check.context.target_account_id,
-                  ad_group_id=check.context.ad_group_id)
+                  ad_group_id=check.context.ad_group_id, context=check.context.facts)
     return authz().check(req, explain=check.explain).answer()
 
 

@@ -6,7 +6,7 @@ false. Validation failures become 400 ``{"error": {...}}`` in ``errors.py``.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator,
                       model_validator)
@@ -128,6 +128,10 @@ class ActingAccount(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     x_account_id: Id = Field(alias="X-Account-Id")
+    x_authz_context: str | None = Field(
+        None, alias="X-Authz-Context", max_length=4096,
+        description="facts the caller supplies to the policy (facts.yaml `source: context`), as a JSON object,"
+                    ' e.g. {"principal_suspended": true}; used by every decision of the request')
 
 
 # -- bodies -------------------------------------------------------------------------------
@@ -199,6 +203,10 @@ class Resource(Strict):
 class Context(Strict):
     target_account_id: Id | None = None
     ad_group_id: Id | None = None
+    facts: dict[str, Any] = Field(
+        default_factory=dict, max_length=64,
+        description="facts the caller supplies to the policy (facts.yaml `source: context`):"
+                    " name -> true/false, whole number or string, as facts.yaml types them")
 
 
 class AuthorizeBody(Strict):

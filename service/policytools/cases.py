@@ -28,6 +28,7 @@ import yaml
 from audience_authz.vocabulary import DISCONNECT_OUTCOMES, EFFECTS, FACT_TYPES
 from audience_authz.engine.expressions import Compiled
 from audience_authz.policytools.check import yaml_error
+from audience_authz.policytools.messages import did_you_mean, yaml_value_hint
 from audience_authz.engine.policy import (ACCOUNT_ACTIONS, ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, FAULT_REASONS, RELATIONS, Decision,
                      Policy)
 
@@ -51,10 +52,11 @@ class Case:
     effects: list = field(default_factory=list)
     allow_unknown: bool = False
     problems: list[str] = field(default_factory=list)  # why the case cannot run
+    column: int = 1
 
     @property
     def where(self) -> str:
-        return f"{self.file}:{self.line}"
+        return f"{self.file}:{self.line}:{self.column}"
 
 
 @dataclass
@@ -84,6 +86,7 @@ class _Mapping(dict):
     """A YAML mapping that remembers the line it starts on."""
 
     line = 0
+    column = 1
 
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
@@ -101,6 +104,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _Mapping:
         seen.add(key)
     mapping = _Mapping(loader.construct_mapping(node, deep=True))
     mapping.line = node.start_mark.line + 1
+    mapping.column = node.start_mark.column + 1
     return mapping
 
 
@@ -122,8 +126,9 @@ def read_cases(path: Path, label: str | None = None) -> list[Case]:
         data = yaml.load(path.read_text(), Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 0
-        return [Case(label, line, "<file>", problems=[f"not valid YAML: {yaml_error(exc)}"])]
+        line = mark.line + 1 if mark else 1
+        return [Case(label, line, "<file>", problems=[f"not valid YAML: {yaml_error(exc)}"],
+                     column=mark.column + 1 if mark else 1)]
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
         return [Case(label, 1, "<file>", problems=["a test file is a mapping with a list of 'cases'"])]
     problems = [f"unknown key {k!r} (known: {', '.join(sorted(FILE_KEYS))})" for k in data if k not in FILE_KEYS]
@@ -147,10 +152,11 @@ def read_cases(path: Path, label: str | None = None) -> list[Case]:
 
 def _case(label: str, index: int, raw, defaults: dict) -> Case:
     if not isinstance(raw, dict):
-        return Case(label, 0, f"<case {index}>", problems=["a case is a mapping"])
-    line = getattr(raw, "line", 0)
-    case = Case(label, line, str(raw.get("name") or f"<case {index}>"))
-    case.problems += [f"unknown key {k!r} (known: {', '.join(sorted(CASE_KEYS))})" for k in raw if k not in CASE_KEYS]
+        return Case(label, 1, f"<case {index}>", problems=["a case is a mapping"])
+    line = getattr(raw, "line", 1)
+    case = Case(label, line, str(raw.get("name") or f"<case {index}>"), column=getattr(raw, "column", 1))
+    case.problems += [f"unknown key {k!r}{did_you_mean(str(k), sorted(CASE_KEYS))} (known: {', '.join(sorted(CASE_KEYS))})"
+                      for k in raw if k not in CASE_KEYS]
     merged = {**{k: v for k, v in defaults.items() if k != "facts"}, **raw}
     case.problems += [f"missing {k!r}" for k in REQUIRED_KEYS if k not in merged]
     facts = {**(defaults.get("facts") or {}), **(raw.get("facts") or {})}
@@ -177,32 +183,42 @@ def _vocabulary_problems(policy: Policy, case: Case) -> list[str]:
     found = []
     if not case.allow_unknown:
         if case.relation not in RELATIONS:
-            found.append(f"unknown relation {case.relation!r} (known: {', '.join(RELATIONS)};"
+            found.append(f"unknown relation {case.relation!r}{did_you_mean(case.relation, RELATIONS)}"
+                         f" (known: {', '.join(RELATIONS)};"
                          " set allow_unknown: true to test a request the service never makes)")
         if case.action not in ACTIONS:
-            found.append(f"unknown action {case.action!r} (known: {', '.join(ACTIONS)};"
+            found.append(f"unknown action {case.action!r}{did_you_mean(case.action, ACTIONS)}"
+                         f" (known: {', '.join(ACTIONS)};"
                          " set allow_unknown: true to test a request the service never makes)")
     for name, value in case.facts.items():
         spec = policy.facts_schema.get(name)
         if spec is None:
-            found.append(f"unknown fact {name!r}: facts.yaml does not declare it")
+            found.append(f"unknown fact {name!r}: facts.yaml does not declare it"
+                         + did_you_mean(str(name), list(policy.facts_schema)))
             continue
         kind = FACT_TYPES.get(spec.get("type", "str"), str)
         if type(value) is not kind:  # noqa: E721 - exact: true is not an int, 1 is not a bool
             found.append(f"fact {name!r} is {'an' if kind is int else 'a'} {kind.__name__} in facts.yaml,"
-                         f" not {value!r}")
+                         f" not {value!r}{yaml_value_hint(kind, value)}")
+    missing = [name for name in policy.required_context if name not in case.facts]
+    if missing:
+        found.append(f"fact {missing[0]!r} is required from the caller (facts.yaml: required: true);"
+                     " give it in this case's facts or the file's defaults")
     if case.decision not in ("allow", "deny"):
         found.append(f"decision must be allow or deny, not {case.decision!r}")
     elif case.decision == "deny" and case.reason not in policy.reasons:
-        found.append(f"reason {case.reason!r} is not a deny code of reasons.yaml")
+        found.append(f"reason {case.reason!r} is not a deny code of reasons.yaml"
+                     + did_you_mean(case.reason, list(policy.reasons)))
     elif case.decision == "allow" and case.reason not in {r.reason for r in policy.rules if r.eft == "allow"}:
-        found.append(f"no allow line of policy.csv gives reason {case.reason!r}")
+        allows = sorted({r.reason for r in policy.rules if r.eft == "allow"})
+        found.append(f"no allow line of policy.csv gives reason {case.reason!r}" + did_you_mean(case.reason, allows))
     if case.decision == "deny" and case.effects:
         found.append("a deny carries no effects")
     for effect in case.effects:
         name, _, arg = effect.partition(":")
         if name not in EFFECTS:
-            found.append(f"unknown effect {name!r} (known: {', '.join(sorted(EFFECTS))})")
+            found.append(f"unknown effect {name!r}{did_you_mean(name, sorted(EFFECTS))}"
+                         f" (known: {', '.join(sorted(EFFECTS))})")
         elif name == "disconnect_audience" and arg not in DISCONNECT_OUTCOMES:
             found.append(f"{effect!r}: disconnect_audience takes :broaden or :pause")
         elif name != "disconnect_audience" and arg:
@@ -231,7 +247,7 @@ def run_case(policy: Policy, case: Case) -> Result:
     except Exception as exc:  # noqa: BLE001 - a condition that fails to evaluate is the policy's bug
         return Result(case, "error", [f"the policy failed on this request: {type(exc).__name__}: {exc}"])
     messages = []
-    by = f"policy.csv:{decision.rule.line}" if decision.rule else "no rule (default deny)"
+    by = f"policy.csv:{decision.rule.line}:1" if decision.rule else "no rule (default deny)"
     if (decision.decision, decision.reason) != (case.decision, case.reason):
         messages.append(f"expected {case.decision} ({case.reason}), got {decision.decision}"
                         f" ({decision.reason}) from {by}")
@@ -276,7 +292,7 @@ def coverage_gaps(policy: Policy, results: list[Result]) -> list[str]:
     case gets, cells of the owner/recipient/none matrix and account actions no case asks."""
     passed = [r for r in results if r.status == "pass"]
     lines = {r.decision.rule.line for r in passed if r.decision.rule is not None}
-    gaps = [f"policy.csv:{rule.line}: no passing case is decided by this line"
+    gaps = [f"policy.csv:{rule.line}:1: no passing case is decided by this line"
             f" (p, {', '.join(rule.values[:5])})" for rule in policy.rules if rule.line not in lines]
     reasons = {r.decision.reason for r in passed}
     gaps += [f"reasons.yaml: no passing case is denied with {code!r}"

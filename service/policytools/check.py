@@ -1,4 +1,4 @@
-"""``policy check``: is a policy directory safe to load? Each problem with file and line.
+"""``policy check``: is a policy directory safe to load? Each problem with file, line and column.
 
 Beyond the files parsing and naming only known relations, actions, facts, reason codes and
 effects, the check proves two things about the decision list by search:
@@ -29,13 +29,15 @@ import yaml
 from casbin.model import Model
 
 from audience_authz import contract
-from audience_authz.vocabulary import FACT_TYPES
+from audience_authz.engine.context import is_context
+from audience_authz.policytools.messages import (Problem, condition_problems, context_named_like_gathered,
+                                                  did_you_mean, fact_spec_problems, invariant_problems,
+                                                  located, never_gathered)
 from audience_authz.engine.expressions import Compiled, ExpressionError, names_in
 from audience_authz.engine.policy import (ACCOUNT_ACTIONS, ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, POLICY_FILES, RELATIONS,
                      SERVICE_REASONS,
                      Policy, PolicyError, Rule, _read_rules, casbin_syntax, check_pycasbin)
 
-Problem = tuple[str, int, str]
 POINT_BUDGET = 150_000
 REQUEST_TOKENS = ["r_rel", "r_act", "r_f"]
 POLICY_TOKENS = ["p_rel", "p_act", "p_cond", "p_eft", "p_reason", "p_effects"]
@@ -44,6 +46,11 @@ _OTHER = "<other>"  # a string value no condition names
 
 
 def check_policy(directory) -> list[Problem]:
+    """Every problem, with file, line and column, in the policy's terms (messages.py)."""
+    return located(directory, _problems(directory))
+
+
+def _problems(directory) -> list[Problem]:
     check_pycasbin()  # PycasbinMismatch: no policy can be checked (or served) with this pycasbin
     directory = Path(directory)
     missing = [(name, 0, "file is missing") for name in POLICY_FILES if not (directory / name).is_file()]
@@ -58,10 +65,15 @@ def check_policy(directory) -> list[Problem]:
         return exc.problems
     except Exception as exc:  # noqa: BLE001 - anything else that stops it loading
         return [("model.conf", 0, f"cannot load the policy: {type(exc).__name__}: {exc}")]
+    texts = (directory / "policy.csv").read_text().splitlines()
+    conditions_sound = True
     for rule in policy.rules:
         problems += [("policy.csv", rule.line, m) for m in _rule_problems(policy, rule)]
+        found = _condition_problems(policy, rule, texts[rule.line - 1])
+        problems += [Problem("policy.csv", rule.line, m, column) for column, m in found]
+        conditions_sound = conditions_sound and not found
     problems += contract_problems(directory)
-    if any(m.startswith(("bad condition", "condition reads")) for _, _, m in problems):
+    if not conditions_sound:
         return _ordered(problems)  # the search below needs every condition to compile
     problems += _Search(policy).problems()
     if not problems:
@@ -129,7 +141,8 @@ def _yaml_mapping(path: Path) -> tuple[yaml.MappingNode | None, list[Problem]]:
         node = yaml.compose(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        return None, [(path.name, mark.line + 1 if mark else 0, f"not valid YAML: {yaml_error(exc)}")]
+        return None, [Problem(path.name, mark.line + 1 if mark else 1, f"not valid YAML: {yaml_error(exc)}",
+                              mark.column + 1 if mark else 1)]
     if not isinstance(node, yaml.MappingNode):
         return None, [(path.name, 1, "must be a mapping")]
     return node, []
@@ -157,40 +170,10 @@ def _facts_problems(directory: Path) -> list[Problem]:
         if not isinstance(spec, dict):
             found.append(("facts.yaml", line, f"fact {name!r}: expected {{type, default, doc}}"))
             continue
-        kind = FACT_TYPES.get(spec.get("type"))
-        if kind is None:
-            found.append(("facts.yaml", line, f"fact {name!r}: type must be one of bool, int, str,"
-                          f" not {spec.get('type')!r}"))
-        elif "default" not in spec or type(spec["default"]) is not kind:  # noqa: E721 - exact type
-            found.append(("facts.yaml", line, f"fact {name!r}: default must be {_article(kind.__name__)},"
-                          f" not {spec.get('default')!r}"))
-        unknown = set(spec) - {"type", "default", "doc", "invariant"}
-        if unknown:
-            found.append(("facts.yaml", line, f"fact {name!r}: unknown key(s) {', '.join(sorted(unknown))}"
-                          " (known: type, default, doc, invariant)"))
+        found += [("facts.yaml", line, m) for m in fact_spec_problems(name, spec)]
         invariants.append((line, name, spec.get("invariant")))
     for line, name, invariant in invariants:
-        found += [("facts.yaml", line, f"fact {name!r}: {m}") for m in _invariant_problems(invariant, seen)]
-    return found
-
-
-def _invariant_problems(invariant, facts: set[str]) -> list[str]:
-    """Why an ``invariant`` (an expression, or a list of them, over the facts) is unusable."""
-    if invariant is None:
-        return []
-    texts = [invariant] if isinstance(invariant, str) else invariant
-    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-        return ["invariant must be an expression over the facts, or a list of them"]
-    found = []
-    for text in texts:
-        try:
-            Compiled(text)
-        except (ExpressionError, SyntaxError) as exc:
-            found.append(f"bad invariant: {exc}")
-            continue
-        for read in sorted(names_in(text)):
-            if not read.startswith("r.f.") or read[4:] not in facts:
-                found.append(f"invariant reads {read!r}, which is not a fact in facts.yaml")
+        found += [("facts.yaml", line, f"fact {name!r}: {m}") for m in invariant_problems(invariant, seen)]
     return found
 
 
@@ -225,15 +208,20 @@ def contract_problems(directory) -> list[Problem]:
     directory = Path(directory)
     found: list[Problem] = []
     node, _ = _yaml_mapping(directory / "facts.yaml")
-    declared = {}  # name -> (line, type name)
+    declared = {}  # name -> (line, type name) of the facts the service is to gather
     for key, spec_node in (node.value if node is not None else []):
         spec = yaml.safe_load(yaml.serialize(spec_node))
-        declared[key.value] = (key.start_mark.line + 1, spec.get("type") if isinstance(spec, dict) else None)
+        line = key.start_mark.line + 1
+        if is_context(spec):  # sent by the caller (engine/context.py): any name the code does not gather
+            if key.value in contract.FACTS:
+                found.append(("facts.yaml", line, context_named_like_gathered(key.value)))
+                declared[key.value] = (line, contract.FACTS[key.value].__name__)  # not missing as well
+            continue
+        declared[key.value] = (line, spec.get("type") if isinstance(spec, dict) else None)
     for name, (line, kind) in declared.items():
         wanted = contract.FACTS.get(name)
         if wanted is None:
-            found.append(("facts.yaml", line, f"fact {name!r} is declared but the service never gathers it"
-                          " (contract.FACTS): every decision would see its default"))
+            found.append(("facts.yaml", line, never_gathered(name)))
         elif kind != wanted.__name__:
             found.append(("facts.yaml", line, f"fact {name!r} is declared {kind}, but the service gathers it"
                           f" as {wanted.__name__} (engine/facts.py)"))
@@ -288,13 +276,13 @@ def smoke_problems(policy: Policy) -> list[Problem]:
 def _rule_problems(policy: Policy, rule: Rule) -> list[str]:
     found = []
     if rule.rel != "*" and rule.rel not in RELATIONS:
-        found.append(f"unknown relation {rule.rel!r} (known: {', '.join(RELATIONS)})")
+        found.append(f"unknown relation {rule.rel!r}{did_you_mean(rule.rel, RELATIONS)} (known: {', '.join(RELATIONS)}, *)")
     if rule.act != "*" and rule.act not in ACTIONS:
-        found.append(f"unknown action {rule.act!r}")
+        found.append(f"unknown action {rule.act!r}{did_you_mean(rule.act, ACTIONS)}")
     if rule.eft not in ("allow", "deny"):
-        found.append(f"eft must be allow or deny, not {rule.eft!r}")
+        found.append(f"eft must be allow or deny, not {rule.eft!r}{did_you_mean(rule.eft, ('allow', 'deny'))}")
     if rule.eft == "deny" and rule.reason not in policy.reasons:
-        found.append(f"reason {rule.reason!r} is not listed in reasons.yaml")
+        found.append(f"reason {rule.reason!r} is not listed in reasons.yaml{did_you_mean(rule.reason, policy.reasons)}")
     if rule.eft == "allow" and not re.fullmatch(r"[a-z][a-z0-9_]*", rule.reason):
         found.append(f"an allow line names a rule id (lower_snake_case) as its reason, not {rule.reason!r}")
     if rule.eft == "deny" and rule.effects:
@@ -302,18 +290,23 @@ def _rule_problems(policy: Policy, rule: Rule) -> list[str]:
     for name, arg in rule.effects:
         takes = contract.EFFECTS.get(name)
         if takes is None:
-            found.append(f"unknown effect {name!r}: the service applies only {', '.join(sorted(contract.EFFECTS))}")
+            found.append(f"unknown effect {name!r}{did_you_mean(name, sorted(contract.EFFECTS))}"
+                         f" (the service applies only {', '.join(sorted(contract.EFFECTS))})")
         elif takes and arg not in takes:
             found.append(f"{name} takes {' or '.join(sorted(takes))}, not {arg!r}")
         elif not takes and arg:
             found.append(f"effect {name} takes no argument, not {arg!r}")
-    try:
-        Compiled(rule.cond)
-        for name in sorted(names_in(rule.cond)):
-            if not name.startswith("r.f.") or name[4:] not in policy.facts_schema:
-                found.append(f"condition reads {name!r}, which is not a fact in facts.yaml")
-    except (ExpressionError, SyntaxError) as exc:
-        found.append(f"bad condition: {exc}")
+    return found
+
+
+def _condition_problems(policy: Policy, rule: Rule, text: str) -> list[tuple[int, str]]:
+    """(column, message) of each problem of the line's condition, in the policy's terms."""
+    found = condition_problems(policy.facts_schema, rule.cond, text)
+    if not found:
+        try:
+            Compiled(rule.cond)  # the engine's own check, should messages.py ever let one pass
+        except (ExpressionError, SyntaxError) as exc:
+            found = [(1, f"bad condition: {exc}")]
     return found
 
 
@@ -442,10 +435,15 @@ class _Search:
                 if (undecided is not None or not must_decide) and not unhit & {r.line for r in applicable}:
                     break
             if must_decide and undecided is not None:
-                found.append(("policy.csv", 0, f"no line decides ({rel}, {act}) when {_describe(undecided)}:"
-                              " such requests are denied as no_matching_rule"))
+                last = applicable[-1].line if applicable else self.rules[-1].line
+                found.append(Problem("policy.csv", last, f"no line decides ({rel}, {act}) when {_describe(undecided)}:"
+                              f" such requests are denied as no_matching_rule; add a line after line {last}"
+                              f" that decides them (e.g. p, {rel}, {act}, True, deny, <reason>,)", 1))
+        failed = [("policy.csv", line, f"the condition cannot be evaluated: {error}")
+                  for line, error in self.eval_errors.items()]
+        if failed:  # the cause: what the search found besides follows from these lines
+            return failed
         found += self._confirm(witnesses)
-        found += [("policy.csv", line, f"condition fails: {error}") for line, error in self.eval_errors.items()]
         found += [("policy.csv", line, self._why_unreachable(line)) for line in sorted(unhit)]
         return found
 
@@ -471,7 +469,11 @@ class _Search:
                 break
             covers = earlier.rel in ("*", rule.rel) and earlier.act in ("*", rule.act)
             if covers and ast.dump(ast.parse(earlier.cond.strip(), mode="eval")) == cond:
-                return f"never decides: it repeats line {earlier.line} (p, {', '.join(earlier.values[:3])})"
+                if earlier.values == rule.values:
+                    return f"never decides: it repeats line {earlier.line} (p, {', '.join(earlier.values[:3])})"
+                return (f"never decides: line {earlier.line} (p, {', '.join(earlier.values[:3])}) has the same"
+                        f" condition and comes first, so it answers {_answer(earlier)} where this line would"
+                        f" answer {_answer(rule)}")
             if covers and _always_true(earlier.cond):
                 return (f"never decides: line {earlier.line} (p, {', '.join(earlier.values[:3])}) decides every"
                         " request this line could match before it")
@@ -506,8 +508,9 @@ class _Search:
         return f"never decides: every request it matches is decided first by one of lines {shadows}{scope}"
 
 
-def _article(word: str) -> str:
-    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+def _answer(rule: Rule) -> str:
+    effects = " ".join(f"{n}:{a}" if a else n for n, a in rule.effects)
+    return f"{rule.eft} {rule.reason}" + (f" with {effects}" if effects else "")
 
 
 def _describe(point: dict) -> str:

@@ -148,6 +148,8 @@ def replay(rows, candidate: Policy, baseline: Policy | None = None, examples: in
             group.examples.append({"decision_id": row.decision_id, "principal": row.principal,
                                    "resource": json.loads(row.resource), "relation": row.relation,
                                    "policy_version": row.policy_version, "defaulted_facts": missing,
+                                   # the facts the caller sent (facts.yaml source: context)
+                                   "context_facts": {n: stored[n] for n in candidate.context_facts if n in stored},
                                    "at": row.at.isoformat() + "Z" if isinstance(row.at, datetime.datetime)
                                    else str(row.at)})
     if dropped:
@@ -175,7 +177,8 @@ def text(report: Report, candidate_dir) -> str:
             out.append(f"      facts these rows lack, replayed with their defaults: {', '.join(change['defaulted_facts'])}")
         for ex in change["examples"]:
             defaulted = f" (defaulted: {', '.join(ex['defaulted_facts'])})" if ex["defaulted_facts"] else ""
-            out.append(f"      e.g. principal {ex['principal']}, resource {json.dumps(ex['resource'])},"
+            supplied = (f", caller's facts {json.dumps(ex['context_facts'])}" if ex.get("context_facts") else "")
+            out.append(f"      e.g. principal {ex['principal']}, resource {json.dumps(ex['resource'])}{supplied},"
                        f" decision {ex['decision_id']} at {ex['at']}{defaulted}")
     out += [f"\nnote: {n}" for n in report.notes]
     return "\n".join(out) + "\n"

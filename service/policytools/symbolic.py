@@ -18,7 +18,9 @@ are built on this.
 Facts the service guarantees relations between are declared in ``facts.yaml`` as
 ``invariant: <expression>`` (e.g. ``not r.f.target_is_self or r.f.target_known``), and a
 fact the gatherer does not set for an action (``contract.gathered_facts``) is its default
-there: both restrict the requests considered to those the service can really make.
+there: both restrict the requests considered to those the service can really make. A fact
+the caller sends (``source: context``, ``engine/context.py``) is free for every action: any
+value of its declared type (a string of at most ``context.MAX_STR`` characters).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 import z3
 
 from audience_authz import contract
+from audience_authz.engine import context
 from audience_authz.engine.policy import Policy, Rule
 from audience_authz.vocabulary import FACT_TYPES
 
@@ -87,6 +90,7 @@ class Encoder:
         self.kinds: dict[str, type] = {}
         self.vars: dict[str, z3.ExprRef] = {}
         self.defaults = {}
+        self.supplied = set(policy.context_facts)  # the caller's facts: free in every request
         for name, spec in policy.facts_schema.items():
             kind = FACT_TYPES[spec.get("type", "str")]
             self.kinds[name] = kind
@@ -189,7 +193,10 @@ class Encoder:
             for text in [declared] if isinstance(declared, str) else declared:
                 found.append(self.condition(text))
         for name, var in self.vars.items():
-            if name not in gathered:
+            if name in self.supplied:
+                if self.kinds[name] is str:  # context.supplied refuses longer ones
+                    found.append(z3.Length(var) <= context.MAX_STR)
+            elif name not in gathered:
                 found.append(var == _constant(self.defaults[name], name)[1])
         return found
 
@@ -205,16 +212,20 @@ class Encoder:
         regions.append(Region(Outcome.of(None), z3.And(*none_before) if none_before else z3.BoolVal(True)))
         return regions
 
-    def example(self, *constraints: z3.BoolRef) -> dict | None:
+    def example(self, *constraints: z3.BoolRef, also: Encoder | None = None) -> dict | None:
         """Facts meeting ``constraints``, as many as can be at their defaults (readable
-        examples), or None when there are none."""
+        examples), or None when there are none; with the facts of ``also`` (another policy's
+        encoder) too, such as the caller's facts only a candidate declares."""
+        encoders = [self] + ([also] if also is not None else [])
         optimizer = z3.Optimize()
         optimizer.add(*constraints)
-        for name, var in self.vars.items():
-            optimizer.add_soft(var == _constant(self.defaults[name], name)[1])
+        for encoder in encoders:
+            for name, var in encoder.vars.items():
+                optimizer.add_soft(var == _constant(encoder.defaults[name], name)[1])
         if optimizer.check() != z3.sat:
             return None
-        return self.facts_of(optimizer.model())
+        model = optimizer.model()
+        return {**(also.facts_of(model) if also is not None else {}), **self.facts_of(model)}
 
     def facts_of(self, model: z3.ModelRef) -> dict:
         """Every fact's value in ``model`` (a fact the model leaves free: its default)."""

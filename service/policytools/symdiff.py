@@ -87,7 +87,7 @@ def symbolic_diff(baseline: Policy, candidate: Policy) -> Report:
             solver.add(*invariants, union)
             if solver.check() != z3.sat:
                 continue
-            example = before_encoder.example(*invariants, union)
+            example = before_encoder.example(*invariants, union, also=after_encoder)
             inside = [(b, a) for b, a in overlaps
                       if _satisfiable(invariants, z3.And(b.formula, a.formula))]
             condition = before_encoder.text(simplify(z3.Or(*[z3.And(b.formula, a.formula) for b, a in inside]),

@@ -100,6 +100,7 @@ def test_mypy_strict_checks_a_caller_against_the_installed_client(client_venv, t
     assert errors.count(": error:") == 3
 
 
+@pytest.mark.full  # mypy in a child process: the full tier
 def test_the_client_package_itself_passes_mypy_strict():
     result = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental",
                              str(CLIENT / "src" / "audience_authz_client")],

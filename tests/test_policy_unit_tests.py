@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from audience_authz.engine.policy import AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, FAULT_REASONS
@@ -142,6 +143,7 @@ def test_switching_emptied_ad_groups_to_pause_fails_the_broaden_cases(tmp_path):
     assert "got ['end_share', 'remove_from_list', 'disconnect_audience:pause']" in result.output
 
 
+@pytest.mark.full  # pytest in a child process: the full tier
 def test_pytest_collects_the_yaml_cases_and_reports_a_failure(tmp_path):
     policy = copy_policy(tmp_path / "policy")
     replace(policy / "policy.csv", "p, recipient, share, True, deny, reshare_forbidden,",

@@ -70,6 +70,7 @@ def test_pyproject_pins_the_tested_range_and_it_is_installed():
     assert importlib.metadata.version("pycasbin") in pins[0].specifier
 
 
+@pytest.mark.full  # a patched child process per change: the full tier
 @pytest.mark.parametrize("change", CHANGES)
 def test_a_changed_pycasbin_stops_policy_check_with_the_reason(change):
     done = run_patched(change, "policy", "check")
@@ -82,6 +83,7 @@ def test_a_changed_pycasbin_stops_policy_check_with_the_reason(change):
     assert "policy OK" not in done.stdout
 
 
+@pytest.mark.full  # a patched child process per command: the full tier
 @pytest.mark.parametrize("command", [["policy", "test"], ["demo", "--database", "sqlite:///{tmp}/demo.db"]])
 def test_a_changed_pycasbin_stops_the_other_commands(tmp_path, command):
     done = run_patched("enforce_ex no longer calls the hook", *[c.format(tmp=tmp_path) for c in command])

@@ -29,7 +29,7 @@ def test_probes_need_no_token_and_readiness_shows_the_reload_figures_only_with_o
     for headers in ({}, {"Authorization": "Bearer wrong"}):  # a load balancer's probe
         anonymous = raw(api, "GET", "/readyz", headers=headers)
         assert anonymous.status_code == 200, anonymous.text
-        assert set(anonymous.json()) == {"status", "database", "policy", "policy_version"}
+        assert set(anonymous.json()) == {"status", "database", "policy", "policy_version", "decisions"}
         assert anonymous.json()["status"] == "ready" and anonymous.json()["database"] == "ok"
     ready = raw(api, "GET", "/readyz", headers=AUTH)
     assert ready.status_code == 200 and ready.json()["database"] == "ok" and ready.json()["policy_version"]

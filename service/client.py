@@ -230,13 +230,21 @@ class AuthzClient:
     # -- entities --------------------------------------------------------------------------
 
     def upsert_business_center(self, business_center_id: str, name: str,
-                               cross_bc_allowlisted: bool = False) -> dict:
-        return self._call("PUT", f"/v1/business-centers/{business_center_id}",
-                          {"name": name, "cross_bc_allowlisted": cross_bc_allowlisted})
+                               cross_bc_allowlisted: bool | None = None) -> dict:
+        """``cross_bc_allowlisted`` None: left out, the stored value stays (false when new)."""
+        body = {"name": name}
+        if cross_bc_allowlisted is not None:
+            body["cross_bc_allowlisted"] = cross_bc_allowlisted
+        return self._call("PUT", f"/v1/business-centers/{business_center_id}", body)
 
-    def upsert_account(self, account_id: str, name: str, business_center_id: str | None = None) -> dict:
-        return self._call("PUT", f"/v1/accounts/{account_id}",
-                          {"name": name, "business_center_id": business_center_id})
+    def upsert_account(self, account_id: str, name: str, business_center_id: str | None = None, *,
+                       leave_business_center: bool = False) -> dict:
+        """``business_center_id`` None: the account stays in its Business Center (none when
+        new); ``leave_business_center``: it leaves its Business Center."""
+        body: dict = {"name": name}
+        if business_center_id is not None or leave_business_center:
+            body["business_center_id"] = business_center_id
+        return self._call("PUT", f"/v1/accounts/{account_id}", body)
 
     def accept_terms(self, account_id: str) -> dict:
         return self._call("POST", f"/v1/accounts/{account_id}/terms-acceptance", account=account_id)

@@ -32,13 +32,13 @@ def authz() -> Authorizer:
 @api.put("/business-centers/<id>", tags=[ENTITIES], summary="Upsert a Business Center",
          responses={200: R.BusinessCenterView})
 def put_business_center(path: IdPath, body: BusinessCenterBody):
-    return actions.upsert_business_center(authz(), path.id, body.name, body.cross_bc_allowlisted)
+    return actions.upsert_business_center(authz(), path.id, body.name, body.allowlisting())
 
 
 @api.put("/accounts/<id>", tags=[ENTITIES], summary="Upsert an ad account",
          responses={200: R.AccountView, 404: R.ErrorBody})
 def put_account(path: IdPath, body: AccountBody):
-    return actions.upsert_account(authz(), path.id, body.name, body.business_center_id)
+    return actions.upsert_account(authz(), path.id, body.name, body.business_center())
 
 
 @api.post("/accounts/<id>/terms-acceptance", tags=[ENTITIES],

@@ -91,7 +91,8 @@ def apply(authz: Authorizer, line) -> dict:
         return actions.create_lookalike(authz, line.account_id, line.seed_audience_id, line.id, line.name)
     if isinstance(line, ShareLine):
         return actions.share(authz, line.account_id, line.audience_id, line.account_ids)
-    return actions.upsert_ad_group(authz, line.account_id, line.id, line.name, line.include, line.exclude)
+    return actions.upsert_ad_group(authz, line.account_id, line.id, line.name, line.include, line.exclude,
+                                   line.status)
 
 
 @dataclass

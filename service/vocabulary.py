@@ -26,7 +26,8 @@ MATRIX_ACTIONS = (
     "refresh_lookalike",
 )
 AUDIENCE_ACTIONS = MATRIX_ACTIONS + ("view_shares",)
-ACCOUNT_ACTIONS = ("accept_terms", "list_audiences", "create_audience", "view_ad_group", "edit_ad_group")
+ACCOUNT_ACTIONS = ("accept_terms", "list_audiences", "create_audience", "view_ad_group", "edit_ad_group",
+                   "resume_ad_group")
 # asked by the service itself of an active share when its sharing scope changed
 SCOPE_ACTIONS = ("keep_share",)
 ACTIONS = AUDIENCE_ACTIONS + ACCOUNT_ACTIONS + SCOPE_ACTIONS

@@ -26,7 +26,9 @@ def get_ad_group(authz: Authorizer, principal: str, ad_group_id: str) -> dict:
 
 
 def upsert_ad_group(authz: Authorizer, principal: str, ad_group_id: str, name: str,
-                    include: list[str], exclude: list[str]) -> dict:
+                    include: list[str], exclude: list[str], status: str | None = None) -> dict:
+    """``status`` None keeps the stored one (enabled when new); paused -> enabled is also
+    the policy's ``resume_ad_group``."""
     def work():
         lock_ad_group(ad_group_id)
         # the audiences it targets now and will target: a concurrent stop sharing or delete
@@ -36,6 +38,11 @@ def upsert_ad_group(authz: Authorizer, principal: str, ad_group_id: str, name: s
         outcome = authz.check(Request(principal, "edit_ad_group", "", ad_group_id=ad_group_id))
         if not outcome.allowed:
             return Denied([outcome])
+        stored = AdGroup.select(AdGroup.status).where(AdGroup.id == ad_group_id).scalar()
+        if stored == "paused" and status == "enabled":
+            resume = authz.check(Request(principal, "resume_ad_group", "", ad_group_id=ad_group_id))
+            if not resume.allowed:
+                return Denied([resume])
         applies = [authz.check(Request(principal, "apply", audience_id, ad_group_id=ad_group_id),
                                ad_group_override=(ad_group_id, principal))
                    for audience_id in [*include, *exclude]]
@@ -46,15 +53,19 @@ def upsert_ad_group(authz: Authorizer, principal: str, ad_group_id: str, name: s
         if denied:
             return denied
         created = outcome.gathered.relation == "new"
-        AdGroup.insert(id=ad_group_id, account=principal, name=name, updated_at=utcnow()).on_conflict(
-            conflict_target=[AdGroup.id], update={AdGroup.name: name, AdGroup.updated_at: utcnow()}).execute()
+        update = {AdGroup.name: name, AdGroup.updated_at: utcnow()}
+        if status is not None:
+            update[AdGroup.status] = status
+        AdGroup.insert(id=ad_group_id, account=principal, name=name, status=status or "enabled",
+                       updated_at=utcnow()).on_conflict(conflict_target=[AdGroup.id], update=update).execute()
         AdGroupAudience.delete().where(AdGroupAudience.ad_group == ad_group_id).execute()
         rows = [{"ad_group": ad_group_id, "audience": a, "mode": mode, "position": i}
                 for mode, ids in (("include", include), ("exclude", exclude)) for i, a in enumerate(ids)]
         if rows:
             AdGroupAudience.insert_many(rows).execute()
         record_event("ad_group_upserted", outcome, ad_group_id=ad_group_id, account_id=principal, name=name,
-               include=include, exclude=exclude, created=created)
+               include=include, exclude=exclude, created=created,
+               status=AdGroup.get_by_id(ad_group_id).status)
         return {"ad_group": ad_group_view(AdGroup.get_by_id(ad_group_id)), "created": created,
                 "effects": []}
     return run(work)

@@ -183,7 +183,7 @@ def gather_listed(policy, account_id: str) -> dict[str, Gathered]:
 def _gather_account(policy, req: Request) -> Gathered:
     """Facts of an action on the acting account's own things (terms, lists, ad groups)."""
     principal_known = Account.select().where(Account.id == req.principal).exists()
-    if req.action in ("view_ad_group", "edit_ad_group"):
+    if req.action in ("view_ad_group", "edit_ad_group", "resume_ad_group"):
         owner = (AdGroup.select(AdGroup.account).where(AdGroup.id == req.ad_group_id)
                  .scalar())
         relation = "new" if owner is None else ("self" if owner == req.principal else "other")

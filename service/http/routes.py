@@ -135,7 +135,7 @@ def get_share_log(path: IdPath, header: ActingAccount, query: Page):
          responses={200: R.AdGroupResult, **R.ACTING})
 def put_ad_group(path: IdPath, header: ActingAccount, body: AdGroupBody):
     return actions.upsert_ad_group(authz(), header.x_account_id, path.id, body.name, body.include,
-                                   body.exclude)
+                                   body.exclude, body.status)
 
 
 @api.get("/ad-groups/<id>", tags=[AD_GROUPS], summary="The ad group and its targeting",

@@ -136,6 +136,10 @@ class AdGroupBody(Strict):
     name: Name
     include: list[Id] = Field(default_factory=list, max_length=100, json_schema_extra={"uniqueItems": True})
     exclude: list[Id] = Field(default_factory=list, max_length=100, json_schema_extra={"uniqueItems": True})
+    status: Literal["enabled", "paused"] | None = Field(None, description=(
+        "enabled or paused; left out (or null): the stored status stays (enabled when new). Setting a"
+        " paused ad group (e.g. one paused by the disconnect_audience:pause policy choice) back to"
+        " enabled is the policy's resume_ad_group decision"))
 
     @model_validator(mode="after")
     def _each_audience_once(self) -> "AdGroupBody":

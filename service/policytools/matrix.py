@@ -23,6 +23,7 @@ ORDINARY = {
     "refresh_lookalike": {"audience_type": "lookalike", "audience_source": "", "seed_status": "active"},
     "view_ad_group": {"ad_group_known": True, "ad_group_owned": True},
     "edit_ad_group": {"ad_group_known": True, "ad_group_owned": True},
+    "resume_ad_group": {"ad_group_known": True, "ad_group_owned": True},
 }
 LOOKALIKE = {"audience_type": "lookalike", "audience_source": "", "seed_status": "active"}
 

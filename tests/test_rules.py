@@ -283,3 +283,44 @@ def test_batch_authorize_answers_in_order(api):
     assert [r["decision"] for r in results] == ["allow", "deny", "deny"]
     assert [r["reasons"][0]["code"] for r in results[1:]] == ["recipient_action_forbidden", "unknown_ad_group"]
     assert results[0]["effects"][0]["type"] == "propagate_update"
+
+
+# -- settled rules: lookalikes share as their seed, apply asked in general ------------------
+
+def test_a_lookalike_of_a_seed_that_is_not_shareable_is_not_shareable(api):
+    w = world_factory(api)
+    api.ok(api.post("/v1/audiences", {"id": w.X, "name": "leads", "source": "lead_generation"}, account=w.owner), 201)
+    for seed, lookalike in ((w.X, w.LX), (w.A, w.LA)):
+        created = api.ok(api.post(f"/v1/audiences/{seed}/lookalikes", {"id": lookalike, "name": "lal"},
+                                  account=w.owner), 201)
+        assert ("share" in created["audience"]["actions"]) == (seed == w.A)
+    refused = share(api, w, w.LX, [w.peer])
+    assert refused.status == 403 and refused.codes == ["audience_not_shareable"]
+    assert api.authorize(w.owner, "share", w.LX, target_account_id=w.peer).codes == ["audience_not_shareable"]
+    assert "share" not in api.ok(api.get(f"/v1/audiences/{w.LX}", account=w.owner))["actions"]
+    api.ok(share(api, w, w.LA, [w.peer]), 201)  # a lookalike of a shareable seed is shareable
+    # the seed's source still decides once the seed is deleted
+    api.ok(api.delete(f"/v1/audiences/{w.X}", account=w.owner))
+    assert share(api, w, w.LX, [w.peer]).codes == ["audience_not_shareable"]
+
+
+def test_apply_without_an_ad_group_asks_about_the_accounts_own_ad_groups(api):
+    """The general question, answered as the audience's ``actions`` list it."""
+    w = world_factory(api)
+    api.ok(api.post(f"/v1/audiences/{w.A}/lookalikes", {"id": w.L, "name": "lal"}, account=w.owner), 201)
+    api.ok(api.delete(f"/v1/audiences/{w.B}/shares/{w.recipient}", account=w.owner))
+    expected = {(w.owner, w.A): "allow", (w.recipient, w.A): "allow", (w.recipient, w.B): "no_access",
+                (w.peer, w.A): "no_access", (w.owner, w.L): "allow", (w.recipient, w.L): "no_access"}
+    for (account, audience), answer in expected.items():
+        asked = api.ok(api.authorize(account, "apply", audience))
+        assert (asked["decision"] if asked["decision"] == "allow" else asked["reasons"][0]["code"]) == answer
+        listed = {a["id"]: a["actions"] for a in api.ok(api.get(f"/v1/accounts/{account}/audiences",
+                                                                 account=account))["audiences"]}
+        assert ("apply" in listed.get(audience, [])) == (answer == "allow"), (account, audience)
+    # naming an ad group still asks about that ad group
+    assert api.authorize(w.owner, "apply", w.A, ad_group_id=w.id("nope")).codes == ["unknown_ad_group"]
+    api.ok(api.put(f"/v1/ad-groups/{w.ag}", {"name": "g"}, account=w.recipient))
+    assert api.authorize(w.owner, "apply", w.A, ad_group_id=w.ag).codes == ["ad_group_not_owned"]
+    api.ok(api.delete(f"/v1/audiences/{w.C}/shares", account=w.owner))
+    api.ok(api.delete(f"/v1/audiences/{w.C}", account=w.owner))
+    assert api.authorize(w.owner, "apply", w.C).codes == ["audience_deleted"]

@@ -33,13 +33,14 @@ def audience_view(audience: Audience, relation: str, actions: list[str]) -> dict
 def allowed_actions(authz: Authorizer, gathered) -> list[str]:
     """The matrix actions the policy allows this account on this audience. ``share`` is
     asked of a would-be target in the same Business Center with no share yet, ``apply``
-    of an ad group of the account's own, ``stop_sharing`` of all recipients."""
+    as /v1/authorize asks it without an ad group (in the account's own ad groups),
+    ``stop_sharing`` of all recipients."""
     policy = authz.policy
     facts = gathered.facts
     hypothetical = {
         "share": dataclasses.replace(facts, target_specified=True, target_known=True, target_in_bc=True,
                                      target_is_self=False, same_bc=True, target_has_share=False),
-        "apply": dataclasses.replace(facts, ad_group_known=True, ad_group_owned=True),
+        "apply": dataclasses.replace(facts, ad_group_specified=False),
         "stop_sharing": dataclasses.replace(facts, target_specified=False),
     }
     return [act for act in MATRIX_ACTIONS

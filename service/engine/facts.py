@@ -19,7 +19,7 @@ from audience_authz.engine.policy import ACCOUNT_ACTIONS
 _FACTS_SQL = """
 SELECT
   pa.id, pa.business_center_id, pa.terms_accepted_at,
-  a.id, a.owner_account_id, a.type, a.source, a.status, seed.status,
+  a.id, a.owner_account_id, a.type, a.source, a.status, seed.status, seed.source,
   obc.cross_bc_allowlisted,
   (SELECT 1 FROM audience_share s
     WHERE s.audience_id = {p} AND s.recipient_account_id = {p} AND s.status = 'active'),
@@ -107,13 +107,14 @@ def gather(policy, req: Request, ad_group_override: tuple[str, str] | None = Non
         params.append(ad_group)
     sql = _statement(target is not None, ad_group is not None, with_attached)
     row = database.execute_sql(sql, params).fetchone()
-    return _from_row(policy, req.principal, target is not None, row, ad_group_override)
+    return _from_row(policy, req.principal, target is not None, row, ad_group_override,
+                     ad_group_specified=ad_group is not None or req.action != "apply")
 
 
 def _from_row(policy, principal: str, target_specified: bool, row,
-              ad_group_override: tuple[str, str] | None = None) -> Gathered:
+              ad_group_override: tuple[str, str] | None = None, ad_group_specified: bool = True) -> Gathered:
     """The relation and facts of one row of a facts statement."""
-    (p_id, p_bc, p_terms, a_id, a_owner, a_type, a_source, a_status, seed_status, allowlisted,
+    (p_id, p_bc, p_terms, a_id, a_owner, a_type, a_source, a_status, seed_status, seed_source, allowlisted,
      p_share, t_id, t_bc, t_share, g_id, g_account, attached) = row
     if ad_group_override is not None and g_id is None:
         g_id, g_account = ad_group_override
@@ -134,6 +135,7 @@ def _from_row(policy, principal: str, target_specified: bool, row,
         audience_source=a_source or "",
         audience_status=a_status or "",
         seed_status=seed_status or "",
+        seed_source=seed_source or "",
         owner_bc_allowlisted=bool(allowlisted),
         target_specified=target_specified,
         target_known=t_id is not None,
@@ -141,6 +143,7 @@ def _from_row(policy, principal: str, target_specified: bool, row,
         target_is_self=t_id is not None and t_id == p_id,
         same_bc=t_bc is not None and t_bc == p_bc,
         target_has_share=bool(t_share),
+        ad_group_specified=ad_group_specified,
         ad_group_known=g_id is not None,
         ad_group_owned=g_id is not None and g_account == principal,
         attached_ad_groups=int(attached or 0),
@@ -153,7 +156,7 @@ def _from_row(policy, principal: str, target_specified: bool, row,
 _LISTED_SQL = """
 SELECT
   pa.id, pa.business_center_id, pa.terms_accepted_at,
-  a.id, a.owner_account_id, a.type, a.source, a.status, seed.status,
+  a.id, a.owner_account_id, a.type, a.source, a.status, seed.status, seed.source,
   obc.cross_bc_allowlisted,
   (SELECT 1 FROM audience_share s
     WHERE s.audience_id = a.id AND s.recipient_account_id = {p} AND s.status = 'active'),

@@ -36,6 +36,12 @@ ACTIONS = AUDIENCE_ACTIONS + ACCOUNT_ACTIONS + SCOPE_ACTIONS
 FAULT_REASONS = ("internal_error", "database_unavailable")
 SERVICE_REASONS = ("no_matching_rule", *FAULT_REASONS)
 
+# Denies that mean the acting account has no relation to the thing it named: account-facing
+# endpoints answer them exactly as an unknown id (404), so that no account learns whether
+# another account's audience or ad group exists (docs/visibility.md). /v1/authorize, the
+# platform's question, keeps the reason the policy gave.
+NOT_VISIBLE_REASONS = {"audience": ("unknown_audience", "no_access"), "ad_group": ("unknown_ad_group", "ad_group_not_owned")}
+
 # effects the store can apply, and what an ad group whose include list empties does
 EFFECTS = frozenset({"end_share", "remove_from_list", "disconnect_audience", "propagate_update"})
 DISCONNECT_OUTCOMES = frozenset({"broaden", "pause"})

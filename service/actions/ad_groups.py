@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from audience_authz.actions.steps import denied_if_any, record_event
+from audience_authz.actions.steps import as_unknown_audience, denied_if_any, raise_if_not_visible, record_event
 from audience_authz.actions.views import ad_group_view
 from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.facts import Request
@@ -18,6 +18,7 @@ def get_ad_group(authz: Authorizer, principal: str, ad_group_id: str) -> dict:
         if group is None:
             raise NotFound("ad_group", ad_group_id)
         outcome = authz.check(Request(principal, "view_ad_group", "", ad_group_id=ad_group_id))
+        raise_if_not_visible(outcome, "ad_group", ad_group_id)  # another account's: as unknown
         if not outcome.allowed:
             return Denied([outcome])
         return ad_group_view(group)
@@ -48,6 +49,7 @@ def upsert_ad_group(authz: Authorizer, principal: str, ad_group_id: str, name: s
                    for audience_id in [*include, *exclude]]
         for check in applies:
             if not check.allowed:
+                as_unknown_audience(authz, check)
                 check.reasons[0]["audience_id"] = check.request.audience_id
         denied = denied_if_any(applies)
         if denied:

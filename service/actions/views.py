@@ -19,9 +19,11 @@ def account_view(account: Account) -> dict:
 
 
 def audience_view(audience: Audience, relation: str, actions: list[str]) -> dict:
+    """What ``relation`` sees of the audience: a lookalike's seed is the owner's private
+    audience, named to the owner only (docs/visibility.md)."""
     return {
-        "id": audience.id, "name": audience.name, "type": audience.type,
-        "source": audience.source or None, "seed_audience_id": audience.seed_audience_id,
+        "id": audience.id, "name": audience.name, "type": audience.type, "source": audience.source or None,
+        "seed_audience_id": audience.seed_audience_id if relation == "owner" else None,
         "owner_account_id": audience.owner_account_id, "status": audience.status,
         "member_count": audience.member_count, "revision": audience.revision,
         "created_at": iso(audience.created_at), "updated_at": iso(audience.updated_at),

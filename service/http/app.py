@@ -10,7 +10,7 @@ from flask_openapi3 import Info, OpenAPI
 
 from audience_authz import config
 from audience_authz.engine import decision_log
-from audience_authz.http import auth, docs, errors, logs, metrics, policy_routes, routes
+from audience_authz.http import auth, docs, errors, logs, metrics, paths, policy_routes, routes
 from audience_authz.http.responses import ErrorBody, Health, Readiness
 from audience_authz.policytools import reload
 from audience_authz.store import db
@@ -54,6 +54,7 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     app.register_api(routes.decide)
     app.register_api(policy_routes.api)
     auth.register(app, settings, OPEN_PATHS)  # first: tokens, scopes, rate limit
+    paths.register(app)  # then: a path with an encoded '/' is refused before its route runs
     errors.register(app)
     _register_connection(app)
     _register_health(app)

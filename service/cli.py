@@ -291,8 +291,8 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, fmt, 
     baseline = _load_policy_or_exit(baseline_dir)
     try:
         since_at = policydiff.parse_since(since) if since else None
-    except ValueError:
-        raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
+    except ValueError as exc:
+        raise click.BadParameter(f"not an ISO 8601 time UTC can hold: {since!r} ({exc})", param_hint="--since") from None
     db.init(_database_url(database_url), create=False)
     try:
         query = policydiff.select(last, since_at)

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from audience_authz.policytools import diff as policydiff
 from audience_authz.http import responses as R
@@ -34,7 +34,8 @@ class DiffBody(BaseModel):
     files: dict[PolicyFile, Annotated[str, StringConstraints(max_length=1024 * 1024)]] | None = Field(
         None, description="e.g. {\"policy.csv\": \"...\"}; the other files are those now serving")
     last: int = Field(1000, ge=1, le=100_000, description="replay the newest N decisions")
-    since: datetime.datetime | None = Field(None, strict=False, description="only decisions at or after this time")
+    since: Annotated[datetime.datetime, AfterValidator(policydiff.as_utc)] | None = Field(
+        None, strict=False, description="only decisions at or after this time (read as UTC when it has no offset)")
     examples: int = Field(3, ge=0, le=20, description="examples per change")
 
     @model_validator(mode="after")
@@ -82,10 +83,8 @@ def post_diff(body: DiffBody):
             return {"error": {"code": "policy_refused", "message": "the candidate fails policy check",
                               "problems": [{"file": f, "line": n, "message": m} for f, n, m in problems]}}, 422
         candidate = Policy.load(directory)
-        since = body.since
-        if since is not None and since.tzinfo is not None:
-            since = since.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-        report = policydiff.replay(policydiff.select(body.last, since).iterator(), candidate, serving, body.examples)
+        report = policydiff.replay(policydiff.select(body.last, body.since).iterator(), candidate, serving,
+                                   body.examples)
         return report.as_dict()
     finally:
         if workdir is not None:

@@ -94,7 +94,8 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
         else:
             from audience_authz.http.server import run
 
-            run(app_kwargs, host=host, port=port, workers=workers, threads=threads, log_level=chosen.log_level)
+            run(app_kwargs, host=host, port=port, workers=workers, threads=threads, log_level=chosen.log_level,
+                header_timeout=chosen.header_timeout_s, max_body=chosen.max_body)
     finally:
         if os.getpid() == master:  # gunicorn's workers leave through this frame too
             shutil.rmtree(snapshots.root, ignore_errors=True)

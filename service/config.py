@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     db_pool_size: PositiveInt = Field(32, description="PostgreSQL connections per process")
     db_pool_timeout: PositiveInt = Field(10, description="seconds a request waits for a free PostgreSQL connection")
     sqlite_busy_timeout_ms: PositiveInt = Field(10000, description="milliseconds a SQLite writer waits for the lock")
+    header_timeout_s: PositiveFloat = Field(10.0, description="seconds a client has to send a whole request head, and"
+                                            " the longest wait for each read of a body or write of an answer (then 408"
+                                            " or close); a slow client holds no thread meanwhile (http/server.py)")
     decision_log_flush_s: PositiveFloat = Field(0.05, description="seconds before batched decision-log rows are written")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="level of the JSON logs on stderr")

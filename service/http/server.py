@@ -33,6 +33,11 @@ import time
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers import gthread
 
+# HeadFirstWorker hands a connection back to gthread's poller with gthread's own marker
+# (gunicorn 27): without it a slow client would hold a thread again, so refuse to start
+if not hasattr(gthread, "_DEFER") or not hasattr(gthread.TConn, "wait_for_data"):
+    raise ImportError("audience_authz needs gunicorn 27's gthread (_DEFER, TConn.wait_for_data)")
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when first imported
 
 

@@ -9,6 +9,7 @@ import pytest
 from tests.policy_support import copy_policy, replace
 from tests.support import Api, LiveServer, world_factory
 
+pytestmark = pytest.mark.full  # a server of its own, on a policy copy
 TOKEN = "pause-token"
 RESUME_ALLOW = "p, self, resume_ad_group, True, allow, self_may_resume_ad_group,"
 

@@ -11,7 +11,9 @@ starve /healthz. ``HeadFirstWorker`` gives a connection a thread only for what h
 arrived: it reads without blocking, and a request still incomplete (its head, and a body of
 known length) goes back to the poller (no thread held) until more arrives, for at most
 ``header_timeout`` seconds in all (then 408 and close). Once it is complete, each read of
-the rest and each write of the answer waits at most ``header_timeout`` seconds too.
+the rest and each write of the answer waits at most ``header_timeout`` seconds too. And a
+connection closed after its answer is drained by the poller, not by gthread's main loop
+(which waited up to 2 s per connection for a client that kept sending).
 
 Metrics: the workers write prometheus-client's multiprocess files into
 ``PROMETHEUS_MULTIPROC_DIR``; ``prepare_metrics_dir`` chooses and empties it before
@@ -28,8 +30,11 @@ import tempfile
 from pathlib import Path
 
 import re
+import selectors
+import socket
 import time
 
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers import gthread
 
@@ -80,6 +85,63 @@ class HeadFirstWorker(gthread.ThreadWorker):
             conn.head = None  # the next request on a kept-alive connection starts again
         return result
 
+    # -- closing without waiting ------------------------------------------------------------
+    # gthread closes a connection "gracefully" (half-close, then read until the client closes,
+    # up to 2 s) in its main loop: a client that keeps sending after its answer stalled the
+    # whole worker 2 s per connection. Here the lingering is left to the poller instead.
+    LINGER = 2.0  # seconds a half-closed connection is drained before it is closed anyway
+
+    def init_process(self):
+        self.lingering: dict = {}  # socket -> when it is closed anyway
+        super().init_process()
+
+    def finish_request(self, conn, fs):
+        conn.close = lambda graceful=False: self._close(conn.sock, graceful)  # the main loop's closes
+        super().finish_request(conn, fs)
+
+    def _close(self, sock, graceful: bool) -> None:
+        if graceful:
+            try:
+                sock.shutdown(socket.SHUT_WR)  # the answer is complete: FIN after it
+                sock.setblocking(False)
+                if self._drain(sock):
+                    self.poller.register(sock, selectors.EVENT_READ, self._on_lingering_readable)
+                    self.lingering[sock] = time.monotonic() + self.LINGER
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+        util.close(sock)
+
+    def _drain(self, sock) -> bool:
+        """Read what the client sent, without waiting: True while it may send more."""
+        try:
+            for _ in range(16):
+                if not sock.recv(4096):
+                    return False
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        return False  # 64 KiB unread after the answer: close now
+
+    def _on_lingering_readable(self, sock) -> None:
+        if not self._drain(sock):
+            self._stop_lingering(sock)
+
+    def _stop_lingering(self, sock) -> None:
+        self.lingering.pop(sock, None)
+        try:
+            self.poller.unregister(sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        util.close(sock)
+
+    def murder_keepalived(self, force=False):
+        super().murder_keepalived(force)
+        now = time.monotonic()
+        for sock in [s for s, deadline in self.lingering.items() if force or deadline <= now]:
+            self._stop_lingering(sock)
+
     def handle_request(self, req, conn):
         conn.sock.settimeout(self.header_timeout)  # each body read and answer write, bounded
         return super().handle_request(req, conn)
@@ -114,7 +176,7 @@ class HeadFirstWorker(gthread.ThreadWorker):
             try:
                 conn.sock.send(self._REQUEST_TIMEOUT)
             except OSError:
-                pass
+                pass  # closed (without waiting) by finish_request
             self.log.info("closed a connection whose request took over %ss to arrive", self.header_timeout)
             return False
         state.complete = True

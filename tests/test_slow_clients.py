@@ -86,6 +86,10 @@ def test_slow_connections_do_not_starve_the_server(tmp_path):
             sender.join(5)
             for sock in partial_line + no_body + trickled + chatty:
                 sock.close()
+        # a request line already over gunicorn's limit is refused at once, not waited for
+        sock = _connect(live.port, b"GET /" + b"a" * 6000)
+        assert sock.recv(1024).startswith(b"HTTP/1.1 414")
+        sock.close()
         # ordinary clients are served as before: kept-alive sessions, bodies, 100-continue
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {live.token}"

@@ -74,7 +74,8 @@ class HeadFirstWorker(gthread.ThreadWorker):
     def handle(self, conn):
         state = getattr(conn, "head", None)
         if state is None:  # a new request on this connection
-            state = conn.head = _Head(time.monotonic() + self.header_timeout, self._max_head(), self.max_body)
+            state = conn.head = _Head(time.monotonic() + self.header_timeout, self._max_head(), self.max_body,
+                                      self.cfg.limit_request_line + 2)
         if not state.complete:
             outcome = self._read_head(conn, state)
             if outcome is not True:
@@ -196,16 +197,16 @@ class _Head:
     and within ``max_body`` (a client that asks ``Expect: 100-continue`` waits for gunicorn's
     answer before it sends the body, and a chunked body is read by the thread)."""
 
-    def __init__(self, deadline: float, limit: int, max_body: int):
-        self.deadline, self.limit, self.max_body = deadline, limit, max_body
+    def __init__(self, deadline: float, limit: int, max_body: int, line_limit: int):
+        self.deadline, self.limit, self.max_body, self.line_limit = deadline, limit, max_body, line_limit
         self.data = bytearray()
         self.complete = False
 
     def ended(self) -> bool:
         """The request is all there, or its head is longer than any valid one."""
         end = _HEAD_END.search(self.data)
-        if end is None:
-            return len(self.data) > self.limit
+        if end is None:  # a request line already too long is the parser's to refuse (414) now
+            return len(self.data) > self.limit or (len(self.data) > self.line_limit and b"\n" not in self.data)
         head = bytes(self.data[:end.end()])
         length = _CONTENT_LENGTH.search(head)
         if length is None or _EXPECT.search(head) or int(length.group(1)) > self.max_body:

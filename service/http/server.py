@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import atexit
 import os
-import shutil
-import tempfile
-from pathlib import Path
-
 import re
 import selectors
+import shutil
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 from gunicorn import util
 from gunicorn.app.base import BaseApplication

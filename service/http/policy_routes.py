@@ -166,13 +166,13 @@ def _shadow_summary() -> dict:
     return body
 
 
-@api.get("/shadow", operation_id="getShadow", tags=[POLICY], responses={200: R.ShadowSummary},
+@api.get("/shadow", operation_id="getPolicyShadow", tags=[POLICY], responses={200: R.ShadowSummary},
          summary="The shadow policy, and its disagreements with the policy in force by (action, from, to)")
 def get_shadow():
     return _shadow_summary()
 
 
-@api.put("/shadow", operation_id="startShadow", tags=[POLICY], responses={200: R.ShadowSummary, 422: R.PolicyRefused},
+@api.put("/shadow", operation_id="setPolicyShadow", tags=[POLICY], responses={200: R.ShadowSummary, 422: R.PolicyRefused},
          summary="Decide every live request with a candidate policy too, changing no answer")
 def put_shadow(body: ShadowBody):
     reloader = current_app.extensions["policy_reloader"]
@@ -202,7 +202,7 @@ def put_shadow(body: ShadowBody):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@api.delete("/shadow", operation_id="stopShadow", tags=[POLICY], responses={200: R.ShadowSummary}, summary="Stop the shadow evaluation")
+@api.delete("/shadow", operation_id="stopPolicyShadow", tags=[POLICY], responses={200: R.ShadowSummary}, summary="Stop the shadow evaluation")
 def delete_shadow():
     current_app.extensions["policy_reloader"].clear_shadow()
     return _shadow_summary()

@@ -110,4 +110,4 @@ stress: install
 	AUDIENCE_AUTHZ_STRESS_FANOUT=$(STRESS_FANOUT) AUDIENCE_AUTHZ_STRESS_FUZZ_EXAMPLES=$(STRESS_FUZZ_EXAMPLES) \
 	AUDIENCE_AUTHZ_STRESS_MACHINE_EXAMPLES=$(STRESS_MACHINE_EXAMPLES) \
 	AUDIENCE_AUTHZ_STRESS_MACHINE_STEPS=$(STRESS_MACHINE_STEPS) \
-	$(BIN)/pytest -s -q tests/test_concurrency.py tests/test_faults.py tests/test_fuzz.py
+	$(BIN)/pytest -s -q tests/test_concurrency.py tests/test_faults.py tests/test_pg_terminate.py tests/test_fuzz.py

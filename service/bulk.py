@@ -79,9 +79,9 @@ KINDS = ("business_center", "account", "terms_acceptance", "audience", "lookalik
 def apply(authz: Authorizer, line) -> dict:
     """Apply one validated line through its action (raises Denied or ApiError like the API)."""
     if isinstance(line, BusinessCenterLine):
-        return actions.upsert_business_center(authz, line.id, line.name, line.cross_bc_allowlisted)
+        return actions.upsert_business_center(authz, line.id, line.name, line.allowlisting())
     if isinstance(line, AccountLine):
-        return actions.upsert_account(authz, line.id, line.name, line.business_center_id)
+        return actions.upsert_account(authz, line.id, line.name, line.business_center())
     if isinstance(line, TermsLine):
         return actions.accept_terms(authz, line.account_id, line.account_id)
     if isinstance(line, AudienceLine):
@@ -91,7 +91,8 @@ def apply(authz: Authorizer, line) -> dict:
         return actions.create_lookalike(authz, line.account_id, line.seed_audience_id, line.id, line.name)
     if isinstance(line, ShareLine):
         return actions.share(authz, line.account_id, line.audience_id, line.account_ids)
-    return actions.upsert_ad_group(authz, line.account_id, line.id, line.name, line.include, line.exclude)
+    return actions.upsert_ad_group(authz, line.account_id, line.id, line.name, line.include, line.exclude,
+                                   line.status)
 
 
 @dataclass

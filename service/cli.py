@@ -125,7 +125,7 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
             from audience_authz.http.server import run
 
             run(app_kwargs, host=host, port=port, workers=workers, threads=threads, log_level=chosen.log_level,
-                drain_seconds=chosen.drain_seconds)
+                drain_seconds=chosen.drain_seconds, header_timeout=chosen.header_timeout_s, max_body=chosen.max_body)
     finally:
         if os.getpid() == master:  # gunicorn's workers leave through this frame too
             shutil.rmtree(snapshots.root, ignore_errors=True)
@@ -486,8 +486,9 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, only_
         baseline = _load_policy_or_exit(baseline_dir)
         try:
             since_at = policydiff.parse_since(since) if since else None
-        except (ValueError, OverflowError):
-            raise click.BadParameter(f"not an ISO 8601 time: {since!r}", param_hint="--since") from None
+        except (ValueError, OverflowError) as exc:
+            raise click.BadParameter(f"not an ISO 8601 time UTC can hold: {since!r} ({exc})",
+                                     param_hint="--since") from None
         if current_state:
             _init_database(database_url, create=False, must_exist=True)  # never makes a database
             try:

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     db_pool_size: PositiveInt = Field(32, description="PostgreSQL connections per process")
     db_pool_timeout: PositiveInt = Field(10, description="seconds a request waits for a free PostgreSQL connection")
     sqlite_busy_timeout_ms: PositiveInt = Field(10000, description="milliseconds a SQLite writer waits for the lock")
+    header_timeout_s: PositiveFloat = Field(10.0, description="seconds a client has to send a whole request head, and"
+                                            " the longest wait for each read of a body or write of an answer (then 408"
+                                            " or close); a slow client holds no thread meanwhile (http/server.py)")
     decision_log_flush_s: PositiveFloat = Field(0.05, description="seconds before batched decision-log rows are written")
     drain_seconds: NonNegativeFloat = Field(
         5.0, description="on SIGTERM, seconds /readyz answers 503 draining while the server still serves, "
@@ -99,7 +102,7 @@ def environment_variables() -> dict[str, tuple[str, str]]:
     rows = {}
     for name, field in Settings.model_fields.items():
         variable = "PROMETHEUS_MULTIPROC_DIR" if field.validation_alias else f"AUDIENCE_AUTHZ_{name.upper()}"
-        default = str(field.default)
+        default = "(none)" if field.default is None else str(field.default)
         if field.default_factory:
             default = "(generated)" if name == "console_secret" else "(shipped policy)"
         elif field.default is None:

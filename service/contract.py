@@ -38,6 +38,7 @@ FACTS: dict[str, type] = {
     "audience_source": str,
     "audience_status": str,
     "seed_status": str,
+    "seed_source": str,
     "owner_bc_allowlisted": bool,
     "target_specified": bool,
     "target_known": bool,
@@ -45,6 +46,7 @@ FACTS: dict[str, type] = {
     "target_is_self": bool,
     "same_bc": bool,
     "target_has_share": bool,
+    "ad_group_specified": bool,
     "ad_group_known": bool,
     "ad_group_owned": bool,
     "attached_ad_groups": int,
@@ -56,6 +58,7 @@ ACCOUNT_ACTION_FACTS: dict[str, tuple[str, ...]] = {
     "create_audience": ("principal_known",),
     "view_ad_group": _AD_GROUP_FACTS,
     "edit_ad_group": _AD_GROUP_FACTS,
+    "resume_ad_group": _AD_GROUP_FACTS,  # paused -> enabled, asked of a stored ad group
     # reading an account (self or other) or a Business Center (self: the acting account's own)
     "view_account": ("principal_known", "principal_in_bc", "target_specified", "target_known", "target_in_bc",
                      "same_bc"),
@@ -79,24 +82,36 @@ ASKED: tuple[tuple[str, str], ...] = (
     ("self", "accept_terms"), ("other", "accept_terms"),
     ("self", "list_audiences"), ("other", "list_audiences"),
     ("self", "create_audience"),
-    *((rel, act) for act in ("view_ad_group", "edit_ad_group") for rel in ("self", "other", "new")),
+    *((rel, act) for act in ("view_ad_group", "edit_ad_group", "resume_ad_group")
+      for rel in ("self", "other", "new")),
     *((rel, act) for act in ("view_account", "view_business_center") for rel in ("self", "other")),
 )
 
 # -- reason codes the code relies on -----------------------------------------------------------
 UNKNOWN_AUDIENCE = "unknown_audience"
 APPLIED_TO_AD_GROUPS = "applied_to_ad_groups"
+NO_ACCESS = "no_access"
+UNKNOWN_AD_GROUP = "unknown_ad_group"
+AD_GROUP_NOT_OWNED = "ad_group_not_owned"
+# Denies that mean the acting account has no relation to the thing it named: account-facing
+# endpoints answer them exactly as an unknown id (404), so that no account learns whether
+# another account's audience or ad group exists (docs/visibility.md). /v1/authorize, the
+# platform's question, keeps the reason the policy gave.
+NOT_VISIBLE_REASONS = {"audience": (UNKNOWN_AUDIENCE, NO_ACCESS), "ad_group": (UNKNOWN_AD_GROUP, AD_GROUP_NOT_OWNED)}
 NO_MATCHING_RULE, INTERNAL_ERROR, DATABASE_UNAVAILABLE = SERVICE_REASONS
 # code -> (module that relies on it, what it does with it), for the messages of `policy check`
 RELIED_REASONS: dict[str, tuple[str, str]] = {
     UNKNOWN_AUDIENCE: ("actions/steps.py", "answers 404 Not Found instead of 403 for it"),
+    NO_ACCESS: ("actions/steps.py", "answers 404 Not Found for it, as for an unknown audience (visibility)"),
+    UNKNOWN_AD_GROUP: ("actions/steps.py", "answers 404 Not Found instead of 403 for it"),
+    AD_GROUP_NOT_OWNED: ("actions/steps.py", "answers 404 Not Found for it, as for an unknown ad group (visibility)"),
     APPLIED_TO_AD_GROUPS: ("engine/authorizer.py", "adds the attached ad_group_ids to it"),
     NO_MATCHING_RULE: ("engine/policy.py", "gives it when no line decides"),
     INTERNAL_ERROR: ("http/errors.py", "gives it (500) when a decision fails"),
     DATABASE_UNAVAILABLE: ("http/errors.py", "gives it (503) when the database is unreachable"),
 }
 # the codes a policy line must give (the others the service gives by itself)
-POLICY_GIVEN_REASONS = (UNKNOWN_AUDIENCE, APPLIED_TO_AD_GROUPS)
+POLICY_GIVEN_REASONS = (UNKNOWN_AUDIENCE, NO_ACCESS, UNKNOWN_AD_GROUP, AD_GROUP_NOT_OWNED, APPLIED_TO_AD_GROUPS)
 
 # -- effects -----------------------------------------------------------------------------------
 # effect -> the arguments it takes (empty: none), as store/effects.py applies them

@@ -28,7 +28,7 @@ MATRIX_ACTIONS = (
 )
 AUDIENCE_ACTIONS = MATRIX_ACTIONS + ("view_shares",)
 ACCOUNT_ACTIONS = ("accept_terms", "list_audiences", "create_audience", "view_ad_group", "edit_ad_group",
-                   "view_account", "view_business_center")
+                   "resume_ad_group", "view_account", "view_business_center")
 # asked by the service itself of an active share when its sharing scope changed
 SCOPE_ACTIONS = ("keep_share",)
 ACTIONS = AUDIENCE_ACTIONS + ACCOUNT_ACTIONS + SCOPE_ACTIONS

@@ -81,6 +81,74 @@ def test_a_stranger_can_read_or_change_nothing_on_any_endpoint(api):
     assert made["audience"]["owner_account_id"] == w.peer
 
 
+def _as_unknown(response, ids: dict[str, str]) -> tuple:
+    """An answer with the named ids replaced by placeholders: what the caller can compare."""
+    text = json.dumps(response.body, sort_keys=True)
+    for real, placeholder in sorted(ids.items(), key=lambda item: -len(item[0])):  # longest first
+        text = text.replace(real, placeholder)
+    return response.status, text
+
+
+def test_a_stranger_cannot_tell_another_accounts_audience_or_ad_group_from_an_unknown_id(api):
+    """docs/visibility.md: for an account with no relation, another account's audience (live,
+    deleted, or no longer shared with it) and ad group answer exactly as an id that does
+    not exist; creating an ad group under an id another account holds is the exception."""
+    w = world_factory(api)
+    api.ok(api.post(f"/v1/audiences/{w.A}/lookalikes", {"id": w.L, "name": "lal"}, account=w.owner), 201)
+    api.ok(api.post("/v1/audiences", {"id": w.gone, "name": "gone", "source": "partner"}, account=w.owner), 201)
+    api.ok(api.delete(f"/v1/audiences/{w.gone}", account=w.owner))
+    api.ok(api.put(f"/v1/ad-groups/{w.ag}", {"name": "nobc's"}, account=w.nobc))  # no stranger's
+    api.ok(api.delete(f"/v1/audiences/{w.B}/shares/{w.recipient}", account=w.owner))  # a former recipient
+    attempts = {op: target for op, target in _attempts(w).items() if "/accounts/" not in op[1]}
+    unknown = {w.A: "<audience>", w.L: "<audience>", w.ag: "<ad group>", w.gone: "<audience>",
+               w.B: "<audience>", w.id("nope"): "<audience>", w.id("nope_ag"): "<ad group>"}
+    for stranger, hidden in ((w.peer, w.A), (w.other, w.A), (w.peer, w.gone), (w.recipient, w.B), (w.peer, w.L)):
+        for (method, template), (path, body) in attempts.items():
+            if method == "PUT" and "ad-groups" in template:
+                continue  # below
+            path = path.replace(w.A, hidden).replace(w.L, hidden)
+            missing = path.replace(hidden, w.id("nope")).replace(w.ag, w.id("nope_ag"))
+            seen = api.call(method, path, json=body, account=stranger)
+            assert seen.status == 404, (stranger, method, path, seen.body)
+            assert _as_unknown(seen, unknown) == _as_unknown(api.call(method, missing, json=body, account=stranger),
+                                                             unknown), (stranger, method, template)
+        # an ad group listing another account's audience: refused as for an unknown audience
+        listed = api.put(f"/v1/ad-groups/{w.id('own')}_{stranger}", {"name": "g", "include": [hidden]},
+                         account=stranger)
+        nothing = api.put(f"/v1/ad-groups/{w.id('own')}_{stranger}", {"name": "g", "include": [w.id("nope")]},
+                          account=stranger)
+        assert listed.status == 403 and listed.codes == ["unknown_audience"]
+        assert listed.body["reasons"][0]["message"] == nothing.body["reasons"][0]["message"]
+    # the exception: ad group ids are global and chosen by the caller, so creating one under a
+    # taken id must refuse, which tells that the id is taken (ad_group_not_owned)
+    taken = api.put(f"/v1/ad-groups/{w.ag}", {"name": "mine"}, account=w.peer)
+    assert taken.status == 403 and taken.codes == ["ad_group_not_owned"]
+    # the platform's own question (/v1/authorize) keeps the exact reason: no_access, even for
+    # a deleted audience (the stranger is not told it was deleted)
+    assert api.authorize(w.peer, "view", w.gone).codes == ["no_access"]
+    assert api.authorize(w.owner, "edit", w.gone).codes == ["audience_deleted"]
+
+
+def test_each_relation_sees_what_docs_visibility_says(api):
+    w = world_factory(api)
+    api.ok(api.post(f"/v1/audiences/{w.A}/lookalikes", {"id": w.L, "name": "lal"}, account=w.owner), 201)
+    api.ok(api.post(f"/v1/audiences/{w.L}/shares", {"account_ids": [w.recipient]}, account=w.owner), 201)
+    owners = api.ok(api.get(f"/v1/audiences/{w.L}", account=w.owner))
+    recipients = api.ok(api.get(f"/v1/audiences/{w.L}", account=w.recipient))
+    assert owners["seed_audience_id"] == w.A
+    assert recipients["seed_audience_id"] is None  # the seed is the owner's own audience
+    listed = {a["id"]: a for a in api.ok(api.get(f"/v1/accounts/{w.recipient}/audiences",
+                                                 account=w.recipient))["audiences"]}
+    assert listed[w.L]["seed_audience_id"] is None and w.A not in json.dumps(listed[w.L])
+    # everything else of the audience is the same for both, but the relation and the actions
+    same = {k for k in owners if k not in ("seed_audience_id", "relation", "actions")}
+    assert {k: owners[k] for k in same} == {k: recipients[k] for k in same}
+    assert (owners["relation"], recipients["relation"]) == ("owner", "recipient")
+    # the recipient knows the audience, but not who else received it
+    assert api.get(f"/v1/audiences/{w.L}/shares", account=w.recipient).codes == ["not_owner"]
+    assert api.get(f"/v1/audiences/{w.L}/share-log", account=w.recipient).codes == ["not_owner"]
+
+
 SCOPED_ENV = {"AUDIENCE_AUTHZ_CHECK_TOKENS": "check-1, check-2", "AUDIENCE_AUTHZ_ADMIN_TOKENS": "admin-1"}
 
 

@@ -47,13 +47,14 @@ def test_import_applies_each_line_through_the_policy_and_reports_the_rest(empty_
     assert result.stdout.strip().splitlines()[-1] == (
         "applied 10 line(s) (2 business_center, 3 account, 1 terms_acceptance, 1 audience, 1 lookalike,"
         " 1 share, 1 ad_group); 3 denied by the policy (not_same_business_center 1, reshare_forbidden 1,"
-        " no_access 1); 3 invalid or failed")
+        " unknown_audience 1); 3 invalid or failed")
     problems = {int(line.split(":")[1]): line.split(": ", 1)[1] for line in result.stderr.splitlines()
                 if line.startswith(str(path))}
     assert sorted(problems) == [12, 13, 15, 16, 17, 18]
     assert problems[12].startswith("denied:") and '"code":"not_same_business_center"' in problems[12]
     assert '"code":"reshare_forbidden"' in problems[13]
-    assert '"code":"no_access"' in problems[15] and '"audience_id":"aud_A"' in problems[15]
+    # an audience the account has no relation to is named as unknown (docs/visibility.md)
+    assert '"code":"unknown_audience"' in problems[15] and '"audience_id":"aud_A"' in problems[15]
     assert problems[16] == "failed: unknown_business_center: no business center with id 'bc_none'"
     assert problems[17].startswith("invalid: audience.colour")
     assert problems[18].startswith("invalid:")

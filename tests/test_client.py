@@ -51,6 +51,24 @@ def test_authorize_and_authorize_many_answer_as_the_service(client, live_api, li
     assert client.authorize_many([]) == []
 
 
+def test_upserts_leave_out_what_the_caller_did_not_name(client, uid):
+    """A rename keeps the stored sharing scope (the client leaves the fields out instead of
+    sending false or null); changing it takes naming it."""
+    bc, account, group = f"bc_{uid}", f"acc_{uid}", f"ag_{uid}"
+    assert client.upsert_business_center(bc, "BC", True).cross_bc_allowlisted is True
+    assert client.upsert_business_center(bc, "BC renamed").cross_bc_allowlisted is True
+    assert client.upsert_business_center(bc, "BC", False).cross_bc_allowlisted is False
+    assert client.upsert_account(account, "acc", bc).business_center_id == bc
+    assert client.upsert_account(account, "acc renamed").business_center_id == bc
+    assert client.upsert_account(account, "acc", leave_business_center=True).business_center_id is None
+    paused = client.upsert_ad_group(account, group, "g", status="paused")
+    assert not isinstance(paused, Denied) and paused.ad_group.status == "paused"
+    renamed = client.upsert_ad_group(account, group, "g renamed")
+    assert not isinstance(renamed, Denied) and renamed.ad_group.status == "paused"
+    resumed = client.upsert_ad_group(account, group, "g", status="enabled")
+    assert not isinstance(resumed, Denied) and resumed.ad_group.status == "enabled"
+
+
 def test_action_calls_do_what_the_api_does(client, uid):
     bc, owner, recipient = f"bc_{uid}", f"own_{uid}", f"rec_{uid}"
     client.upsert_business_center(bc, "BC")

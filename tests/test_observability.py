@@ -94,7 +94,7 @@ def test_request_id_round_trips_into_json_access_logs(live_api, live_server):
     rid = f"req-{uuid.uuid4().hex}"
     given = api.get(f"/v1/audiences/{w.A}", account=w.recipient, headers={"X-Request-Id": rid})
     assert given.status == 200 and given.headers["X-Request-Id"] == rid
-    made = api.get(f"/v1/audiences/{w.A}", account=w.peer)
+    made = api.get(f"/v1/audiences/{w.A}/shares", account=w.recipient)  # a deny: 403 not_owner
     assert made.status == 403 and re.fullmatch(r"[0-9a-f]{32}", made.headers["X-Request-Id"])
     odd = api.get("/healthz", headers={"X-Request-Id": "spaces are not an id " + "x" * 200})
     assert re.fullmatch(r"[0-9a-f]{32}", odd.headers["X-Request-Id"])

@@ -48,8 +48,9 @@ def _requests(w, ad_groups: list[str]) -> list[gatherer.Request]:
         for action in contract.ACCOUNT_ACTIONS:
             for account in (principal, w.owner):
                 for ad_group in ad_groups + ["no-such-group"]:
-                    found.append(gatherer.Request(principal, action, "", ad_group_id=ad_group, account_id=account,
-                                                  business_center_id=w.bc))  # the owner's: self for some
+                    found.append(gatherer.Request(principal, action, "", ad_group_id=ad_group, account_id=account))
+            for bc in (w.bc, w.bc2, "no-such-bc"):  # view_business_center names one
+                found.append(gatherer.Request(principal, action, "", account_id=principal, business_center_id=bc))
         for audience in audiences:
             for action in (*contract.AUDIENCE_ACTIONS, "keep_share"):
                 found.append(gatherer.Request(principal, action, audience))

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.support import BaseApi, world_factory
+from tests.support import ROOT, BaseApi, world_factory
 from tests.support.policy import (RECIPIENT_REFRESH_ALLOW, RECIPIENT_REFRESH_DENY, cli, copy_policy,
                                   let_recipients_refresh_lookalikes, replace)
 
@@ -115,6 +115,12 @@ def test_cli_diff_of_the_policy_itself_changes_nothing(server, traffic, tmp_path
     assert report["changed"] == 0 and report["changes"] == [] and report["replayed"] >= 26
 
 
+def test_cli_diff_refuses_a_time_utc_cannot_hold(server):
+    result = cli("policy", "diff", "--candidate", ROOT / "policy", "--database", server.database_url,
+                 "--since", "9999-12-31T23:59:59-23:59")
+    assert result.exit_code == 2 and "--since" in result.output and "outside the range of dates" in result.output
+
+
 def test_cli_diff_refuses_a_candidate_that_fails_check(server, tmp_path):
     candidate = copy_policy(tmp_path / "broken")
     replace(candidate / "policy.csv", RECIPIENT_REFRESH_DENY, RECIPIENT_REFRESH_DENY.replace("recipient_action", "x"))
@@ -144,6 +150,10 @@ def test_the_diff_endpoint(api, traffic, tmp_path):
     ({"candidate_dir": "/nonexistent/policy"}, 400, "no such directory"),
     ({"files": {"policy.csv": "p, owner, view, True, allow, owner_may_view,\n"}, "last": 0}, 400, "last"),
     ({"files": {"policy.csv": RECIPIENT_REFRESH_ALLOW.replace("allow,", "allw,") + "\n"}}, 422, "eft must be allow"),
+    # times that exist in their own offset but not in UTC (past year 9999, before year 1)
+    ({"candidate_dir": "/tmp", "since": "9999-12-31T23:59:59-23:59"}, 400, "outside the range of dates"),
+    ({"candidate_dir": "/tmp", "since": "0001-01-01T00:00:00+23:59"}, 400, "outside the range of dates"),
+    ({"candidate_dir": "/tmp", "since": "2026-13-01T00:00:00Z"}, 400, "since"),
 ])
 def test_the_diff_endpoint_validates(api, body, status, message):
     answer = api.post("/v1/policy/diff", body)

@@ -64,7 +64,8 @@ def test_the_matrix_shows_reasons_effects_and_the_sharing_scope():
     shareable = dict(tables["Shareable audiences"][1:])
     assert shareable["custom, source `partner`"] == "allow"
     assert shareable["custom, source `lead_generation`"] == "deny (`audience_not_shareable`)"
-    assert shareable["lookalike"] == "allow"
+    assert shareable["lookalike of a seed of source `partner`"] == "allow"
+    assert shareable["lookalike of a seed of source `lead_generation`"] == "deny (`audience_not_shareable`)"
 
 
 def test_changing_a_line_changes_the_matrix(tmp_path):

@@ -54,7 +54,8 @@ class _R:
 
 def _random_facts(policy: Policy, rng: random.Random) -> dict:
     values = {"audience_type": ["custom", "lookalike", ""], "audience_source": ["customer_file", "engagement", "", "x"],
-              "audience_status": ["active", "deleted", ""], "seed_status": ["active", "deleted", ""]}
+              "audience_status": ["active", "deleted", ""], "seed_status": ["active", "deleted", ""],
+              "seed_source": ["customer_file", "lead_generation", ""]}
     facts = {}
     for name, kind in contract.FACTS.items():
         if kind is bool:

@@ -6,6 +6,13 @@ from __future__ import annotations
 from tests.support import last_event_id, world_factory
 
 
+def unknown(response) -> str | None:
+    """The kind an answer says is unknown ("audience", "ad_group"), or None."""
+    if response.status == 404 and isinstance(response.body, dict):
+        return response.body["error"]["code"].removeprefix("unknown_")
+    return None
+
+
 def share(api, w, audience, targets, account=None):
     return api.post(f"/v1/audiences/{audience}/shares", {"account_ids": targets}, account=account or w.owner)
 
@@ -115,8 +122,9 @@ def test_recipient_cannot_edit_and_stranger_has_no_access(api):
     w = world_factory(api)
     assert api.patch(f"/v1/audiences/{w.A}", {"name": "x"}, account=w.recipient).codes == [
         "recipient_action_forbidden"]
-    assert api.patch(f"/v1/audiences/{w.A}", {"name": "x"}, account=w.peer).codes == ["no_access"]
-    assert api.get(f"/v1/audiences/{w.A}", account=w.peer).codes == ["no_access"]
+    # a stranger is answered as if the audience did not exist (docs/visibility.md)
+    assert unknown(api.patch(f"/v1/audiences/{w.A}", {"name": "x"}, account=w.peer)) == "audience"
+    assert unknown(api.get(f"/v1/audiences/{w.A}", account=w.peer)) == "audience"
     assert api.ok(api.get(f"/v1/audiences/{w.A}", account=w.owner))["name"] == "audience A"
 
 
@@ -128,11 +136,11 @@ def test_apply_only_in_own_ad_groups_and_only_audiences_it_may_apply(api):
     # another account cannot write or read the recipient's ad group
     taken = api.put(f"/v1/ad-groups/{w.ag}", {"name": "g", "include": []}, account=w.peer)
     assert taken.status == 403 and taken.codes == ["ad_group_not_owned"]
-    assert api.get(f"/v1/ad-groups/{w.ag}", account=w.peer).codes == ["ad_group_not_owned"]
+    assert unknown(api.get(f"/v1/ad-groups/{w.ag}", account=w.peer)) == "ad_group"
     # an audience it has no relation to cannot be applied; the request changes nothing
     api.ok(api.put(f"/v1/ad-groups/{w.pg}", {"name": "peer's"}, account=w.peer))
     denied = api.put(f"/v1/ad-groups/{w.pg}", {"name": "peer's", "include": [w.A]}, account=w.peer)
-    assert denied.status == 403 and denied.codes == ["no_access"]
+    assert denied.status == 403 and denied.codes == ["unknown_audience"]  # as for an unknown audience
     assert denied.body["reasons"][0]["audience_id"] == w.A
     assert api.ok(api.get(f"/v1/ad-groups/{w.pg}", account=w.peer))["include"] == []
     # via authorize: someone else's ad group, an unknown ad group
@@ -156,7 +164,8 @@ def test_delete_is_refused_while_applied_in_the_deleting_accounts_ad_groups(api)
     # a deleted audience allows nothing but view of its history to its owner
     assert api.ok(api.get(f"/v1/audiences/{w.A}", account=w.owner))["status"] == "deleted"
     assert api.ok(api.get(f"/v1/audiences/{w.A}", account=w.owner))["actions"] == ["view"]
-    assert api.get(f"/v1/audiences/{w.A}", account=w.recipient).codes == ["audience_deleted"]
+    # its former recipient, whose share the delete ended, is answered as a stranger
+    assert unknown(api.get(f"/v1/audiences/{w.A}", account=w.recipient)) == "audience"
     assert api.patch(f"/v1/audiences/{w.A}", {"name": "x"}, account=w.owner).codes == ["audience_deleted"]
     assert api.delete(f"/v1/audiences/{w.A}", account=w.owner).codes == ["audience_deleted"]
     log = api.ok(api.get(f"/v1/audiences/{w.A}/share-log", account=w.owner))
@@ -175,7 +184,7 @@ def test_recipient_delete_removes_it_from_its_own_list_only(api):
     assert [e["type"] for e in removed["effects"]] == ["end_share", "remove_from_list"]
     assert api.ok(api.get(f"/v1/audiences/{w.A}/shares", account=w.owner))["shares"][0]["account_id"] == w.peer
     assert api.ok(api.get(f"/v1/audiences/{w.A}", account=w.owner))["status"] == "active"
-    assert api.get(f"/v1/audiences/{w.A}", account=w.recipient).codes == ["no_access"]
+    assert unknown(api.get(f"/v1/audiences/{w.A}", account=w.recipient)) == "audience"
     log = api.ok(api.get(f"/v1/audiences/{w.A}/share-log", account=w.owner))
     assert ("recipient_remove", w.recipient, w.recipient) in [
         (e["action"], e["account_id"], e["actor"]) for e in log["entries"]]
@@ -284,3 +293,44 @@ def test_batch_authorize_answers_in_order(api):
     assert [r["decision"] for r in results] == ["allow", "deny", "deny"]
     assert [r["reasons"][0]["code"] for r in results[1:]] == ["recipient_action_forbidden", "unknown_ad_group"]
     assert results[0]["effects"][0]["type"] == "propagate_update"
+
+
+# -- settled rules: lookalikes share as their seed, apply asked in general ------------------
+
+def test_a_lookalike_of_a_seed_that_is_not_shareable_is_not_shareable(api):
+    w = world_factory(api)
+    api.ok(api.post("/v1/audiences", {"id": w.X, "name": "leads", "source": "lead_generation"}, account=w.owner), 201)
+    for seed, lookalike in ((w.X, w.LX), (w.A, w.LA)):
+        created = api.ok(api.post(f"/v1/audiences/{seed}/lookalikes", {"id": lookalike, "name": "lal"},
+                                  account=w.owner), 201)
+        assert ("share" in created["audience"]["actions"]) == (seed == w.A)
+    refused = share(api, w, w.LX, [w.peer])
+    assert refused.status == 403 and refused.codes == ["audience_not_shareable"]
+    assert api.authorize(w.owner, "share", w.LX, target_account_id=w.peer).codes == ["audience_not_shareable"]
+    assert "share" not in api.ok(api.get(f"/v1/audiences/{w.LX}", account=w.owner))["actions"]
+    api.ok(share(api, w, w.LA, [w.peer]), 201)  # a lookalike of a shareable seed is shareable
+    # the seed's source still decides once the seed is deleted
+    api.ok(api.delete(f"/v1/audiences/{w.X}", account=w.owner))
+    assert share(api, w, w.LX, [w.peer]).codes == ["audience_not_shareable"]
+
+
+def test_apply_without_an_ad_group_asks_about_the_accounts_own_ad_groups(api):
+    """The general question, answered as the audience's ``actions`` list it."""
+    w = world_factory(api)
+    api.ok(api.post(f"/v1/audiences/{w.A}/lookalikes", {"id": w.L, "name": "lal"}, account=w.owner), 201)
+    api.ok(api.delete(f"/v1/audiences/{w.B}/shares/{w.recipient}", account=w.owner))
+    expected = {(w.owner, w.A): "allow", (w.recipient, w.A): "allow", (w.recipient, w.B): "no_access",
+                (w.peer, w.A): "no_access", (w.owner, w.L): "allow", (w.recipient, w.L): "no_access"}
+    for (account, audience), answer in expected.items():
+        asked = api.ok(api.authorize(account, "apply", audience))
+        assert (asked["decision"] if asked["decision"] == "allow" else asked["reasons"][0]["code"]) == answer
+        listed = {a["id"]: a["actions"] for a in api.ok(api.get(f"/v1/accounts/{account}/audiences",
+                                                                 account=account))["audiences"]}
+        assert ("apply" in listed.get(audience, [])) == (answer == "allow"), (account, audience)
+    # naming an ad group still asks about that ad group
+    assert api.authorize(w.owner, "apply", w.A, ad_group_id=w.id("nope")).codes == ["unknown_ad_group"]
+    api.ok(api.put(f"/v1/ad-groups/{w.ag}", {"name": "g"}, account=w.recipient))
+    assert api.authorize(w.owner, "apply", w.A, ad_group_id=w.ag).codes == ["ad_group_not_owned"]
+    api.ok(api.delete(f"/v1/audiences/{w.C}/shares", account=w.owner))
+    api.ok(api.delete(f"/v1/audiences/{w.C}", account=w.owner))
+    assert api.authorize(w.owner, "apply", w.C).codes == ["audience_deleted"]

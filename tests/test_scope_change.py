@@ -34,7 +34,7 @@ def test_recipient_moving_out_of_the_owners_business_center_loses_its_shares(api
 
 def test_owner_leaving_business_centers_ends_every_share_it_made(api, server):
     w = world_factory(api)
-    moved = api.ok(api.put(f"/v1/accounts/{w.owner}", {"name": "owner"}))  # to no Business Center
+    moved = api.ok(api.put(f"/v1/accounts/{w.owner}", {"name": "owner", "business_center_id": None}))
     assert {e["reason"] for e in moved["effects"]} == {"account_not_in_business_center"}
     assert all(_recipients(api, w, a) == [] for a in (w.A, w.B, w.C))
     assert check_invariants(server.database_url, api) == []
@@ -52,3 +52,37 @@ def test_business_center_losing_its_allowlisting_ends_only_cross_bc_shares(api, 
     assert _recipients(api, w, w.A) == [w.recipient]
     assert api.ok(api.get(f"/v1/ad-groups/{w.ag}", account=w.other))["include"] == []
     assert check_invariants(server.database_url, api) == []
+
+
+def test_a_put_that_leaves_out_a_scope_field_keeps_the_stored_value(api, server):
+    """A narrowing of the sharing scope never happens by omission: a PUT with only a name
+    renames, and the allowlisting, the account's Business Center and every share stay."""
+    w = world_factory(api)
+    api.ok(api.put(f"/v1/business-centers/{w.bc}", {"name": "BC", "cross_bc_allowlisted": True}))
+    api.ok(api.post(f"/v1/audiences/{w.A}/shares", {"account_ids": [w.other]}, account=w.owner), 201)
+    renamed = api.ok(api.put(f"/v1/business-centers/{w.bc}", {"name": "BC renamed"}))
+    assert (renamed["name"], renamed["cross_bc_allowlisted"], renamed["effects"]) == ("BC renamed", True, [])
+    for account in (w.owner, w.recipient, w.other):
+        before = api.ok(api.get(f"/v1/accounts/{account}/audiences", account=account))
+        kept = api.ok(api.put(f"/v1/accounts/{account}", {"name": f"{account} renamed"}))
+        assert (kept["name"], kept["effects"]) == (f"{account} renamed", [])
+        assert kept["business_center_id"] == {w.other: w.bc2}.get(account, w.bc)
+        assert api.ok(api.get(f"/v1/accounts/{account}/audiences", account=account)) == before
+    assert sorted(_recipients(api, w, w.A)) == sorted([w.recipient, w.other])
+    assert api.authorize(w.owner, "share", w.B, target_account_id=w.other).body["decision"] == "allow"
+    # named, the same changes do narrow the scope
+    revoked = api.ok(api.put(f"/v1/business-centers/{w.bc}", {"name": "BC", "cross_bc_allowlisted": False}))
+    assert [e["account_id"] for e in revoked["effects"] if e["type"] == "end_share"] == [w.other]
+    left = api.ok(api.put(f"/v1/accounts/{w.recipient}", {"name": "r", "business_center_id": None}))
+    assert left["business_center_id"] is None
+    assert sorted(e["audience_id"] for e in left["effects"] if e["type"] == "end_share") == sorted([w.A, w.B, w.C])
+    assert check_invariants(server.database_url, api) == []
+
+
+def test_a_new_entity_created_without_scope_fields_has_the_narrowest_scope(api, uid):
+    created = api.ok(api.put(f"/v1/business-centers/bc_{uid}", {"name": "new"}))
+    assert created["cross_bc_allowlisted"] is False
+    account = api.ok(api.put(f"/v1/accounts/acc_{uid}", {"name": "new"}))
+    assert account["business_center_id"] is None
+    # and null is not a value of the allowlisting
+    assert api.put(f"/v1/business-centers/bc_{uid}", {"name": "new", "cross_bc_allowlisted": None}).status == 400

@@ -105,4 +105,5 @@ def test_stop_sharing_disconnects_as_the_source_table_says(api, how):
     assert w.A not in [a["id"] for a in listed["audiences"]]
     again = api.put(f"/v1/ad-groups/{groups['include A']}", {"name": "x", "include": [w.A]}, account=w.recipient)
     assert again.status == 403
-    assert again.codes == ["audience_deleted" if how == "owner deletes" else "no_access"]
+    # no longer shared (or deleted): to the recipient now a stranger, as if unknown (docs/visibility.md)
+    assert again.codes == ["unknown_audience"]

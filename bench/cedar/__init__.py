@@ -68,9 +68,10 @@ class Cedar:
                  "status": status, "shared_with": shared_with}
         if seed is not None and with_seed:
             attrs["seed"] = {"__entity": _uid("Audience", seed)}
-            (seed_status,) = self.conn.execute("SELECT status FROM audience WHERE id = ?", [seed]).fetchone()
+            seed_status, seed_source = self.conn.execute("SELECT status, source FROM audience WHERE id = ?",
+                                                         [seed]).fetchone()
             out[("Audience", seed)] = {"uid": _uid("Audience", seed), "parents": [], "attrs": {
-                "status": seed_status}}
+                "status": seed_status, "source": seed_source or ""}}
         out[("Audience", audience_id)] = {"uid": _uid("Audience", audience_id), "attrs": attrs, "parents": []}
         return row
 

@@ -1,6 +1,13 @@
-"""Business Centers, accounts and the acceptance of the Custom Audience Terms."""
+"""Business Centers, accounts and the acceptance of the Custom Audience Terms.
+
+An upsert that leaves out a field of the sharing scope (a Business Center's allowlisting,
+an account's Business Center) keeps the stored value: a change that narrows the scope,
+and so ends shares, is only ever made by naming it.
+"""
 
 from __future__ import annotations
+
+import enum
 
 from audience_authz.actions import sharing_scope as scope
 from audience_authz.actions.steps import record_event
@@ -14,60 +21,79 @@ from audience_authz.store.models import Account, BusinessCenter, utcnow
 from audience_authz.store.transactions import run
 
 
-def upsert_business_center(authz: Authorizer, bc_id: str, name: str, cross_bc_allowlisted: bool) -> dict:
+class Keep(enum.Enum):
+    """A scope field the caller left out: the stored value stays (the default on creation)."""
+
+    STORED = "stored"
+
+
+KEEP = Keep.STORED
+
+
+def upsert_business_center(authz: Authorizer, bc_id: str, name: str,
+                           cross_bc_allowlisted: bool | Keep = KEEP) -> dict:
     def work():
-        def narrows(row) -> bool:  # losing the allowlisting may leave cross-BC shares out of scope
-            return row is not None and row.cross_bc_allowlisted and not cross_bc_allowlisted
+        lock_scope_change("business_center", bc_id)
+        row = BusinessCenter.select().where(BusinessCenter.id == bc_id)
+        keep = cross_bc_allowlisted is KEEP
+
+        def narrows(found) -> bool:  # losing the allowlisting may leave cross-BC shares out of scope
+            return not keep and found is not None and found.cross_bc_allowlisted and not cross_bc_allowlisted
 
         def write():
-            BusinessCenter.insert(id=bc_id, name=name, cross_bc_allowlisted=cross_bc_allowlisted).on_conflict(
-                conflict_target=[BusinessCenter.id],
-                update={BusinessCenter.name: name, BusinessCenter.cross_bc_allowlisted: cross_bc_allowlisted},
-            ).execute()
+            update = {BusinessCenter.name: name}
+            if not keep:
+                update[BusinessCenter.cross_bc_allowlisted] = cross_bc_allowlisted
+            BusinessCenter.insert(id=bc_id, name=name, cross_bc_allowlisted=False if keep else cross_bc_allowlisted
+                                  ).on_conflict(conflict_target=[BusinessCenter.id], update=update).execute()
 
         def announce():
             if not unchanged:  # an identical upsert changes nothing: no event
                 record_event("business_center_upserted", business_center_id=bc_id, name=name,
-                             cross_bc_allowlisted=cross_bc_allowlisted)
+                             cross_bc_allowlisted=BusinessCenter.get_by_id(bc_id).cross_bc_allowlisted)
 
-        lock_scope_change("business_center", bc_id)
-        row = BusinessCenter.select().where(BusinessCenter.id == bc_id)
         before = row.first()
-        unchanged = before is not None and (before.name, before.cross_bc_allowlisted) == (name, cross_bc_allowlisted)
+        unchanged = before is not None and before.name == name and (
+            keep or before.cross_bc_allowlisted == cross_bc_allowlisted)
         ended = scope.reviewed_change(
             authz, find=lambda: scope.shares_from_business_center(bc_id),
             stake=lambda: scope.audiences_of_business_center(bc_id),
             likely=narrows(row.first()), lock_and_check=lambda: narrows(row.for_update(bool(lock_clause())).first()),
             write=write, announce=announce)
-        return {"id": bc_id, "name": name, "cross_bc_allowlisted": cross_bc_allowlisted, "effects": ended}
+        stored = BusinessCenter.get_by_id(bc_id)
+        return {"id": bc_id, "name": stored.name, "cross_bc_allowlisted": stored.cross_bc_allowlisted,
+                "effects": ended}
     return run(work)
 
 
-
-def upsert_account(authz: Authorizer, account_id: str, name: str, business_center_id: str | None) -> dict:
+def upsert_account(authz: Authorizer, account_id: str, name: str,
+                   business_center_id: str | None | Keep = KEEP) -> dict:
     def work():
-        if business_center_id is not None and not BusinessCenter.select().where(
+        keep = business_center_id is KEEP
+        if not keep and business_center_id is not None and not BusinessCenter.select().where(
                 BusinessCenter.id == business_center_id).exists():
             raise NotFound("business_center", business_center_id)
 
-        def moves(row) -> bool:  # another Business Center (or none) may leave shares out of scope
-            return row is not None and row.business_center_id != business_center_id
+        def moves(found) -> bool:  # another Business Center (or none) may leave shares out of scope
+            return not keep and found is not None and found.business_center_id != business_center_id
 
         def write():
-            Account.insert(id=account_id, name=name, business_center=business_center_id).on_conflict(
-                conflict_target=[Account.id],
-                update={Account.name: name, Account.business_center: business_center_id},
-            ).execute()
+            update = {Account.name: name}
+            if not keep:
+                update[Account.business_center] = business_center_id
+            Account.insert(id=account_id, name=name, business_center=None if keep else business_center_id
+                           ).on_conflict(conflict_target=[Account.id], update=update).execute()
 
         def announce():
             if not unchanged:  # an identical upsert changes nothing: no event
                 record_event("account_upserted", account_id=account_id, name=name,
-                             business_center_id=business_center_id)
+                             business_center_id=Account.get_by_id(account_id).business_center_id)
 
         lock_scope_change("account", account_id)
         row = Account.select().where(Account.id == account_id)
         before = row.first()
-        unchanged = before is not None and (before.name, before.business_center_id) == (name, business_center_id)
+        unchanged = before is not None and before.name == name and (
+            keep or before.business_center_id == business_center_id)
         ended = scope.reviewed_change(
             authz, find=lambda: scope.shares_of_account(account_id),
             stake=lambda: scope.audiences_of_account(account_id),

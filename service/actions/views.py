@@ -19,9 +19,11 @@ def account_view(account: Account) -> dict:
 
 
 def audience_view(audience: Audience, relation: str, actions: list[str]) -> dict:
+    """What ``relation`` sees of the audience: a lookalike's seed is the owner's private
+    audience, named to the owner only (docs/visibility.md)."""
     return {
-        "id": audience.id, "name": audience.name, "type": audience.type,
-        "source": audience.source or None, "seed_audience_id": audience.seed_audience_id,
+        "id": audience.id, "name": audience.name, "type": audience.type, "source": audience.source or None,
+        "seed_audience_id": audience.seed_audience_id if relation == "owner" else None,
         "owner_account_id": audience.owner_account_id, "status": audience.status,
         "member_count": audience.member_count, "revision": audience.revision,
         "created_at": iso(audience.created_at), "updated_at": iso(audience.updated_at),
@@ -33,13 +35,14 @@ def audience_view(audience: Audience, relation: str, actions: list[str]) -> dict
 def allowed_actions(authz: Authorizer, gathered) -> list[str]:
     """The matrix actions the policy allows this account on this audience. ``share`` is
     asked of a would-be target in the same Business Center with no share yet, ``apply``
-    of an ad group of the account's own, ``stop_sharing`` of all recipients."""
+    as /v1/authorize asks it without an ad group (in the account's own ad groups),
+    ``stop_sharing`` of all recipients."""
     policy = authz.policy
     facts = gathered.facts
     hypothetical = {
         "share": dataclasses.replace(facts, target_specified=True, target_known=True, target_in_bc=True,
                                      target_is_self=False, same_bc=True, target_has_share=False),
-        "apply": dataclasses.replace(facts, ad_group_known=True, ad_group_owned=True),
+        "apply": dataclasses.replace(facts, ad_group_specified=False),
         "stop_sharing": dataclasses.replace(facts, target_specified=False),
     }
     return [act for act in MATRIX_ACTIONS

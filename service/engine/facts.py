@@ -20,7 +20,7 @@ from audience_authz.engine.policy import ACCOUNT_ACTIONS
 _FACTS_SQL = """
 SELECT
   pa.id, pa.business_center_id, pa.terms_accepted_at,
-  a.id, a.owner_account_id, a.type, a.source, a.status, seed.status,
+  a.id, a.owner_account_id, a.type, a.source, a.status, seed.status, seed.source,
   obc.cross_bc_allowlisted,
   (SELECT 1 FROM audience_share s
     WHERE s.audience_id = {p} AND s.recipient_account_id = {p} AND s.status = 'active'),
@@ -113,13 +113,15 @@ def gather(policy, req: Request, ad_group_override: tuple[str, str] | None = Non
         params.append(ad_group)
     sql = _statement(target is not None, ad_group is not None, with_attached)
     row = database.execute_sql(sql, params).fetchone()
-    return _from_row(policy, req.principal, target is not None, row, ad_group_override, supplied)
+    return _from_row(policy, req.principal, target is not None, row, ad_group_override, supplied,
+                     ad_group_specified=ad_group is not None or req.action != "apply")
 
 
 def _from_row(policy, principal: str, target_specified: bool, row,
-              ad_group_override: tuple[str, str] | None = None, supplied=context.EMPTY) -> Gathered:
+              ad_group_override: tuple[str, str] | None = None, supplied=context.EMPTY,
+              ad_group_specified: bool = True) -> Gathered:
     """The relation and facts of one row of a facts statement."""
-    (p_id, p_bc, p_terms, a_id, a_owner, a_type, a_source, a_status, seed_status, allowlisted,
+    (p_id, p_bc, p_terms, a_id, a_owner, a_type, a_source, a_status, seed_status, seed_source, allowlisted,
      p_share, t_id, t_bc, t_share, g_id, g_account, attached) = row
     if ad_group_override is not None and g_id is None:
         g_id, g_account = ad_group_override
@@ -141,6 +143,7 @@ def _from_row(policy, principal: str, target_specified: bool, row,
         audience_source=a_source or "",
         audience_status=a_status or "",
         seed_status=seed_status or "",
+        seed_source=seed_source or "",
         owner_bc_allowlisted=bool(allowlisted),
         target_specified=target_specified,
         target_known=t_id is not None,
@@ -148,6 +151,7 @@ def _from_row(policy, principal: str, target_specified: bool, row,
         target_is_self=t_id is not None and t_id == p_id,
         same_bc=t_bc is not None and t_bc == p_bc,
         target_has_share=bool(t_share),
+        ad_group_specified=ad_group_specified,
         ad_group_known=g_id is not None,
         ad_group_owned=g_id is not None and g_account == principal,
         attached_ad_groups=int(attached or 0),
@@ -160,7 +164,7 @@ def _from_row(policy, principal: str, target_specified: bool, row,
 _LISTED_SQL = """
 SELECT
   pa.id, pa.business_center_id, pa.terms_accepted_at,
-  a.id, a.owner_account_id, a.type, a.source, a.status, seed.status,
+  a.id, a.owner_account_id, a.type, a.source, a.status, seed.status, seed.source,
   obc.cross_bc_allowlisted,
   (SELECT 1 FROM audience_share s
     WHERE s.audience_id = a.id AND s.recipient_account_id = {p} AND s.status = 'active'),
@@ -199,7 +203,7 @@ def _gather_account(policy, req: Request, supplied=context.EMPTY) -> Gathered:
     """Facts of an action on the acting account's own things (terms, lists, ad groups)."""
     principal_known = Account.select().where(Account.id == req.principal).exists()
     owner = None
-    if req.action in ("view_ad_group", "edit_ad_group"):
+    if req.action in ("view_ad_group", "edit_ad_group", "resume_ad_group"):
         owner = (AdGroup.select(AdGroup.account).where(AdGroup.id == req.ad_group_id)
                  .scalar())
     return _account_gathered(policy, req, principal_known, owner, supplied)
@@ -208,7 +212,7 @@ def _gather_account(policy, req: Request, supplied=context.EMPTY) -> Gathered:
 def _account_gathered(policy, req: Request, principal_known: bool, owner: str | None,
                       supplied=context.EMPTY) -> Gathered:
     """The relation and facts of an account action, given what the database said."""
-    if req.action in ("view_ad_group", "edit_ad_group"):
+    if req.action in ("view_ad_group", "edit_ad_group", "resume_ad_group"):
         relation = "new" if owner is None else ("self" if owner == req.principal else "other")
         facts = policy.facts(**supplied, principal_known=principal_known, ad_group_known=owner is not None,
                              ad_group_owned=owner == req.principal)
@@ -270,13 +274,16 @@ def samples(policy, action: str) -> list[Gathered]:
                 found.append(_account_gathered(policy, req, known, owner))
         return found
     rows = []
+    # a custom audience, and a lookalike of an active seed (with its seed's source)
+    kinds = (("custom", "customer_file", None, None), ("lookalike", "", "active", "customer_file"))
     for known in (True, False):
         principal = ("p", "bc", "2024-01-01") if known else (None, None, None)
         for owner, share in (("p", None), ("o", 1), ("o", None)):
-            audience = ("a", owner, "custom", "customer_file", "active", None, 1, share)
-            for target in ((None, None, None), ("t", "bc", None), ("p", "bc", 1)):
-                for ad_group in ((None, None), ("g", "p")):
-                    for attached in (0, 2):
-                        rows.append((target[0] is not None,
-                                     (*principal, *audience, *target, *ad_group, attached)))
-    return [_from_row(policy, "p", specified, row) for specified, row in rows]
+            for a_type, a_source, seed_status, seed_source in kinds:
+                audience = ("a", owner, a_type, a_source, "active", seed_status, seed_source, 1, share)
+                for target in ((None, None, None), ("t", "bc", None), ("p", "bc", 1)):
+                    for ad_group in ((None, None), ("g", "p")):
+                        for attached in (0, 2):
+                            rows.append((target[0] is not None, ad_group[0] is not None or action != "apply",
+                                         (*principal, *audience, *target, *ad_group, attached)))
+    return [_from_row(policy, "p", target, row, ad_group_specified=ad_group) for target, ad_group, row in rows]

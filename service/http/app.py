@@ -14,7 +14,7 @@ from flask_openapi3 import Info, OpenAPI
 
 from audience_authz import config
 from audience_authz.engine import decision_log
-from audience_authz.http import auth, bounds, docs, errors, logs, metrics, openapi, policy_routes, routes, server
+from audience_authz.http import auth, bounds, docs, errors, logs, metrics, openapi, paths, policy_routes, routes, server
 from audience_authz.http.responses import ErrorBody, Health, Readiness
 from audience_authz.policytools import reload
 from audience_authz.store import db
@@ -67,13 +67,12 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     # the policy, kept on the last good version of the files (policytools/reload.py)
     app.extensions["authz"] = reload.start(app, settings.policy_dir, policy_snapshots, policy_poll,
                                            settings.shadow_policy_dir)
-    if not routes.decide._got_registered_once:  # the module's blueprint: set up by the first app only
-        errors.fail_closed(routes.decide, lambda: current_app.extensions["authz"])
+    errors.fail_closed(routes.decide, lambda: current_app.extensions["authz"])
     app.register_api(routes.api)
     app.register_api(routes.decide)
     app.register_api(policy_routes.api)
-    _register_one_segment_ids(app)
     auth.register(app, settings, is_open)  # first: tokens, scopes, rate limit
+    paths.register(app)  # then: a path with an encoded '/' is refused before its route runs
     from audience_authz.http import console  # imported here only: nothing on the /v1 path loads it
 
     console.register(app, settings)  # /console: its own session login
@@ -88,17 +87,6 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     return app
 
 
-def _register_one_segment_ids(app: OpenAPI) -> None:
-    """An id is one path segment. The WSGI server decodes %2F into "/" before routing, so
-    "/v1/audiences/aud_A%2Fshares" would reach the route of aud_A's shares; no id may hold
-    a "/" (schemas.Id), so a path with an encoded slash names no resource: 404."""
-
-    @app.before_request
-    def encoded_slash():
-        raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
-        if "%2f" in raw.partition("?")[0].lower():
-            return errors.error_response(404, "not_found", "an id is one path segment: it cannot hold '/' (%2F)")
-        return None
 def _sync_once(ensure_sync):
     """Flask asks ``inspect.iscoroutinefunction`` of every hook and view on every request
     (eleven times for an authorize); the answer of a function does not change, so it is

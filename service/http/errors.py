@@ -141,7 +141,12 @@ def too_large(response) -> Response:
 
 def fail_closed(blueprint, authz_of) -> None:
     """A fault on ``blueprint`` (the decision endpoints) is a deny: 503 when the database is
-    away, 500 otherwise, and a deny when the answer would be over the size limit."""
+    away, 500 otherwise, and a deny when the answer would be over the size limit. The
+    blueprint is module-level: its handlers are set once, and ``authz_of`` reads the app of
+    the request, so a second app in one process (tests) neither fails nor answers for the first."""
+    if getattr(blueprint, "_fail_closed", False):
+        return
+    blueprint._fail_closed = True
 
     @blueprint.errorhandler(pw.OperationalError)
     @blueprint.errorhandler(pw.InterfaceError)

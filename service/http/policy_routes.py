@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from audience_authz.policytools import diff as policydiff
 from audience_authz.policytools import symdiff
@@ -36,7 +36,8 @@ class DiffBody(BaseModel):
     files: dict[PolicyFile, Annotated[str, StringConstraints(max_length=1024 * 1024)]] | None = Field(
         None, description="e.g. {\"policy.csv\": \"...\"}; the other files are those now serving")
     last: int = Field(1000, ge=1, le=100_000, description="replay the newest N decisions")
-    since: datetime.datetime | None = Field(None, strict=False, description="only decisions at or after this time")
+    since: Annotated[datetime.datetime, AfterValidator(policydiff.as_utc)] | None = Field(
+        None, strict=False, description="only decisions at or after this time (read as UTC when it has no offset)")
     examples: int = Field(3, ge=0, le=20, description="examples per change")
     only_version: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
         None, description="replay only the decisions this policy version made; default: the version serving; "
@@ -90,9 +91,7 @@ def post_diff(body: DiffBody):
                               "problems": [{"file": p[0], "line": p[1], "column": getattr(p, "column", 1),
                                             "message": p[2]} for p in problems]}}, 422
         candidate = Policy.load(directory)
-        since = body.since
-        if since is not None and since.tzinfo is not None:
-            since = since.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+        since = body.since  # naive UTC already (policydiff.as_utc)
         version = None if body.only_version == "all" else (body.only_version or serving.version)
         report = policydiff.replay(policydiff.select(body.last, since, version).iterator(), candidate, serving,
                                    body.examples)

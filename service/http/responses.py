@@ -187,7 +187,8 @@ class AudienceView(BaseModel):
     name: str
     type: Literal["custom", "lookalike"]
     source: Source | None
-    seed_audience_id: str | None
+    seed_audience_id: str | None = Field(description="a lookalike's seed audience: shown to the owner only"
+                                                     " (null for a recipient; docs/visibility.md)")
     owner_account_id: str
     status: Literal["active", "deleted"]
     member_count: int

@@ -58,7 +58,7 @@ def _forget_caller_facts(_exc):
 @api.put("/business-centers/<id>", operation_id="upsertBusinessCenter", tags=[ENTITIES], summary="Upsert a Business Center",
          responses={200: R.BusinessCenterView})
 def put_business_center(path: IdPath, body: BusinessCenterBody):
-    return actions.upsert_business_center(authz(), path.id, body.name, body.cross_bc_allowlisted)
+    return actions.upsert_business_center(authz(), path.id, body.name, body.allowlisting())
 
 
 @api.get("/business-centers/<id>", operation_id="getBusinessCenter", tags=[ENTITIES], summary="A Business Center, to its own accounts",
@@ -82,7 +82,7 @@ def get_account(path: IdPath, header: ActingAccount):
 @api.put("/accounts/<id>", operation_id="upsertAccount", tags=[ENTITIES], summary="Upsert an ad account",
          responses={200: R.AccountView, 404: R.ErrorBody})
 def put_account(path: IdPath, body: AccountBody):
-    return actions.upsert_account(authz(), path.id, body.name, body.business_center_id)
+    return actions.upsert_account(authz(), path.id, body.name, body.business_center())
 
 
 @api.post("/accounts/<id>/terms-acceptance", operation_id="acceptTerms", tags=[ENTITIES],
@@ -180,7 +180,7 @@ def get_share_log(path: IdPath, header: ActingAccount, query: Page):
          responses={200: R.AdGroupResult, 422: R.ErrorBody, **R.ACTING})
 def put_ad_group(path: IdPath, header: ActingAccount, body: AdGroupBody):
     return actions.upsert_ad_group(authz(), header.x_account_id, path.id, body.name, body.include,
-                                   body.exclude)
+                                   body.exclude, body.status)
 
 
 @api.get("/ad-groups/<id>", operation_id="getAdGroup", tags=[AD_GROUPS], summary="The ad group and its targeting",

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator,
                       model_validator)
 
+from audience_authz import actions
 from audience_authz.http.responses import EventType
 from audience_authz.vocabulary import AUDIENCE_ACTIONS, MAX_MEMBERS, SOURCES
 
@@ -138,12 +139,26 @@ class ActingAccount(BaseModel):
 
 class BusinessCenterBody(Strict):
     name: Name
-    cross_bc_allowlisted: bool = False
+    cross_bc_allowlisted: bool = Field(False, description=(
+        "may its accounts share with accounts of other Business Centers. Left out: an existing"
+        " Business Center keeps its stored value (a new one starts false), so a narrowing of the"
+        " sharing scope never happens by omission"))
+
+    def allowlisting(self):
+        """The value to store: the one given, or ``actions.KEEP`` when left out."""
+        return self.cross_bc_allowlisted if "cross_bc_allowlisted" in self.model_fields_set else actions.KEEP
 
 
 class AccountBody(Strict):
     name: Name
-    business_center_id: Id | None = None
+    business_center_id: Id | None = Field(None, description=(
+        "the Business Center that owns the account; null: none (the account leaves its Business"
+        " Center, ending shares out of scope). Left out: an existing account stays where it is (a"
+        " new one has none), so a move never happens by omission"))
+
+    def business_center(self):
+        """The value to store: the one given (null too), or ``actions.KEEP`` when left out."""
+        return self.business_center_id if "business_center_id" in self.model_fields_set else actions.KEEP
 
 
 class AudienceCreateBody(Strict):
@@ -183,6 +198,10 @@ class AdGroupBody(Strict):
     name: Name
     include: list[Id] = Field(default_factory=list, max_length=100, json_schema_extra={"uniqueItems": True})
     exclude: list[Id] = Field(default_factory=list, max_length=100, json_schema_extra={"uniqueItems": True})
+    status: Literal["enabled", "paused"] | None = Field(None, description=(
+        "enabled or paused; left out (or null): the stored status stays (enabled when new). Setting a"
+        " paused ad group (e.g. one paused by the disconnect_audience:pause policy choice) back to"
+        " enabled is the policy's resume_ad_group decision"))
 
     @model_validator(mode="after")
     def _each_audience_once(self) -> "AdGroupBody":

@@ -7,6 +7,17 @@ probe to take the instance out), then gunicorn stops accepting, lets the request
 finish (up to ``graceful_timeout``) and exits. A second SIGTERM skips the rest of the drain;
 SIGINT and SIGQUIT stop at once, as in gunicorn.
 
+Slow clients: gunicorn's threaded worker gives a connection a thread as soon as its first
+bytes arrive, and the thread then blocks until the request head is complete, so clients
+that send part of a request line and stop could hold every thread (workers x threads) and
+starve /healthz. ``HeadFirstWorker`` gives a connection a thread only for what has
+arrived: it reads without blocking, and a request still incomplete (its head, and a body of
+known length) goes back to the poller (no thread held) until more arrives, for at most
+``header_timeout`` seconds in all (then 408 and close). Once it is complete, each read of
+the rest and each write of the answer waits at most ``header_timeout`` seconds too. And a
+connection closed after its answer is drained by the poller, not by gthread's main loop
+(which waited up to 2 s per connection for a client that kept sending).
+
 Metrics: the workers write prometheus-client's multiprocess files into
 ``PROMETHEUS_MULTIPROC_DIR``; ``prepare_metrics_dir`` chooses and empties it before
 anything imports prometheus_client, and a worker that exits is marked dead so that its
@@ -23,14 +34,24 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
+import re
+import selectors
 import shutil
+import socket
 import tempfile
 import time
 from multiprocessing.sharedctypes import RawValue
 from pathlib import Path
 
+from gunicorn import util
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+from gunicorn.workers import gthread
+
+# HeadFirstWorker hands a connection back to gthread's poller with gthread's own marker
+# (gunicorn 27): without it a slow client would hold a thread again, so refuse to start
+if not hasattr(gthread, "_DEFER") or not hasattr(gthread.TConn, "wait_for_data"):
+    raise ImportError("audience_authz needs gunicorn 27's gthread (_DEFER, TConn.wait_for_data)")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus-client when first imported
 # the temporary metrics directory `serve` made, inherited by a master started by USR2
@@ -90,6 +111,158 @@ class Server(BaseApplication):
         from audience_authz.http.app import create_app
 
         return create_app(**self.app_kwargs)
+
+
+class HeadFirstWorker(gthread.ThreadWorker):
+    """gthread that holds a thread for a connection only once its request head is complete
+    (or while it is being answered); see the module's docstring."""
+
+    header_timeout = 10.0  # seconds; set by ``run`` before the workers fork
+    max_body = 1024 * 1024  # bytes: a larger body is refused (413) without being waited for
+    FIRST_BYTES_WAIT = 0.01  # seconds a just-accepted connection may hold a thread before its first bytes
+    _REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+    def handle(self, conn):
+        state = getattr(conn, "head", None)
+        if state is None:  # a new request on this connection
+            state = conn.head = _Head(time.monotonic() + self.header_timeout, self._max_head(), self.max_body,
+                                      self.cfg.limit_request_line + 2)
+        if not state.complete:
+            outcome = self._read_head(conn, state)
+            if outcome is not True:
+                return outcome
+        try:
+            result = super().handle(conn)
+        finally:
+            conn.head = None  # the next request on a kept-alive connection starts again
+        return result
+
+    # -- closing without waiting ------------------------------------------------------------
+    # gthread closes a connection "gracefully" (half-close, then read until the client closes,
+    # up to 2 s) in its main loop: a client that keeps sending after its answer stalled the
+    # whole worker 2 s per connection. Here the lingering is left to the poller instead.
+    LINGER = 2.0  # seconds a half-closed connection is drained before it is closed anyway
+
+    def init_process(self):
+        self.lingering: dict = {}  # socket -> when it is closed anyway
+        super().init_process()
+
+    def finish_request(self, conn, fs):
+        conn.close = lambda graceful=False: self._close(conn.sock, graceful)  # the main loop's closes
+        super().finish_request(conn, fs)
+
+    def _close(self, sock, graceful: bool) -> None:
+        if graceful:
+            try:
+                sock.shutdown(socket.SHUT_WR)  # the answer is complete: FIN after it
+                sock.setblocking(False)
+                if self._drain(sock):
+                    self.poller.register(sock, selectors.EVENT_READ, self._on_lingering_readable)
+                    self.lingering[sock] = time.monotonic() + self.LINGER
+                    return
+            except (OSError, ValueError, KeyError):
+                pass
+        util.close(sock)
+
+    def _drain(self, sock) -> bool:
+        """Read what the client sent, without waiting: True while it may send more."""
+        try:
+            for _ in range(16):
+                if not sock.recv(4096):
+                    return False
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        return False  # 64 KiB unread after the answer: close now
+
+    def _on_lingering_readable(self, sock) -> None:
+        if not self._drain(sock):
+            self._stop_lingering(sock)
+
+    def _stop_lingering(self, sock) -> None:
+        self.lingering.pop(sock, None)
+        try:
+            self.poller.unregister(sock)
+        except (KeyError, ValueError, OSError):
+            pass
+        util.close(sock)
+
+    def murder_keepalived(self, force=False):
+        super().murder_keepalived(force)
+        now = time.monotonic()
+        for sock in [s for s, deadline in self.lingering.items() if force or deadline <= now]:
+            self._stop_lingering(sock)
+
+    def handle_request(self, req, conn):
+        conn.sock.settimeout(self.header_timeout)  # each body read and answer write, bounded
+        return super().handle_request(req, conn)
+
+    def _max_head(self) -> int:
+        """More than any head gunicorn's limits accept: past it the parser answers the error."""
+        cfg = self.cfg
+        return cfg.limit_request_line + 4 + (cfg.limit_request_fields + 1) * (cfg.limit_request_field_size + 2)
+
+    def _read_head(self, conn, state):
+        """True once the request is complete (handed to gunicorn's parser), gthread's defer
+        marker while it is not, False to close the connection."""
+        if conn.parser is not None:  # kept alive: bytes read ahead with the last request
+            state.data += conn.parser.unreader.take_buffered()
+        elif not state.data and not conn.data_ready:
+            conn.wait_for_data(self.FIRST_BYTES_WAIT)  # just accepted: its request is usually on the way
+        conn.sock.setblocking(False)
+        try:
+            while not state.ended():
+                chunk = conn.sock.recv(65536)
+                if not chunk:
+                    return False  # the client closed before sending a whole head
+                state.data += chunk
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            return False
+        if not state.ended():
+            if time.monotonic() < state.deadline:
+                conn.data_ready = False
+                return gthread._DEFER  # back to the poller: no thread waits for the rest
+            try:
+                conn.sock.send(self._REQUEST_TIMEOUT)
+            except OSError:
+                pass  # closed (without waiting) by finish_request
+            self.log.info("closed a connection whose request took over %ss to arrive", self.header_timeout)
+            return False
+        state.complete = True
+        conn.init()
+        conn.parser.unreader.unread(bytes(state.data))
+        return True
+
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_CONTENT_LENGTH = re.compile(rb"\ncontent-length[ \t]*:[ \t]*(\d{1,12})[ \t]*\r?\n", re.IGNORECASE)
+_EXPECT = re.compile(rb"\nexpect[ \t]*:", re.IGNORECASE)
+
+
+class _Head:
+    """A request being read before a thread takes it: its bytes so far, and the time it must
+    be complete by. Complete is the head, and the body too when its Content-Length is given
+    and within ``max_body`` (a client that asks ``Expect: 100-continue`` waits for gunicorn's
+    answer before it sends the body, and a chunked body is read by the thread)."""
+
+    def __init__(self, deadline: float, limit: int, max_body: int, line_limit: int):
+        self.deadline, self.limit, self.max_body, self.line_limit = deadline, limit, max_body, line_limit
+        self.data = bytearray()
+        self.complete = False
+
+    def ended(self) -> bool:
+        """The request is all there, or its head is longer than any valid one."""
+        end = _HEAD_END.search(self.data)
+        if end is None:  # a request line already too long is the parser's to refuse (414) now
+            return len(self.data) > self.limit or (len(self.data) > self.line_limit and b"\n" not in self.data)
+        head = bytes(self.data[:end.end()])
+        length = _CONTENT_LENGTH.search(head)
+        if length is None or _EXPECT.search(head) or int(length.group(1)) > self.max_body:
+            return True
+        return len(self.data) >= end.end() + int(length.group(1))
 
 
 def prepare_metrics_dir(given: str = "") -> str:
@@ -158,14 +331,16 @@ def _child_exit(server, worker) -> None:
 
 
 def run(app_kwargs: dict, *, host: str, port: int, workers: int, threads: int, timeout: int = 30,
-        log_level: str = "INFO", drain_seconds: float = 0.0) -> None:
+        log_level: str = "INFO", drain_seconds: float = 0.0, header_timeout: float = 10.0,
+        max_body: int = 1024 * 1024) -> None:
     from audience_authz.http import logs
 
+    HeadFirstWorker.header_timeout, HeadFirstWorker.max_body = header_timeout, max_body
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
-        "worker_class": "gthread",
+        "worker_class": HeadFirstWorker,
         "timeout": timeout,
         "graceful_timeout": 30,  # SIGTERM: stop accepting, finish requests in flight
         "accesslog": None,  # the app writes one JSON access line per request (http/logs.py)

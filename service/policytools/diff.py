@@ -29,10 +29,18 @@ KINDS = ("allow->deny", "deny->allow", "reason", "effects")
 
 def parse_since(text: str) -> datetime.datetime:
     """An ISO 8601 time as the naive UTC the decision log stores."""
-    value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is not None:
-        value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-    return value
+    return as_utc(datetime.datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
+def as_utc(value: datetime.datetime) -> datetime.datetime:
+    """``value`` as the naive UTC the decision log stores; ValueError when UTC cannot hold it
+    (9999-12-31T23:59:59-23:59 is after the last datetime)."""
+    if value.tzinfo is None:
+        return value
+    try:
+        return value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError("the time in UTC is outside the range of dates (years 1 to 9999)") from None
 
 
 def select(last: int | None = None, since: datetime.datetime | None = None, version: str | None = None):

@@ -20,11 +20,14 @@ ORDINARY = {
     "share": SHARE,
     "stop_sharing": {**SHARE, "target_has_share": True},
     "apply": {"ad_group_known": True, "ad_group_owned": True},
-    "refresh_lookalike": {"audience_type": "lookalike", "audience_source": "", "seed_status": "active"},
+    "refresh_lookalike": {"audience_type": "lookalike", "audience_source": "", "seed_status": "active",
+                          "seed_source": "customer_file"},
     "view_ad_group": {"ad_group_known": True, "ad_group_owned": True},
     "edit_ad_group": {"ad_group_known": True, "ad_group_owned": True},
+    "resume_ad_group": {"ad_group_known": True, "ad_group_owned": True},
 }
-LOOKALIKE = {"audience_type": "lookalike", "audience_source": "", "seed_status": "active"}
+LOOKALIKE = {"audience_type": "lookalike", "audience_source": "", "seed_status": "active",
+             "seed_source": "customer_file"}
 
 
 @dataclass
@@ -65,7 +68,9 @@ def tables(policy: Policy) -> list[Table]:
                       ["audience", "share"])
     for source in SOURCES:
         shareable.rows.append([f"custom, source `{source}`", decide("owner", "share", audience_source=source)])
-    shareable.rows.append(["lookalike", decide("owner", "share", **LOOKALIKE)])
+    for source in SOURCES:
+        shareable.rows.append([f"lookalike of a seed of source `{source}`",
+                               decide("owner", "share", **{**LOOKALIKE, "seed_source": source})])
     shareable.rows.append(["deleted", decide("owner", "share", audience_status="deleted")])
 
     sharing = Table("More sharing rules", "The owner shares an active custom audience within its Business Center, when:",

@@ -187,15 +187,24 @@ class AuthzClient:
 
     # -- entities --------------------------------------------------------------------------
 
-    def upsert_business_center(self, business_center_id: str, name: str, cross_bc_allowlisted: bool = False,
+    def upsert_business_center(self, business_center_id: str, name: str, cross_bc_allowlisted: bool | None = None,
                                *, request_id: str | None = None) -> BusinessCenter:
+        """``cross_bc_allowlisted`` None: left out, so the stored value stays (false when new);
+        a narrowing that ends shares is only made by naming it."""
+        body: dict[str, Any] = {"name": name}
+        if cross_bc_allowlisted is not None:
+            body["cross_bc_allowlisted"] = cross_bc_allowlisted
         return self._read(BusinessCenter, "PUT", path("business-centers", business_center_id), request_id,
-                         body={"name": name, "cross_bc_allowlisted": cross_bc_allowlisted})
+                          body=body)
 
     def upsert_account(self, account_id: str, name: str, business_center_id: str | None = None, *,
-                       request_id: str | None = None) -> Account:
-        return self._read(Account, "PUT", path("accounts", account_id), request_id,
-                         body={"name": name, "business_center_id": business_center_id})
+                       leave_business_center: bool = False, request_id: str | None = None) -> Account:
+        """``business_center_id`` None: the account stays in its Business Center (none when
+        new); ``leave_business_center``: it leaves its Business Center."""
+        body: dict[str, Any] = {"name": name}
+        if business_center_id is not None or leave_business_center:
+            body["business_center_id"] = business_center_id
+        return self._read(Account, "PUT", path("accounts", account_id), request_id, body=body)
 
     def accept_terms(self, account_id: str, *, request_id: str | None = None) -> Account | Denied:
         return self._act(Account, "POST", path("accounts", account_id, "terms-acceptance"), request_id,
@@ -293,11 +302,15 @@ class AuthzClient:
     # -- ad groups (apply) -----------------------------------------------------------------
 
     def upsert_ad_group(self, account_id: str, ad_group_id: str, name: str, include: Sequence[str] = (),
-                        exclude: Sequence[str] = (), *, request_id: str | None = None) -> AdGroupResult | Denied:
+                        exclude: Sequence[str] = (), *, status: Literal["enabled", "paused"] | None = None,
+                        request_id: str | None = None) -> AdGroupResult | Denied:
         """Create or replace an ad group of ``account_id``; including or excluding an
-        audience is the ``apply`` action, decided for each audience."""
-        return self._act(AdGroupResult, "PUT", path("ad-groups", ad_group_id), request_id,
-                         body={"name": name, "include": list(include), "exclude": list(exclude)},
+        audience is the ``apply`` action, decided for each audience. ``status`` None: left
+        out, the stored status stays (enabled when new); paused -> enabled is ``resume_ad_group``."""
+        body: dict[str, Any] = {"name": name, "include": list(include), "exclude": list(exclude)}
+        if status is not None:
+            body["status"] = status
+        return self._act(AdGroupResult, "PUT", path("ad-groups", ad_group_id), request_id, body=body,
                          account=account_id)
 
     def get_ad_group(self, account_id: str, ad_group_id: str, *, request_id: str | None = None) -> AdGroup | Denied:

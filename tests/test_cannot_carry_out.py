@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from audience_authz.contract import POLICY_GIVEN_REASONS  # the contract keeps these lines deny
 from audience_authz import config
 from audience_authz.http.app import create_app
 from tests.support import ROOT
@@ -57,15 +58,15 @@ def _error(answer, status, code):
 
 
 def _permissive(tmp_path):
-    """Every deny line of the shipped policy turned into an allow, but the two whose codes the
-    code relies on (contract.RELIED_REASONS: unknown audience, applied to ad groups), which
+    """Every deny line of the shipped policy turned into an allow, but those whose codes the
+    code relies on (contract.POLICY_GIVEN_REASONS: unknown or not visible, applied to ad groups), which
     `policy check` requires (its tests and properties dropped: they say otherwise); `policy
     check` still passes, so the server serves it."""
     policy = copy_policy(tmp_path / "permissive")
     shutil.rmtree(policy / "tests")
     (policy / "properties.yaml").unlink()
     text = (policy / "policy.csv").read_text()
-    (policy / "policy.csv").write_text(re.sub(r", deny, (?!unknown_audience,|applied_to_ad_groups,)", ", allow, ", text))
+    (policy / "policy.csv").write_text(re.sub(rf", deny, (?!{'|'.join(c + ',' for c in POLICY_GIVEN_REASONS)})", ", allow, ", text))
     assert cli("policy", "check", policy).exit_code == 0
     return policy
 
@@ -107,10 +108,14 @@ def test_a_permissive_policy_gets_4xx_for_what_cannot_be_done(tmp_path):
 def test_a_policy_that_allows_everything_everywhere(tmp_path):
     """One line allowing every request, even on audiences and ad groups that do not exist
     (before it, only the deny lines the contract requires, on requests this test never makes:
-    an owner's view of an unknown audience, a delete of an audience in ad groups)."""
+    an owner's view of an unknown audience, a delete of an audience in ad groups, and three
+    recipient requests that carry the other codes the code answers 404 for)."""
     policy = _permissive(tmp_path)
     (policy / "policy.csv").write_text("p, owner, view, not r.f.audience_known, deny, unknown_audience,\n"
                                        "p, owner, delete, r.f.attached_ad_groups > 0, deny, applied_to_ad_groups,\n"
+                                       "p, recipient, edit, r.f.audience_known, deny, no_access,\n"
+                                       "p, recipient, stop_sharing, r.f.audience_known, deny, unknown_ad_group,\n"
+                                       "p, recipient, create_lookalike, r.f.audience_known, deny, ad_group_not_owned,\n"
                                        "p, *, *, True, allow, anything, propagate_update\n")
     assert cli("policy", "check", policy).exit_code == 0
     http = Http(tmp_path, policy)

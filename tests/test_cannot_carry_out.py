@@ -138,6 +138,7 @@ def _worked_example_lines() -> tuple[str, str, str]:
     return csv, cases, prop
 
 
+@pytest.mark.full  # a solver or a reload of its own: seconds each
 def test_the_worked_example_as_documented_is_right(tmp_path):
     csv, cases, prop = _worked_example_lines()
     policy = copy_policy(tmp_path / "policy")

@@ -4,6 +4,8 @@ decision-log replay."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import random
 
@@ -31,6 +33,7 @@ def _four_changes(policy):
     replace(policy / "policy.csv", f"owner_delete, {BROADEN}", f"owner_delete, {BROADEN.replace('broaden', 'pause')}")
 
 
+@pytest.mark.full  # a solver or a reload of its own: seconds each
 def test_a_recipient_allowed_to_reshare_is_exactly_one_region(tmp_path):
     policy = copy_policy(tmp_path / "policy")
     replace(policy / "policy.csv", RESHARE_DENY, RESHARE_ALLOW)
@@ -67,6 +70,7 @@ def _random_facts(policy: Policy, rng: random.Random) -> dict:
     return facts
 
 
+@pytest.mark.full  # a solver or a reload of its own: seconds each
 def test_the_regions_are_exact_and_complete(tmp_path):
     """On random requests that can happen: the answer changes exactly when the request meets
     the printed condition of a changed region of its (relation, action), whose outcomes are
@@ -108,6 +112,7 @@ def test_the_regions_are_exact_and_complete(tmp_path):
     assert changed > 100
 
 
+@pytest.mark.full  # a solver or a reload of its own: seconds each
 def test_the_endpoint_shows_the_regions_beside_the_replay(service):
     api = service.client()
     w = world_factory(api)
@@ -132,6 +137,7 @@ def test_the_endpoint_shows_the_regions_beside_the_replay(service):
     assert "symbolic" not in without or without["symbolic"] is None
 
 
+@pytest.mark.full  # a solver or a reload of its own: seconds each
 def test_between_two_git_revisions():
     result = cli("policy", "diff", "--symbolic", "--baseline-rev", "HEAD", "--candidate-rev", "HEAD", "--no-replay")
     assert result.exit_code == 0, result.output

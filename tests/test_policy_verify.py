@@ -84,6 +84,7 @@ def test_an_unprovable_or_vacuous_property_is_an_error(tmp_path):
     assert "'r.f.no_such_fact'" in result.stdout and "is not a fact of facts.yaml" in result.stdout
 
 
+@pytest.mark.full  # a solver or a reload of its own: seconds each
 def test_a_hot_reload_refuses_a_candidate_that_breaks_a_property(tmp_path, caplog):
     policy = copy_policy(tmp_path / "policy")
     reloader = Reloader(policy, Snapshots(tmp_path / "snapshots"), poll=0)
@@ -115,6 +116,7 @@ def test_readyz_and_metrics_show_a_refusal_by_verify(service):
         service.restore_policy()
 
 
+@pytest.mark.full  # a solver or a reload of its own: seconds each
 def test_junit_output_of_verify_check_and_test(tmp_path):
     policy = copy_policy(tmp_path / "policy")
     replace(policy / "policy.csv", RESHARE_DENY, RESHARE_ALLOW)

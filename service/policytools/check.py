@@ -19,6 +19,7 @@ defaults. Each line it finds reachable is confirmed by asking the real enforcer.
 from __future__ import annotations
 
 import ast
+import hashlib
 import itertools
 import re
 from collections import Counter
@@ -46,8 +47,33 @@ _OTHER = "<other>"  # a string value no condition names
 
 
 def check_policy(directory) -> list[Problem]:
-    """Every problem, with file, line and column, in the policy's terms (messages.py)."""
-    return located(directory, _problems(directory))
+    """Every problem, with file, line and column, in the policy's terms (messages.py). The
+    answer is a function of the directory's files (and this process's code), so files checked
+    once in this process are not searched again (a reload, a CLI run, a test)."""
+    digest = _content_digest(Path(directory))
+    key = None if digest is None else f"{POINT_BUDGET}:{digest}"  # the search's budget changes its answer
+    if key is None:
+        return located(directory, _problems(directory))
+    if key not in _CHECKED:
+        _CHECKED[key] = located(directory, _problems(directory))
+    return list(_CHECKED[key])
+
+
+_CHECKED: dict[str, list[Problem]] = {}
+
+
+def _content_digest(directory: Path) -> str | None:
+    """A digest of every file of ``directory`` and its ``tests/`` (None if it cannot be read)."""
+    digest = hashlib.sha256()
+    try:
+        for folder in (directory, directory / "tests"):
+            if folder.is_dir():
+                for path in sorted(folder.iterdir()):
+                    if path.is_file():
+                        digest.update(str(path.relative_to(directory)).encode() + b"\0" + path.read_bytes() + b"\0")
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def _problems(directory) -> list[Problem]:

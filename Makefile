@@ -7,6 +7,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATABASE ?= sqlite:///audience-authz.db
 export AUDIENCE_AUTHZ_TOKENS ?= dev-token
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The Cerbos PDP of the benchmark's side-by-side run (bench/cerbos/), from npm into
+# bench/.cerbos/ (git-ignored); make test installs it too, for its cross-check tests
+CERBOS_VERSION := 0.55.0
+CERBOS_STAMP := bench/.cerbos/.installed-$(CERBOS_VERSION)
 
 .PHONY: install run demo test test-fast policy-check policy-test policy-verify clean bench bench-quick bench-install bench-docs stress
 
@@ -35,7 +40,8 @@ run: install
 demo: install
 	$(BIN)/audience-authz demo --database $(DATABASE)
 
-test: install
+test: install $(CERBOS_STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/audience-authz policy check
 	$(BIN)/audience-authz policy verify
 	$(BIN)/pytest
@@ -43,6 +49,7 @@ test: install
 # the fast tier (< 60 s): rules, API shape and errors in process on SQLite, the policy's own
 # tests; `make test` adds the `full` tier (server processes, PostgreSQL, workers, signals, timing)
 test-fast: install
+	$(BIN)/ruff check .
 	$(BIN)/audience-authz policy check
 	$(BIN)/pytest -q -m "not full"
 
@@ -65,10 +72,6 @@ clean:
 # The benchmark (bench/run.py; docs/performance.md): a 1M-audience store, the service beside
 # cedarpy, stock pycasbin and the Cerbos PDP, HTTP with wrk. bench-quick: a tenth, < 2 minutes.
 # `make bench-docs` renders the figures of bench-results.json into docs/performance.md.
-# The Cerbos PDP of the side-by-side run (bench/cerbos/), from npm into bench/.cerbos/ (git-ignored)
-CERBOS_VERSION := 0.55.0
-CERBOS_STAMP := bench/.cerbos/.installed-$(CERBOS_VERSION)
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # the page's figures are written even when the run fails (a mismatch, an error), and make fails
 bench: bench-install

@@ -41,7 +41,7 @@ class Sizes:
     ad_groups: int
 
     @classmethod
-    def scaled(cls, scale: float) -> "Sizes":
+    def scaled(cls, scale: float) -> Sizes:
         return cls(**{k: max(1, int(round(v * scale))) for k, v in FULL.items()})
 
 

@@ -156,10 +156,10 @@ def ensure_store(store_dir: Path, scale: float, rebuild: bool, progress: bool) -
 
 def bind(path: Path):
     """Point the service's models at ``path``; returns a fresh Authorizer."""
-    from audience_authz.store import db
     from audience_authz.engine.authorizer import Authorizer
     from audience_authz.engine.decision_log import writer
     from audience_authz.engine.policy import Policy
+    from audience_authz.store import db
 
     if db.database.obj is not None:
         writer.flush()
@@ -184,9 +184,8 @@ def decision_latency(authz, warm, measured) -> list[float]:
 def scale_rounds(stores: list[tuple[str, Path, object]], n: int, rounds: int) -> dict:
     """Alternate the stores, ``rounds`` times, so that load from elsewhere on the machine
     falls on both; each round's p50, and the median of them per store."""
-    from bench import workload
-
     from audience_authz.engine.facts import gather
+    from bench import workload
 
     per_store = {label: [] for label, _, _ in stores}
     facts_query = {label: [] for label, _, _ in stores}
@@ -200,7 +199,7 @@ def scale_rounds(stores: list[tuple[str, Path, object]], n: int, rounds: int) ->
             seconds = decision_latency(authz, warm, measured)
             per_store[label].append(percentiles(seconds)["p50"])
             samples[label] = samples.get(label, []) + seconds
-            facts_query[label].append(percentiles(timed(lambda r: gather(authz.policy, r), measured))["p50"])
+            facts_query[label].append(percentiles(timed(lambda r, authz=authz: gather(authz.policy, r), measured))["p50"])
     return {label: {"p50_rounds": values, "p50": round(statistics.median(values), 2),
                     "all": percentiles(samples[label]),
                     "facts_query_p50": round(statistics.median(facts_query[label]), 2)}
@@ -347,10 +346,9 @@ def server(store: Path, workers: int, threads: int, log_path: Path, kind: str = 
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(base + "/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        break
+            with contextlib.suppress(OSError), urllib.request.urlopen(base + "/healthz", timeout=1) as response:
+                if response.status == 200:
+                    break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.2)
@@ -480,7 +478,7 @@ def http_side(store: Path, sizes, authz_factory, workers: int, threads: int, sec
             pdp = (base, pid)
             cross = {"single": cerbos_cross_check(port, cerbos_bodies, [[e] for e in expected]),
                      "batch": cerbos_cross_check(port, cerbos_batch_bodies, expected_batches)}
-        for kind, (base, pid) in bases.items():  # warm-up: caches, connections
+        for base, pid in bases.values():  # warm-up: caches, connections
             wrk(base + "/v1/authorize", min(2, seconds), bodies, pid)
         if pdp:
             wrk(pdp[0] + cerbos.CHECK_PATH, min(2, seconds), cerbos_file, pdp[1], cerbos.CHECK_PATH, token="")
@@ -747,8 +745,8 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
         log(f"HTTP: {' and '.join(servers)}, {workers} worker(s) x {threads} thread(s)"
             f"{', the Cerbos PDP' if with_cerbos else ''}, wrk 8 connections, {rounds} x {http_seconds:g} s per run")
         loads["http"] = load_average()
-        from audience_authz.store import db
         from audience_authz.engine.decision_log import writer
+        from audience_authz.store import db
         writer.flush()
         db.close()
         with tempfile.TemporaryDirectory() as tmp:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 
-from bench.build_store import STAMP
 from audience_authz import actions
 from audience_authz.store.models import database
+from bench.build_store import STAMP
 
 SHAPES = ((["A"], []), ([], ["A"]), (["A", "B", "C"], []), ([], ["A", "B", "C"]), (["A"], ["B"]))
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 import sqlite3
 
-from bench.build_store import Sizes, account_id, ad_group_id, audience_id
 from audience_authz.engine.facts import Request
 from audience_authz.engine.policy import AUDIENCE_ACTIONS
+from bench.build_store import Sizes, account_id, ad_group_id, audience_id
 
 
 def draw(path, sizes: Sizes, n: int, seed: int = 7) -> list[Request]:

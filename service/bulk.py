@@ -20,16 +20,25 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Iterable, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter, ValidationError
 
 from audience_authz import actions
 from audience_authz.engine.authorizer import Authorizer
 from audience_authz.exceptions import ApiError, Denied
-from audience_authz.http.schemas import (AccountBody, AdGroupBody, AudienceCreateBody, BusinessCenterBody, Id, LookalikeBody,
-                      ShareBody, Strict)
+from audience_authz.http.schemas import (
+    AccountBody,
+    AdGroupBody,
+    AudienceCreateBody,
+    BusinessCenterBody,
+    Id,
+    LookalikeBody,
+    ShareBody,
+    Strict,
+)
 
 
 class BusinessCenterLine(BusinessCenterBody):
@@ -70,8 +79,8 @@ class AdGroupLine(AdGroupBody):
     id: Id
 
 
-Line = Annotated[Union[BusinessCenterLine, AccountLine, TermsLine, AudienceLine, LookalikeLine, ShareLine,
-                       AdGroupLine], Field(discriminator="kind")]
+Line = Annotated[BusinessCenterLine | AccountLine | TermsLine | AudienceLine | LookalikeLine | ShareLine | AdGroupLine,
+                 Field(discriminator="kind")]
 _LINE = TypeAdapter(Line)
 KINDS = ("business_center", "account", "terms_acceptance", "audience", "lookalike", "share", "ad_group")
 

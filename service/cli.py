@@ -155,10 +155,10 @@ def _init_database(database_url, create=True, must_exist=False):
 @click.option("--database", "database_url", default=None, help=DATABASE_HELP)
 def demo(database_url):
     """Load the source's scenario (one BC, owner, recipients, audiences A B C, ad groups)."""
-    from audience_authz.store import db
     from audience_authz import demo as scenario
     from audience_authz.engine.authorizer import Authorizer
     from audience_authz.engine.policy import Policy
+    from audience_authz.store import db
 
     _init_database(database_url)
     with click.progressbar(length=len(scenario.records()), label="loading the demo data",
@@ -181,9 +181,9 @@ def import_(file, database_url, policy_dir):
     through the same actions and policy as the API. Exit status 1 when any line was
     invalid, failed or denied (they are listed; the other lines are applied)."""
     from audience_authz import bulk
-    from audience_authz.store import db
     from audience_authz.engine.authorizer import Authorizer
     from audience_authz.engine.policy import Policy
+    from audience_authz.store import db
 
     authz = Authorizer(Policy.load(_policy_dir(policy_dir)))
     _init_database(database_url)
@@ -206,8 +206,7 @@ def import_(file, database_url, policy_dir):
 def migrate(database_url, check):
     """Bring the database schema up to this release (peewee's migration runner); a new
     database gets the whole schema. Safe to run on every deploy, before the new servers."""
-    from audience_authz.store import db
-    from audience_authz.store import migrations
+    from audience_authz.store import db, migrations
 
     database = _init_database(database_url, create=False)
     with database.connection_context():
@@ -277,7 +276,6 @@ def _contract_or_exit(policy_dir, junit_file=None, suite=""):
     """Exit 1 when the policy breaks the contract with the code (contract.py)."""
     from audience_authz.policytools import junit
     from audience_authz.policytools.check import contract_problems
-
     from audience_authz.policytools.messages import located
 
     problems = located(_policy_dir(policy_dir), contract_problems(_policy_dir(policy_dir)))
@@ -316,7 +314,6 @@ def test_policy(tests, policy_dir, coverage, quiet, junit_file):
     default: the policy directory's tests/)."""
     from audience_authz.policytools import junit
     from audience_authz.policytools.cases import run_suite
-
     from audience_authz.policytools.messages import policy_condition_problems
 
     if tests is not None and (Path(tests) / "policy.csv").is_file():
@@ -368,7 +365,6 @@ def verify(policy_dir, properties_file, fmt, junit_file):
 
     from audience_authz.policytools import junit
     from audience_authz.policytools import verify as verifier
-
     from audience_authz.policytools.check import check_policy
 
     problems = check_policy(_policy_dir(policy_dir))  # the contract, and conditions that compile
@@ -456,10 +452,10 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, only_
     import json
     import tempfile
 
-    from audience_authz.store import db
     from audience_authz.policytools import diff as policydiff
     from audience_authz.policytools import standing, symdiff
     from audience_authz.policytools.check import check_policy
+    from audience_authz.store import db
 
     workdir = Path(tempfile.mkdtemp(prefix="audience-authz-diff-"))
     try:

@@ -23,8 +23,13 @@ really do.
 
 from __future__ import annotations
 
-from audience_authz.vocabulary import (ACCOUNT_ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS,
-                                       DISCONNECT_OUTCOMES, SERVICE_REASONS)
+from audience_authz.vocabulary import (
+    ACCOUNT_ACTIONS,
+    AUDIENCE_ACTIONS,
+    AUDIENCE_RELATIONS,
+    DISCONNECT_OUTCOMES,
+    SERVICE_REASONS,
+)
 from audience_authz.vocabulary import EFFECTS as VOCABULARY_EFFECTS
 
 # -- facts -------------------------------------------------------------------------------------

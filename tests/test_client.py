@@ -5,6 +5,7 @@ its own: closed ports, silence, the deadline, retries and 429, malformed or fail
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
 import time
@@ -13,9 +14,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from audience_authz_client import (AuthzClient, Check, Denied, EndShare, PropagateUpdate, RateLimited, RequestError,
-                                   Unavailable)
 from audience_authz.store.effects import PROPAGATE_CHUNK
+from audience_authz_client import (
+    AuthzClient,
+    Check,
+    Denied,
+    EndShare,
+    PropagateUpdate,
+    RateLimited,
+    RequestError,
+    Unavailable,
+)
 from tests.support import Api, LiveServer, free_port, world_factory
 from tests.support.ops import break_decisions, broken_decision_answer, json_lines
 
@@ -302,7 +311,7 @@ def test_a_malformed_or_failed_answer_is_a_deny(status, body):
 @pytest.mark.parametrize("status, code", [(400, "invalid_request"), (401, "unauthorized"),
                                           (403, "insufficient_scope"), (413, "body_too_large")])
 def test_a_misuse_is_raised_not_denied(status, code):
-    body = ('{"error": {"code": "%s", "message": "yours"}}' % code).encode()
+    body = json.dumps({"error": {"code": code, "message": "yours"}}).encode()
     with _stub(status, body) as (url, seen):
         client = AuthzClient(url, "t", timeout=5, retries=2, backoff=0.01)
         with pytest.raises(RequestError) as one:

@@ -184,12 +184,12 @@ def test_recipient_applying_while_owner_stops_sharing_never_keeps_the_audience(k
             barrier, answers = threading.Barrier(2), {}
             apply_api, stop_api = Api(live.base_url, TOKEN), Api(live.base_url, TOKEN)
 
-            def apply_it():
+            def apply_it(barrier=barrier, answers=answers, apply_api=apply_api, i=i, audience=audience):
                 barrier.wait()
                 answers["apply"] = apply_api.put(f"/v1/ad-groups/race_{i}", {"name": "race", "include": [audience]},
                                                  account=recipient)
 
-            def stop_it():
+            def stop_it(barrier=barrier, answers=answers, stop_api=stop_api, audience=audience):
                 barrier.wait()
                 answers["stop"] = stop_api.delete(f"/v1/audiences/{audience}/shares/{recipient}", account=owner)
 
@@ -230,7 +230,7 @@ def test_racing_upserts_of_one_new_ad_group_never_mix_accounts_or_targeting(kind
                     (y, {"name": "y", "include": [audiences[y][0]]})]
             barrier, answers = threading.Barrier(len(asks)), [None] * len(asks)
 
-            def put(k, account, body):
+            def put(k, account, body, barrier=barrier, answers=answers, group=group):
                 client = Api(live.base_url, TOKEN)
                 barrier.wait()
                 answers[k] = client.put(f"/v1/ad-groups/{group}", body, account=account)
@@ -243,7 +243,7 @@ def test_racing_upserts_of_one_new_ad_group_never_mix_accounts_or_targeting(kind
             assert all(a.status in (200, 403) for a in answers), [a.body for a in answers]
             owner = api.ok(api.get(f"/v1/ad-groups/{group}", account=x if answers[0].status == 200 else y))
             wins[owner["account_id"]] += 1
-            for (account, body), answer in zip(asks, answers):
+            for (account, _body), answer in zip(asks, answers):
                 assert (answer.status == 200) == (account == owner["account_id"]), (account, answer.body)
                 if answer.status == 403:
                     assert answer.codes == ["ad_group_not_owned"]

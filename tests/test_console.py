@@ -118,8 +118,8 @@ def test_rules_and_matrix_show_the_shipped_policy(page):
     page.goto("/console/matrix")
     access = page.locator("table.matrix").first
     expected = policymatrix.tables(policy)[0]
-    for row_index, act in enumerate(MATRIX_ACTIONS, start=2):
-        for col, rel in enumerate(AUDIENCE_RELATIONS, start=2):
+    for row_index, _act in enumerate(MATRIX_ACTIONS, start=2):
+        for col, _rel in enumerate(AUDIENCE_RELATIONS, start=2):
             cell = access.locator(f"tr:nth-child({row_index}) td:nth-child({col})")
             decision = expected.rows[row_index - 2][col - 1]
             expect(cell).to_contain_text(decision.decision)

@@ -261,7 +261,8 @@ def test_verify_considers_every_value_of_a_callers_fact(policy):
 
 def test_check_refuses_a_callers_fact_named_like_a_gathered_one(tmp_path):
     policy = copy_policy(tmp_path / "policy")
-    replace(policy / "facts.yaml", "same_bc: {type: bool, default: false,", "same_bc: {type: bool, source: context, default: false,")
+    replace(policy / "facts.yaml", "same_bc: {type: bool, default: false,",
+            "same_bc: {type: bool, source: context, default: false,")
     replace(policy / "facts.yaml", ', invariant: "not r.f.same_bc or (r.f.target_in_bc and r.f.principal_in_bc)"', "")
     line = line_of(policy / "facts.yaml", "same_bc:")
     message = f"facts.yaml:{line}:1: fact 'same_bc' is gathered by the service from its database; it cannot be source: context"

@@ -134,11 +134,12 @@ def test_sigterm_under_load_drains_first_and_resets_no_connection(tmp_path):
     drain = 2.0
     with LiveServer(url, extra_args=["--workers", "2", "--threads", "4"],
                     env={"AUDIENCE_AUTHZ_DRAIN_SECONDS": str(drain)}) as live:
-        api = Api(live.base_url, live.token)
+        Api(live.base_url, live.token)
         ready = requests.get(live.base_url + "/readyz", timeout=5)
         assert ready.status_code == 200 and ready.json()["status"] == "ready"
         stop, outcomes, probes = threading.Event(), [], []
-        clients = [threading.Thread(target=_load, args=(live.base_url + "/v1/authorize", {"Authorization": f"Bearer {live.token}"}, stop, outcomes))
+        auth = {"Authorization": f"Bearer {live.token}"}
+        clients = [threading.Thread(target=_load, args=(live.base_url + "/v1/authorize", auth, stop, outcomes))
                    for _ in range(6)]
         for client in clients:
             client.start()

@@ -34,7 +34,7 @@ def test_filters_by_account_audience_and_type(api):
     assert two_types == [e for e in everything if e["type"] in ("share_created", "terms_accepted")]
     both = _events(api, f"after={start}&audience_id={w.A}&type=share_created")["events"]
     assert [(e["type"], e["account_id"]) for e in both] == [("share_created", w.recipient)]
-    assert api.get(f"/v1/events?type=no_such_type").status == 400
+    assert api.get("/v1/events?type=no_such_type").status == 400
 
 
 def test_the_newest_id_and_a_cursor_past_the_end(api):

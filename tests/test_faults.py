@@ -82,7 +82,7 @@ def test_sigkill_during_a_large_stop_sharing_applies_all_or_nothing(kind, tmp_pa
         for delay, (audience, groups) in zip(KILL_DELAYS, trials[1:]):
             answer = {}
 
-            def stop_all():
+            def stop_all(answer=answer, audience=audience, live=live):
                 try:
                     answer["status"] = requests.delete(f"{live.base_url}/v1/audiences/{audience}/shares", timeout=120,
                                                        headers={"Authorization": f"Bearer {TOKEN}",

@@ -8,9 +8,8 @@ import itertools
 
 import pytest
 
-from audience_authz.store import db
-from audience_authz.store import effects
 from audience_authz.engine import facts
+from audience_authz.store import db, effects
 
 
 @pytest.fixture
@@ -34,7 +33,7 @@ def assert_indexed(steps: list[str]) -> None:
 
 
 @pytest.mark.parametrize("shape", list(itertools.product([False, True], repeat=3)),
-                         ids=lambda s: "target=%s,ad_group=%s,attached=%s" % s)
+                         ids=lambda s: "target={},ad_group={},attached={}".format(*s))
 def test_every_form_of_the_facts_statement_uses_indexes(sqlite_db, shape):
     steps = plan(sqlite_db, facts._statement(*shape))
     assert_indexed(steps)

@@ -3,12 +3,11 @@ that a fresh database created from the models equals one built by the migrations
 
 from __future__ import annotations
 
-import pytest
-
 from pathlib import Path
 
-from audience_authz.store import db
-from audience_authz.store import migrations
+import pytest
+
+from audience_authz.store import db, migrations
 from audience_authz.store.models import TABLES, database
 from tests.support import Api, LiveServer, world_factory
 from tests.support.ops import DATABASES, cli, fresh_database

@@ -109,7 +109,7 @@ def gathered(request):
 
 
 def test_the_gatherer_fills_exactly_the_contract_facts_with_their_types(gathered):
-    for req, relation, values in gathered:
+    for req, _relation, values in gathered:
         wanted = contract.gathered_facts(req.action)
         assert list(values) == list(wanted), req
         for name, value in values.items():
@@ -203,8 +203,8 @@ def _rename_unknown_audience(policy: Path) -> None:
 
 def _remove_seed_status(policy: Path) -> None:
     """The fact, the line that reads it and the cases that name it: check and test pass."""
-    replace(policy / "facts.yaml", next(l for l in (policy / "facts.yaml").read_text().splitlines(True)
-                                        if l.startswith("seed_status:")), "")
+    replace(policy / "facts.yaml", next(line for line in (policy / "facts.yaml").read_text().splitlines(True)
+                                        if line.startswith("seed_status:")), "")
     replace(policy / "policy.csv", 'p, owner, refresh_lookalike, r.f.seed_status != "active", deny, seed_deleted,\n', "")
     replace(policy / "reasons.yaml", "  seed_deleted: The lookalike's seed audience is no longer active.\n", "")
     for path in (policy / "tests").glob("*.yaml"):

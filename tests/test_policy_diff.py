@@ -10,8 +10,14 @@ import json
 import pytest
 
 from tests.support import ROOT, BaseApi, world_factory
-from tests.support.policy import (RECIPIENT_REFRESH_ALLOW, RECIPIENT_REFRESH_DENY, cli, copy_policy,
-                                  let_recipients_refresh_lookalikes, replace)
+from tests.support.policy import (
+    RECIPIENT_REFRESH_ALLOW,
+    RECIPIENT_REFRESH_DENY,
+    cli,
+    copy_policy,
+    let_recipients_refresh_lookalikes,
+    replace,
+)
 
 BROADEN = "end_share remove_from_list disconnect_audience:broaden"
 

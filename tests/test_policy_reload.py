@@ -15,8 +15,13 @@ import time
 import pytest
 
 from tests.support import ROOT, Api, LiveServer, world_factory
-from tests.support.policy import (RECIPIENT_REFRESH_DENY, copy_policy, let_recipients_refresh_lookalikes, line_of,
-                                  replace)
+from tests.support.policy import (
+    RECIPIENT_REFRESH_DENY,
+    copy_policy,
+    let_recipients_refresh_lookalikes,
+    line_of,
+    replace,
+)
 
 TOKEN = "reload-token"
 CLOSE = {"Connection": "close"}  # a new connection per request: gunicorn's workers take turns

@@ -4,10 +4,10 @@ decision-log replay."""
 
 from __future__ import annotations
 
-import pytest
-
 import json
 import random
+
+import pytest
 
 from audience_authz import contract
 from audience_authz.engine.expressions import Compiled

@@ -7,9 +7,9 @@ from __future__ import annotations
 import importlib.metadata
 import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 
 from audience_authz.engine.policy import TESTED_PYCASBIN

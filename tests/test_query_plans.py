@@ -16,12 +16,21 @@ import logging
 import pytest
 
 from audience_authz import actions
-from audience_authz.store import db
 from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.facts import Request, gather_listed
-from audience_authz.store.models import (Account, AdGroup, AdGroupAudience, Audience, BusinessCenter, DecisionLog, Event,
-                            Share, database)
 from audience_authz.engine.policy import Policy
+from audience_authz.store import db
+from audience_authz.store.models import (
+    Account,
+    AdGroup,
+    AdGroupAudience,
+    Audience,
+    BusinessCenter,
+    DecisionLog,
+    Event,
+    Share,
+    database,
+)
 from tests.support import postgres_database
 
 ACCOUNTS, AUDIENCES, RECIPIENTS, GROUPS_PER_RECIPIENT, FEED_ROWS = 3000, 3000, 40, 5, 5000

@@ -29,7 +29,7 @@ def _closed_by_server(sock: socket.socket) -> bool:
     try:
         sock.recv(1024)  # an answer (408) or the end of the stream
         return True
-    except socket.timeout:
+    except TimeoutError:
         return False
     except OSError:
         return True

@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import sys
 
-from audience_authz_client import (AuthzClient, Check, Decision, Denied, DisconnectAudience, EndShare,
-                                   EventSpan, RequestError, ShareResult)
+from audience_authz_client import (
+    AuthzClient,
+    Check,
+    Decision,
+    Denied,
+    DisconnectAudience,
+    EndShare,
+    EventSpan,
+    RequestError,
+    ShareResult,
+)
 
 
 def may_apply(authz: AuthzClient, account_id: str, audience_id: str, ad_group_id: str) -> bool:

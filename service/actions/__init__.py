@@ -5,10 +5,23 @@ effects the policy named, with their events, or (on any error) none of it.
 """
 
 from audience_authz.actions.ad_groups import get_ad_group, upsert_ad_group
-from audience_authz.actions.audiences import (create_audience, create_lookalike, delete_audience, edit_audience,
-                                              get_audience, list_audiences, refresh_lookalike)
-from audience_authz.actions.entities import (KEEP, accept_terms, get_account, get_business_center, upsert_account,
-                                             upsert_business_center)
+from audience_authz.actions.audiences import (
+                                              create_audience,
+                                              create_lookalike,
+                                              delete_audience,
+                                              edit_audience,
+                                              get_audience,
+                                              list_audiences,
+                                              refresh_lookalike,
+)
+from audience_authz.actions.entities import (
+                                              KEEP,
+                                              accept_terms,
+                                              get_account,
+                                              get_business_center,
+                                              upsert_account,
+                                              upsert_business_center,
+)
 from audience_authz.actions.feeds import decisions, events, latest_event_id
 from audience_authz.actions.sharing import list_shares, share, share_log, stop_sharing
 

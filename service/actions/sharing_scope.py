@@ -11,9 +11,9 @@ remove_from_list, disconnect_audience), recorded with ``stop_action`` ``scope_en
 
 from __future__ import annotations
 
+from audience_authz.engine.facts import Request
 from audience_authz.store import effects as fx
 from audience_authz.store.db import lock_clause
-from audience_authz.engine.facts import Request
 from audience_authz.store.locks import lock_audiences, take_late
 from audience_authz.store.models import database
 

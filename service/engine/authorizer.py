@@ -8,16 +8,15 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from audience_authz.engine import context, decision_log
-from audience_authz.store import budget
-from audience_authz.store import effects as fx
 from audience_authz import metrics
 from audience_authz.contract import APPLIED_TO_AD_GROUPS
+from audience_authz.engine import context, decision_log
 from audience_authz.engine.facts import Gathered, Request, gather
-from audience_authz.store.models import utcnow
 from audience_authz.engine.policy import Decision, Policy
 from audience_authz.engine.shadow import Shadow
-
+from audience_authz.store import budget
+from audience_authz.store import effects as fx
+from audience_authz.store.models import utcnow
 
 AD_GROUPS_NAMED = 100  # ad groups a deny reason names (the first, by id)
 

@@ -16,8 +16,8 @@ import json
 from contextvars import ContextVar
 from types import MappingProxyType
 
-from audience_authz.exceptions import ApiError
 from audience_authz.contract import FACTS as GATHERED_FACTS  # the facts engine/facts.py gathers
+from audience_authz.exceptions import ApiError
 from audience_authz.vocabulary import FACT_TYPES
 
 CONTEXT = "context"  # the facts.yaml ``source`` of a fact the caller supplies

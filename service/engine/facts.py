@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from audience_authz.engine import context
-from audience_authz.store.models import Account, AdGroup, database
 from audience_authz.engine.policy import ACCOUNT_ACTIONS
+from audience_authz.store.models import Account, AdGroup, database
 
 # One row: the principal, the audience (with its seed and its owner's Business Center),
 # the relation, and, when the request names them, the target account and the ad group.

@@ -30,13 +30,22 @@ from pathlib import Path
 import casbin
 import yaml
 
-from audience_authz.engine.expressions import PARSING, Compiled
-
 from audience_authz.config import shipped_policy_dir
-from audience_authz.vocabulary import (ACCOUNT_ACTIONS, ACCOUNT_RELATIONS, ACTIONS,  # noqa: F401 - re-exported
-                                      AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, FACT_TYPES, FAULT_REASONS,
-                                      MATRIX_ACTIONS, POLICY_FILES, RELATIONS, SCOPE_ACTIONS,
-                                      SERVICE_REASONS)
+from audience_authz.engine.expressions import PARSING, Compiled
+from audience_authz.vocabulary import (  # noqa: F401 - re-exported
+    ACCOUNT_ACTIONS,
+    ACCOUNT_RELATIONS,
+    ACTIONS,
+    AUDIENCE_ACTIONS,
+    AUDIENCE_RELATIONS,
+    FACT_TYPES,
+    FAULT_REASONS,
+    MATRIX_ACTIONS,
+    POLICY_FILES,
+    RELATIONS,
+    SCOPE_ACTIONS,
+    SERVICE_REASONS,
+)
 
 
 class PolicyError(Exception):
@@ -136,7 +145,7 @@ def _pycasbin_problem() -> str | None:
     if not isinstance(hook, staticmethod):
         return "casbin.Enforcer._get_expression, the matcher hook, is gone or no longer a static method"
     rewritten = casbin_syntax("a && !b || c != d")
-    if rewritten.split() != "a and not b or c != d".split():
+    if rewritten.split() != ["a", "and", "not", "b", "or", "c", "!=", "d"]:
         return f"Enforcer._get_expression rewrites 'a && !b || c != d' as {rewritten!r}"
     if _read_line("p, r, a, holds(x, [1, 2]), allow, why, e:1") != ["r", "a", "holds(x, [1, 2])", "allow", "why", "e:1"]:
         return "casbin.persist.load_policy_line no longer splits a policy line at its top-level commas"
@@ -222,7 +231,7 @@ class Policy:
 
     # -- loading ---------------------------------------------------------------------------
     @classmethod
-    def load(cls, directory: str | Path | None = None) -> "Policy":
+    def load(cls, directory: str | Path | None = None) -> Policy:
         """The policy of ``directory`` (default: the shipped one)."""
         check_pycasbin()
         directory = Path(directory) if directory is not None else shipped_policy_dir()

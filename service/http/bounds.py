@@ -64,7 +64,7 @@ def _without_lists(body: dict, limit: int) -> dict:
     found = [((k,), v) for k, v in cut.items() if isinstance(v, list) and v and k != "truncated"]
     found += [((k, inner), v) for k, obj in cut.items() if isinstance(obj, dict)
               for inner, v in obj.items() if isinstance(v, list) and v]
-    for where, value in sorted(found, key=lambda item: _size(item[1]), reverse=True):
+    for where, _value in sorted(found, key=lambda item: _size(item[1]), reverse=True):
         if _size(cut) <= limit:
             break
         holder = cut if len(where) == 1 else cut[where[0]]

@@ -14,11 +14,11 @@ from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from audience_authz.engine.policy import Policy
+from audience_authz.exceptions import ApiError
+from audience_authz.http import responses as R
 from audience_authz.policytools import diff as policydiff
 from audience_authz.policytools import symdiff
-from audience_authz.http import responses as R
-from audience_authz.exceptions import ApiError
-from audience_authz.engine.policy import Policy
 from audience_authz.policytools.check import check_policy
 
 api = APIBlueprint("policy", __name__, url_prefix="/v1/policy", abp_security=[{"bearer": []}],
@@ -46,7 +46,7 @@ class DiffBody(BaseModel):
                            " changes, proven with z3, each with the replayed requests that fall in it")
 
     @model_validator(mode="after")
-    def _one_candidate(self) -> "DiffBody":
+    def _one_candidate(self) -> DiffBody:
         if (self.candidate_dir is None) == (self.files is None):
             raise ValueError("give exactly one of candidate_dir and files")
         if self.files is not None and not self.files:
@@ -65,7 +65,8 @@ def post_reload():
     return result.body()
 
 
-@api.post("/diff", operation_id="diffPolicy", tags=[POLICY], responses={200: R.DiffReport, 422: R.PolicyRefused}, summary="Replay the decision log against a candidate policy: what would change")
+@api.post("/diff", operation_id="diffPolicy", tags=[POLICY], responses={200: R.DiffReport, 422: R.PolicyRefused},
+          summary="Replay the decision log against a candidate policy: what would change")
 def post_diff(body: DiffBody):
     serving = current_app.extensions["authz"].policy
     workdir = None
@@ -120,7 +121,7 @@ class ShadowBody(BaseModel):
     files: dict[PolicyFile, Annotated[str, StringConstraints(max_length=1024 * 1024)]] | None = None
 
     @model_validator(mode="after")
-    def _one_candidate(self) -> "ShadowBody":
+    def _one_candidate(self) -> ShadowBody:
         if (self.candidate_dir is None) == (self.files is None):
             raise ValueError("give exactly one of candidate_dir and files")
         if self.files is not None and not self.files:
@@ -203,7 +204,8 @@ def put_shadow(body: ShadowBody):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@api.delete("/shadow", operation_id="stopPolicyShadow", tags=[POLICY], responses={200: R.ShadowSummary}, summary="Stop the shadow evaluation")
+@api.delete("/shadow", operation_id="stopPolicyShadow", tags=[POLICY], responses={200: R.ShadowSummary},
+            summary="Stop the shadow evaluation")
 def delete_shadow():
     current_app.extensions["policy_reloader"].clear_shadow()
     return _shadow_summary()

@@ -10,7 +10,7 @@ in docs/events.md).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, RootModel, create_model
@@ -112,8 +112,8 @@ class PropagateUpdateEffect(BaseModel):
     parts: int | None = Field(None, ge=2, description="how many effects the chunked update is")
 
 
-Effect = Annotated[Union[EndShareEffect, RemoveFromListEffect, DisconnectAudienceEffect, PauseAdGroupEffect,
-                         PropagateUpdateEffect], Field(discriminator="type")]
+Effect = Annotated[EndShareEffect | RemoveFromListEffect | DisconnectAudienceEffect | PauseAdGroupEffect | PropagateUpdateEffect,
+                   Field(discriminator="type")]
 EFFECT_MODELS = (EndShareEffect, RemoveFromListEffect, DisconnectAudienceEffect, PauseAdGroupEffect,
                  PropagateUpdateEffect)
 
@@ -392,7 +392,7 @@ class _EventBase(BaseModel):
 
 
 EVENT_MODELS = tuple(_envelope(p) for p in EVENT_PAYLOADS)
-EventView = Annotated[Union[EVENT_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]
+EventView = Annotated[EVENT_MODELS, Field(discriminator="type")]  # type: ignore[valid-type]
 
 
 class EventPage(BaseModel):
@@ -429,6 +429,13 @@ class Health(BaseModel):
     status: str
 
 
+# Every route may answer these; a route lists its own success answers (and 404, 409, ...).
+class _Problem(BaseModel):
+    file: str
+    line: int
+    message: str
+
+
 class Readiness(BaseModel):
     status: Literal["ready", "not_ready", "draining"]  # draining: told to stop, still serving
     database: str
@@ -438,22 +445,6 @@ class Readiness(BaseModel):
     decision_errors: list[_Problem] | None = None  # with a valid token only
     policy_reloads: dict | None = None  # with a valid token only
     last_reload_error: dict | None = None  # with a valid token only
-
-
-# Every route may answer these; a route lists its own success answers (and 404, 409, ...).
-class _Problem(BaseModel):
-    file: str
-    line: int
-    message: str
-
-
-class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"]
-    database: str
-    policy: str
-    policy_version: str
-    decisions: Literal["ok", "failing"] = Field(description="whether the policy in force decides what the service asks")
-    decision_errors: list[_Problem] | None = None
 
 
 class _PolicyError(_Error):

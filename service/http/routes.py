@@ -11,13 +11,29 @@ from flask_openapi3 import APIBlueprint, Tag
 
 from audience_authz import actions
 from audience_authz.engine import context, decision_log
-from audience_authz.http import responses as R
 from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.facts import Request
+from audience_authz.http import responses as R
+from audience_authz.http.schemas import (
+    AccountBody,
+    ActingAccount,
+    AdGroupBody,
+    AudienceCreateBody,
+    AudiencePatchBody,
+    AuthorizeBody,
+    BatchBody,
+    BusinessCenterBody,
+    EventQuery,
+    IdPage,
+    IdPath,
+    LookalikeBody,
+    Page,
+    ShareBody,
+    ShareTargetPath,
+    StreamHeaders,
+    StreamQuery,
+)
 from audience_authz.store import budget
-from audience_authz.http.schemas import (AccountBody, ActingAccount, AdGroupBody, AudienceCreateBody, AudiencePatchBody,
-                      AuthorizeBody, BatchBody, BusinessCenterBody, EventQuery, IdPage, IdPath, LookalikeBody,
-                      Page, ShareBody, ShareTargetPath, StreamHeaders, StreamQuery)
 from audience_authz.store.models import database
 
 api = APIBlueprint("api", __name__, url_prefix="/v1", abp_security=[{"bearer": []}],
@@ -61,7 +77,8 @@ def put_business_center(path: IdPath, body: BusinessCenterBody):
     return actions.upsert_business_center(authz(), path.id, body.name, body.allowlisting())
 
 
-@api.get("/business-centers/<id>", operation_id="getBusinessCenter", tags=[ENTITIES], summary="A Business Center, to its own accounts",
+@api.get("/business-centers/<id>", operation_id="getBusinessCenter", tags=[ENTITIES],
+         summary="A Business Center, to its own accounts",
          description="Who may read it is the policy's `view_business_center` (policy/policy.csv): the shipped "
                      "policy lets the accounts of this Business Center (X-Account-Id) read it and denies others "
                      "`not_in_business_center`. 404 for an unknown Business Center.",
@@ -129,7 +146,8 @@ def delete_audience(path: IdPath, header: ActingAccount):
     return actions.delete_audience(authz(), header.x_account_id, path.id)
 
 
-@api.post("/audiences/<id>/lookalikes", operation_id="createLookalike", tags=[AUDIENCES], summary="Create a lookalike from a custom audience",
+@api.post("/audiences/<id>/lookalikes", operation_id="createLookalike", tags=[AUDIENCES],
+          summary="Create a lookalike from a custom audience",
           responses={201: R.AudienceResult, 409: R.ErrorBody, 422: R.ErrorBody, **R.ACTING})
 def post_lookalike(path: IdPath, header: ActingAccount, body: LookalikeBody):
     return actions.create_lookalike(authz(), header.x_account_id, path.id, body.id, body.name), 201
@@ -143,7 +161,8 @@ def post_refresh(path: IdPath, header: ActingAccount):
 
 # -- sharing -------------------------------------------------------------------------------
 
-@api.post("/audiences/<id>/shares", operation_id="shareAudience", tags=[SHARING], summary="Share with 1 to 100 accounts, all or nothing",
+@api.post("/audiences/<id>/shares", operation_id="shareAudience", tags=[SHARING],
+          summary="Share with 1 to 100 accounts, all or nothing",
           responses={201: R.ShareResult, 409: R.ErrorBody, 422: R.ErrorBody, **R.ACTING})
 def post_shares(path: IdPath, header: ActingAccount, body: ShareBody):
     return actions.share(authz(), header.x_account_id, path.id, body.account_ids), 201
@@ -156,7 +175,8 @@ def get_shares(path: IdPath, header: ActingAccount, query: IdPage):
     return actions.list_shares(authz(), header.x_account_id, path.id, query.after, query.limit)
 
 
-@api.delete("/audiences/<id>/shares/<account_id>", operation_id="stopSharing", tags=[SHARING], summary="Stop sharing with one recipient",
+@api.delete("/audiences/<id>/shares/<account_id>", operation_id="stopSharing", tags=[SHARING],
+            summary="Stop sharing with one recipient",
             responses={200: R.StopResult, **R.ACTING})
 def delete_share(path: ShareTargetPath, header: ActingAccount):
     return actions.stop_sharing(authz(), header.x_account_id, path.id, path.account_id)

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator,
-                      model_validator)
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from audience_authz import actions
 from audience_authz.http.responses import EventType
@@ -204,7 +203,7 @@ class AdGroupBody(Strict):
         " enabled is the policy's resume_ad_group decision"))
 
     @model_validator(mode="after")
-    def _each_audience_once(self) -> "AdGroupBody":
+    def _each_audience_once(self) -> AdGroupBody:
         listed = [*self.include, *self.exclude]
         if len(set(listed)) != len(listed):
             raise ValueError("an audience may appear once, in include or in exclude")

@@ -25,12 +25,20 @@ from pathlib import Path
 
 import yaml
 
-from audience_authz.vocabulary import DISCONNECT_OUTCOMES, EFFECTS, FACT_TYPES
 from audience_authz.engine.expressions import Compiled
+from audience_authz.engine.policy import (
+    ACCOUNT_ACTIONS,
+    ACTIONS,
+    AUDIENCE_ACTIONS,
+    AUDIENCE_RELATIONS,
+    FAULT_REASONS,
+    RELATIONS,
+    Decision,
+    Policy,
+)
 from audience_authz.policytools.check import yaml_error
 from audience_authz.policytools.messages import did_you_mean, yaml_value_hint
-from audience_authz.engine.policy import (ACCOUNT_ACTIONS, ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, FAULT_REASONS, RELATIONS, Decision,
-                     Policy)
+from audience_authz.vocabulary import DISCONNECT_OUTCOMES, EFFECTS, FACT_TYPES
 
 FILE_KEYS = {"description", "defaults", "cases"}
 DEFAULT_KEYS = {"relation", "action", "facts"}

@@ -31,13 +31,31 @@ from casbin.model import Model
 
 from audience_authz import contract
 from audience_authz.engine.context import is_context
-from audience_authz.policytools.messages import (Problem, condition_problems, context_named_like_gathered,
-                                                  did_you_mean, fact_spec_problems, invariant_problems,
-                                                  located, never_gathered)
 from audience_authz.engine.expressions import Compiled, ExpressionError, names_in
-from audience_authz.engine.policy import (ACCOUNT_ACTIONS, ACTIONS, AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, POLICY_FILES, RELATIONS,
-                     SERVICE_REASONS,
-                     Policy, PolicyError, Rule, _read_rules, casbin_syntax, check_pycasbin)
+from audience_authz.engine.policy import (
+    ACTIONS,
+    AUDIENCE_ACTIONS,
+    AUDIENCE_RELATIONS,
+    POLICY_FILES,
+    RELATIONS,
+    SERVICE_REASONS,
+    Policy,
+    PolicyError,
+    Rule,
+    _read_rules,
+    casbin_syntax,
+    check_pycasbin,
+)
+from audience_authz.policytools.messages import (
+    Problem,
+    condition_problems,
+    context_named_like_gathered,
+    did_you_mean,
+    fact_spec_problems,
+    invariant_problems,
+    located,
+    never_gathered,
+)
 
 POINT_BUDGET = 150_000
 REQUEST_TOKENS = ["r_rel", "r_act", "r_f"]
@@ -127,7 +145,7 @@ def _model_problems(directory: Path) -> list[Problem]:
     found = []
 
     def value(sec: str):
-        return model[sec][sec] if sec in model.keys() and sec in model[sec] else None
+        return model[sec][sec] if sec in model and sec in model[sec] else None
 
     r, p, e, m = value("r"), value("p"), value("e"), value("m")
     if r is None or r.tokens != REQUEST_TOKENS:
@@ -483,7 +501,8 @@ class _Search:
                 continue
             if decision.rule is None or decision.rule.line != line:
                 got = decision.rule.line if decision.rule else "no line"
-                found.append(("model.conf", _model_line(self.policy.directory, "m"), f"the enforcer decides ({rel}, {act}) when {_describe(point)}"
+                found.append(("model.conf", _model_line(self.policy.directory, "m"),
+                              f"the enforcer decides ({rel}, {act}) when {_describe(point)}"
                               f" by {got}, not by policy.csv line {line} as a first-match list would"))
         return found
 

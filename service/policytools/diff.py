@@ -21,8 +21,8 @@ import datetime
 import json
 from dataclasses import dataclass, field
 
-from audience_authz.store.models import DecisionLog
 from audience_authz.engine.policy import Policy
+from audience_authz.store.models import DecisionLog
 
 KINDS = ("allow->deny", "deny->allow", "reason", "effects")
 
@@ -85,7 +85,8 @@ class Report:
     def as_dict(self) -> dict:
         return {
             "candidate_version": self.candidate_version, "baseline_version": self.baseline_version,
-            "only_version": self.only_version, "replayed": self.replayed, "changed": self.changed, "unchanged": self.replayed - self.changed,
+            "only_version": self.only_version, "replayed": self.replayed, "changed": self.changed,
+            "unchanged": self.replayed - self.changed,
             "skipped": self.skipped, "decision_ids": {"from": self.first_id, "to": self.last_id},
             "by_kind": {k: sum(g.count for g in self.groups.values() if g.kind == k) for k in KINDS},
             "changes": [

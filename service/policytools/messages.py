@@ -337,9 +337,8 @@ def _dotted_problem(dotted: str, facts: list[str]) -> str | None:
             return None
         return (f"unknown fact {parts[2]!r} (r.f.{parts[2]}): facts.yaml does not declare it"
                 + did_you_mean(parts[2], facts))
-    if parts[0] == "r" and len(parts) >= 2 and parts[1] != "f" and len(parts) == 2:
-        if parts[1] in facts:
-            return f"{dotted!r} in the condition: did you mean r.f.{parts[1]}?"
+    if parts[0] == "r" and len(parts) >= 2 and parts[1] != "f" and len(parts) == 2 and parts[1] in facts:
+        return f"{dotted!r} in the condition: did you mean r.f.{parts[1]}?"
     if len(parts) >= 2 and parts[0] in ("r", "p") and parts[1] in ("rel", "act", "eft", "reason", "effects", "cond"):
         return (f"the condition reads {dotted!r}: a condition reads only facts (r.f.<name>); the line's"
                 " relation and action are its own first two columns")
@@ -352,7 +351,7 @@ def _type_problems(node: ast.Compare, facts_schema: dict) -> list[tuple[int, str
     """A fact compared with a value of another type (which would never be equal, or fail)."""
     operands = [node.left, *node.comparators]
     found = []
-    for i, op in enumerate(node.ops):
+    for i, _op in enumerate(node.ops):
         left, right = operands[i], operands[i + 1]
         for fact_node, other in ((left, right), (right, left)):
             name = _fact_name(fact_node)

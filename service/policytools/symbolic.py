@@ -52,7 +52,7 @@ class Outcome:
     effects: tuple[str, ...]
 
     @classmethod
-    def of(cls, rule: Rule | None) -> "Outcome":
+    def of(cls, rule: Rule | None) -> Outcome:
         if rule is None:
             return cls(None, "deny", NO_MATCH, ())
         effects = tuple(f"{n}:{a}" if a else n for n, a in rule.effects) if rule.eft == "allow" else ()
@@ -188,7 +188,7 @@ class Encoder:
 
     def _invariants_of(self, gathered: set[str]) -> list[z3.BoolRef]:
         found = []
-        for name, spec in self.policy.facts_schema.items():
+        for spec in self.policy.facts_schema.values():
             declared = spec.get("invariant") or []
             for text in [declared] if isinstance(declared, str) else declared:
                 found.append(self.condition(text))

@@ -29,8 +29,8 @@ from pathlib import Path
 import yaml
 import z3
 
-from audience_authz.engine.policy import Policy
 from audience_authz.engine.expressions import Compiled, ExpressionError, names_in
+from audience_authz.engine.policy import Policy
 from audience_authz.policytools.symbolic import Encoder, Outcome, Unsupported, asked_pairs
 from audience_authz.vocabulary import ACTIONS, RELATIONS
 

@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from audience_authz.store.models import (Account, AdGroup, AdGroupAudience, DecisionLog, Event, Share, database,
-                            utcnow)
-
+from audience_authz.store.models import Account, AdGroup, AdGroupAudience, DecisionLog, Event, Share, database, utcnow
 from tests.support.invariants import bound
 
 CHUNK = 400

@@ -21,10 +21,10 @@ import dataclasses
 import json
 from collections import Counter, defaultdict
 
-from audience_authz.store import db
 from audience_authz.engine.facts import Request, gather
-from audience_authz.store.models import database
 from audience_authz.engine.policy import Policy
+from audience_authz.store import db
+from audience_authz.store.models import database
 
 _POLICY = None
 

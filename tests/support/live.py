@@ -97,7 +97,7 @@ def postgres_database():
         admin = psycopg2.connect(admin_url, connect_timeout=3)
     except psycopg2.OperationalError as exc:
         if os.environ.get("AUDIENCE_AUTHZ_REQUIRE_POSTGRES"):
-            raise RuntimeError(f"PostgreSQL is required here but unreachable at {admin_url}: {exc}")
+            raise RuntimeError(f"PostgreSQL is required here but unreachable at {admin_url}: {exc}") from exc
         pytest.skip(f"PostgreSQL is not reachable at {admin_url} (set AUDIENCE_AUTHZ_TEST_POSTGRES): {exc}")
     admin.autocommit = True
     name = f"authz_test_{uuid.uuid4().hex[:12]}"

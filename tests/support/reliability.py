@@ -110,7 +110,7 @@ def raw_request(base_url: str, data: bytes, timeout: float = 10) -> tuple[int, s
         while True:
             try:
                 chunk = sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):
+            except (TimeoutError, ConnectionResetError):
                 break
             if not chunk:
                 break

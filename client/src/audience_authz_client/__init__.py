@@ -14,13 +14,46 @@ and 429: see ``audience_authz_client.client``.
 
 from audience_authz_client.client import BATCH_LIMIT, PAGE_LIMIT, AuthzClient, path, segment
 from audience_authz_client.errors import AuthzError, RateLimited, RequestError, Unavailable
-from audience_authz_client.types import (CLIENT_REASONS, Account, Action, AdGroup, AdGroupResult, Audience,
-                                         AudienceList, AudienceResult, BusinessCenter, Check, Decision,
-                                         DecisionEntry, DecisionPage, DecisionValue, DeleteResult, Denied,
-                                         DisconnectAudience, Effect, EffectType, EndShare, Event, EventPage,
-                                         EventSpan, EventType, MatrixAction, PauseAdGroup, PropagateUpdate, Reason,
-                                         ReasonCode, RemoveFromList, ShareEntry, ShareList, ShareLog,
-                                         ShareLogEntry, ShareResult, Source, StopResult, Targeting)
+from audience_authz_client.types import (
+                                         CLIENT_REASONS,
+                                         Account,
+                                         Action,
+                                         AdGroup,
+                                         AdGroupResult,
+                                         Audience,
+                                         AudienceList,
+                                         AudienceResult,
+                                         BusinessCenter,
+                                         Check,
+                                         Decision,
+                                         DecisionEntry,
+                                         DecisionPage,
+                                         DecisionValue,
+                                         DeleteResult,
+                                         Denied,
+                                         DisconnectAudience,
+                                         Effect,
+                                         EffectType,
+                                         EndShare,
+                                         Event,
+                                         EventPage,
+                                         EventSpan,
+                                         EventType,
+                                         MatrixAction,
+                                         PauseAdGroup,
+                                         PropagateUpdate,
+                                         Reason,
+                                         ReasonCode,
+                                         RemoveFromList,
+                                         ShareEntry,
+                                         ShareList,
+                                         ShareLog,
+                                         ShareLogEntry,
+                                         ShareResult,
+                                         Source,
+                                         StopResult,
+                                         Targeting,
+)
 
 __version__ = "0.3.0"
 __all__ = [

@@ -43,18 +43,41 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Sequence, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from audience_authz_client.errors import RateLimited, RequestError, Unavailable
-from audience_authz_client.types import (Account, AdGroup, AdGroupResult, Audience, AudienceList, AudienceResult,
-                                         BusinessCenter, Check, Decision, DecisionPage, DeleteResult, Denied,
-                                         Event, EventPage, EventType, MembersOp, Reason, ShareList, ShareLog,
-                                         ShareResult, Source, StopResult, Action, parse)
+from audience_authz_client.types import (
+    Account,
+    Action,
+    AdGroup,
+    AdGroupResult,
+    Audience,
+    AudienceList,
+    AudienceResult,
+    BusinessCenter,
+    Check,
+    Decision,
+    DecisionPage,
+    DeleteResult,
+    Denied,
+    Event,
+    EventPage,
+    EventType,
+    MembersOp,
+    Reason,
+    ShareList,
+    ShareLog,
+    ShareResult,
+    Source,
+    StopResult,
+    parse,
+)
 
 log = logging.getLogger("audience_authz_client")
 BATCH_LIMIT = 1000  # the most checks /v1/authorize/batch takes at once

@@ -126,7 +126,7 @@ class PropagateUpdate:
 
 # An effect of an allowed action, told apart by ``type``. An answer naming an effect type
 # this client does not know is malformed (the caller could not apply it): fail closed.
-Effect = Union[EndShare, RemoveFromList, DisconnectAudience, PauseAdGroup, PropagateUpdate]
+Effect = EndShare | RemoveFromList | DisconnectAudience | PauseAdGroup | PropagateUpdate
 EFFECT_CLASSES: dict[str, type] = {
     "end_share": EndShare, "remove_from_list": RemoveFromList, "disconnect_audience": DisconnectAudience,
     "pause_ad_group": PauseAdGroup, "propagate_update": PropagateUpdate,

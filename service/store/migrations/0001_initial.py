@@ -6,8 +6,17 @@ never change what this migration does (a later change gets a migration of its ow
 """
 import datetime
 
-from peewee import (AutoField, BooleanField, CharField, CompositeKey, DateTimeField, ForeignKeyField,
-                    IntegerField, Model, TextField)
+from peewee import (
+    AutoField,
+    BooleanField,
+    CharField,
+    CompositeKey,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
 
 
 def up(migrator, db):

@@ -65,27 +65,32 @@ def post_reload():
     return result.body()
 
 
+def _candidate_directory(body, serving, workdir: Path) -> Path:
+    """The candidate a body names: ``files`` over the policy in force (written to ``workdir``),
+    or an existing ``candidate_dir`` (400 when there is none)."""
+    if body.files is not None:
+        for name in ("model.conf", "policy.csv", "facts.yaml", "reasons.yaml"):
+            shutil.copyfile(serving.directory / name, workdir / name)
+        for name, content in body.files.items():
+            (workdir / name).write_text(content)
+        return workdir
+    directory = Path(body.candidate_dir)
+    try:
+        found = directory.is_dir()
+    except OSError:  # e.g. a name longer than the file system allows
+        found = False
+    if not found:
+        raise ApiError(400, "invalid_request", f"candidate_dir: no such directory {body.candidate_dir[:200]!r}")
+    return directory
+
+
 @api.post("/diff", operation_id="diffPolicy", tags=[POLICY], responses={200: R.DiffReport, 422: R.PolicyRefused},
           summary="Replay the decision log against a candidate policy: what would change")
 def post_diff(body: DiffBody):
     serving = current_app.extensions["authz"].policy
-    workdir = None
+    workdir = Path(tempfile.mkdtemp(prefix="audience-authz-candidate-"))
     try:
-        if body.files is not None:
-            workdir = Path(tempfile.mkdtemp(prefix="audience-authz-candidate-"))
-            for name in ("model.conf", "policy.csv", "facts.yaml", "reasons.yaml"):
-                shutil.copyfile(serving.directory / name, workdir / name)
-            for name, content in body.files.items():
-                (workdir / name).write_text(content)
-            directory = workdir
-        else:
-            directory = Path(body.candidate_dir)
-            try:
-                found = directory.is_dir()
-            except OSError:  # e.g. a name longer than the file system allows
-                found = False
-            if not found:
-                raise ApiError(400, "invalid_request", f"candidate_dir: no such directory {body.candidate_dir[:200]!r}")
+        directory = _candidate_directory(body, serving, workdir)
         problems = check_policy(directory)
         if problems:
             return {"error": {"code": "policy_refused", "message": "the candidate fails policy check",
@@ -105,8 +110,7 @@ def post_diff(body: DiffBody):
             answer["symbolic"] = regions.as_dict()
         return answer
     finally:
-        if workdir is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # -- shadow evaluation (engine/shadow.py) ------------------------------------------------------
@@ -181,20 +185,7 @@ def put_shadow(body: ShadowBody):
     serving = current_app.extensions["authz"].policy
     workdir = Path(tempfile.mkdtemp(prefix="audience-authz-shadow-"))
     try:
-        if body.files is not None:
-            for name in ("model.conf", "policy.csv", "facts.yaml", "reasons.yaml"):
-                shutil.copyfile(serving.directory / name, workdir / name)
-            for name, content in body.files.items():
-                (workdir / name).write_text(content)
-            directory = workdir
-        else:
-            directory = Path(body.candidate_dir)
-            try:
-                found = directory.is_dir()
-            except OSError:
-                found = False
-            if not found:
-                raise ApiError(400, "invalid_request", f"candidate_dir: no such directory {body.candidate_dir[:200]!r}")
+        directory = _candidate_directory(body, serving, workdir)
         problems = reloader.set_shadow(directory)
         if problems:
             return {"error": {"code": "policy_refused", "message": "the shadow candidate fails policy check",

@@ -59,12 +59,12 @@ class Attributes:
 
     def resource(self, req) -> dict:
         row = self.conn.execute(
-            "SELECT a.owner_account_id, a.type, a.source, a.status, seed.status, bc.cross_bc_allowlisted"
+            "SELECT a.owner_account_id, a.type, a.source, a.status, seed.status, seed.source, bc.cross_bc_allowlisted"
             " FROM audience a LEFT JOIN audience seed ON seed.id = a.seed_audience_id"
             " JOIN account o ON o.id = a.owner_account_id"
             " LEFT JOIN business_center bc ON bc.id = o.business_center_id WHERE a.id = ?",
             [req.audience_id]).fetchone()
-        owner, kind, source, status, seed_status, allowlisted = row or ("", "", "", "", "", False)
+        owner, kind, source, status, seed_status, seed_source, allowlisted = row or ("", "", "", "", "", "", False)
         recipients = [r for (r,) in self.conn.execute(
             "SELECT recipient_account_id FROM audience_share WHERE audience_id = ? AND status = 'active'",
             [req.audience_id])]
@@ -79,10 +79,12 @@ class Attributes:
         attr = {
             "known": row is not None, "owner": owner, "recipients": recipients, "type": kind,
             "source": source or "", "status": status, "seed_status": seed_status or "",
+            "seed_source": seed_source or "",
             "owner_bc_allowlisted": bool(allowlisted),
             "target": {"specified": req.target_account_id is not None, "id": req.target_account_id or "",
                        "known": target_known, "bc": target_bc},
-            "ad_group": {"known": group is not None, "account": group[0] if group else ""},
+            "ad_group": {"specified": req.ad_group_id is not None, "known": group is not None,
+                         "account": group[0] if group else ""},
             "attached_ad_groups": attached,
         }
         return {"kind": "audience", "id": req.audience_id, "attr": attr}

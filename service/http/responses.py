@@ -10,7 +10,7 @@ in docs/events.md).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, Field, RootModel, create_model
@@ -392,7 +392,7 @@ class _EventBase(BaseModel):
 
 
 EVENT_MODELS = tuple(_envelope(p) for p in EVENT_PAYLOADS)
-EventView = Annotated[EVENT_MODELS, Field(discriminator="type")]  # type: ignore[valid-type]
+EventView = Annotated[Union[EVENT_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007 - a Union of a tuple made at run time
 
 
 class EventPage(BaseModel):

@@ -145,7 +145,7 @@ def _model_problems(directory: Path) -> list[Problem]:
     found = []
 
     def value(sec: str):
-        return model[sec][sec] if sec in model and sec in model[sec] else None
+        return model[sec][sec] if sec in model.keys() and sec in model[sec] else None  # noqa: SIM118 - casbin's Model has no __contains__: `in` would loop on __getitem__ forever
 
     r, p, e, m = value("r"), value("p"), value("e"), value("m")
     if r is None or r.tokens != REQUEST_TOKENS:

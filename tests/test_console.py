@@ -254,6 +254,7 @@ def test_candidate_that_lets_recipients_reshare_counts_the_changed_decisions(pag
     expect(prop.locator(".counterexample")).to_contain_text("relation recipient, action share")
     expect(prop.locator(".counterexample")).to_contain_text("allow recipient_may_reshare")
     expect(page.locator("#properties tr[data-property='no_relation_no_access'] td.status")).to_have_text("proven")
+    page.locator("#safety").screenshot(path=str(ARTIFACTS / "console-safety.png"))  # docs/console.md shows it
     page.locator("#analysis summary", has_text="candidate's rules").click()  # its changed line: no passing case
     reshare = policy_line(Policy.load(), "recipient", "share", "reshare_forbidden")
     expect(page.locator(f"#line-{reshare} .untested")).to_be_visible()

@@ -292,6 +292,11 @@ def test_candidate_that_lets_recipients_reshare_counts_the_changed_decisions(pag
         page.click("#stop-shadow")
     expect(page.locator("#shadow-state")).to_have_text("none")
     assert api.ok(api.get("/v1/policy/shadow"))["active"] is False
+    page.set_input_files("#shadow-files", str(csv))  # the same candidate as an uploaded policy.csv
+    page.click("#set-shadow")
+    expect(page.locator("#shadow-version")).to_have_text(shadow_version)
+    page.click("#stop-shadow")
+    expect(page.locator("#shadow-state")).to_have_text("none")
 
     proofless = tmp_path / "proofless"  # a candidate without properties.yaml says so
     shutil.copytree(candidate, proofless)

@@ -238,7 +238,23 @@ def test_candidate_that_lets_recipients_reshare_counts_the_changed_decisions(pag
     expect(change.locator("td.count")).to_have_text(str(expected))
     expect(page.locator("#replay-summary [data-kind='deny->allow']")).to_contain_text(str(expected))
     expect(page.locator("#candidate-tests")).to_contain_text("fail")  # the shipped case expects the deny
-    expect(page.locator("#safety-placeholder")).to_be_visible()
+    # the symbolic diff: exactly one changed region, the recipient's share, with the replayed denials in it
+    regions = page.locator("#regions-table tr.region")
+    expect(regions).to_have_count(1)
+    region = regions.first
+    expect(region).to_have_attribute("data-relation", "recipient")
+    expect(region).to_have_attribute("data-action", "share")
+    expect(region.locator("td.kind")).to_have_text("deny->allow")
+    expect(region.locator("td.condition")).not_to_be_empty()
+    expect(region.locator("td.replayed")).to_contain_text(str(expected))
+    assert expected > 0
+    # the proofs: the property forbidding re-sharing fails, with the counterexample the candidate allows
+    prop = page.locator("#properties tr[data-property='recipient_cannot_manage']")
+    expect(prop.locator("td.status")).to_have_text("failed")
+    expect(prop.locator(".counterexample")).to_contain_text("relation recipient, action share")
+    expect(prop.locator(".counterexample")).to_contain_text("allow recipient_may_reshare")
+    expect(page.locator("#properties tr[data-property='no_relation_no_access'] td.status")).to_have_text("proven")
+    page.locator("#safety").screenshot(path=str(ARTIFACTS / "console-safety.png"))  # docs/console.md shows it
     page.locator("#analysis summary", has_text="candidate's rules").click()  # its changed line: no passing case
     reshare = policy_line(Policy.load(), "recipient", "share", "reshare_forbidden")
     expect(page.locator(f"#line-{reshare} .untested")).to_be_visible()
@@ -254,6 +270,41 @@ def test_candidate_that_lets_recipients_reshare_counts_the_changed_decisions(pag
     page.click("#reload")  # a full session may reload: the files on disk have not changed
     expect(page.locator("#reload-result")).to_contain_text("unchanged")
 
+    # a full session may shadow the candidate (what GET /v1/policy/shadow then reports), and stop it
+    expect(page.locator("#shadow-state")).to_have_text("none")
+    page.fill("#shadow-directory", str(candidate))
+    page.click("#set-shadow")
+    expect(page.locator("#shadow-state")).to_have_text("active")
+    shadow_version = Policy.load(candidate).version
+    expect(page.locator("#shadow-version")).to_have_text(shadow_version)
+    assert api.ok(api.get("/v1/policy/shadow"))["shadow_version"] == shadow_version
+    try:
+        summary, deadline = {}, time.monotonic() + 10  # every worker takes the shadow up at its next poll
+        while not summary.get("disagreements") and time.monotonic() < deadline:
+            api.authorize(w.recipient, "share", w.A, target_account_id=w.peer)  # denied; the shadow allows it
+            summary = api.ok(api.get("/v1/policy/shadow"))
+        assert summary["disagreements"] > 0
+        page.goto("/console/candidate")
+        row = page.locator("#shadow-by tr", has_text="allow recipient_may_reshare")
+        expect(row).to_contain_text("deny reshare_forbidden")
+        assert int(row.locator("td.count").inner_text()) >= summary["disagreements"]
+    finally:
+        page.click("#stop-shadow")
+    expect(page.locator("#shadow-state")).to_have_text("none")
+    assert api.ok(api.get("/v1/policy/shadow"))["active"] is False
+    page.set_input_files("#shadow-files", str(csv))  # the same candidate as an uploaded policy.csv
+    page.click("#set-shadow")
+    expect(page.locator("#shadow-version")).to_have_text(shadow_version)
+    page.click("#stop-shadow")
+    expect(page.locator("#shadow-state")).to_have_text("none")
+
+    proofless = tmp_path / "proofless"  # a candidate without properties.yaml says so
+    shutil.copytree(candidate, proofless)
+    (proofless / "properties.yaml").unlink()
+    page.fill("#directory", str(proofless))
+    page.click("#analyse")
+    expect(page.locator("#no-properties")).to_be_visible()
+
 
 def test_check_scoped_session_cannot_reload(page, live):
     log_in(page, CHECK)
@@ -267,6 +318,12 @@ def test_check_scoped_session_cannot_reload(page, live):
     assert "read-only" in answer.text()
     probe = page.request.post("/console/candidate", form={"csrf_token": token, "directory": "/etc"})
     assert probe.status == 403  # nor read a directory of the server (uploads it may analyse)
+    expect(page.locator("#set-shadow")).to_have_count(0)  # nor set or stop a shadow
+    expect(page.locator("#shadow-read-only")).to_be_visible()
+    for path, form in (("/console/shadow", {"directory": str(Policy.load().directory)}), ("/console/shadow/stop", {})):
+        refused = page.request.post(path, form={"csrf_token": token, **form})
+        assert refused.status == 403 and "read-only" in refused.text(), path
+    assert Api(live.base_url, FULL).ok(Api(live.base_url, FULL).get("/v1/policy/shadow"))["active"] is False
     forged = page.request.post("/console/reload", form={"csrf_token": "forged"})
     assert forged.status == 400  # and no form goes through without its CSRF token
 

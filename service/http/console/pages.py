@@ -22,8 +22,10 @@ from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.facts import Request
 from audience_authz.engine.policy import Policy, PolicyError
 from audience_authz.http.console import access, bp, policyview, queries
+from audience_authz.http.policy_routes import _shadow_summary as shadow_summary
 from audience_authz.http.schemas import AuthorizeBody
 from audience_authz.policytools import diff as policydiff
+from audience_authz.policytools import symdiff, verify
 from audience_authz.policytools.check import check_policy
 from audience_authz.vocabulary import ACTIONS, AUDIENCE_ACTIONS, POLICY_FILES
 
@@ -221,21 +223,31 @@ def _policy_dir() -> Path:
 
 def _candidate_page(**context):
     return render_template("candidate.html", title="Candidate", replay_max=REPLAY_MAX, policy_dir=_policy_dir(),
-                           **{"directory": "", "last": REPLAY_DEFAULT, "analysis": None, "reload": None, **context})
+                           shadow=shadow_summary(),
+                           **{"directory": "", "last": REPLAY_DEFAULT, "analysis": None, "reload": None,
+                              "shadow_problems": None, **context})
 
 
-def _analyse_uploads(uploads, last: int) -> dict:
-    """Uploaded policy files, each replacing that file of the serving policy (its tests/
-    too), analysed as a directory (as POST /v1/policy/diff does with ``files``)."""
+def _uploaded(uploads, work) -> tuple[list[str], str | None]:
+    """The serving policy's directory (its tests/ too) copied to ``work``, each uploaded
+    file replacing its namesake (as the API's ``files`` do); the names, or an error."""
     names = [Path(f.filename).name for f in uploads]
     unknown = [n for n in names if n not in POLICY_FILES]
     if unknown:
-        return {"error": f"not a policy file: {', '.join(unknown)} (give {', '.join(POLICY_FILES)})"}
+        return names, f"not a policy file: {', '.join(unknown)} (give {', '.join(POLICY_FILES)})"
+    shutil.copytree(_authz().policy.directory, work)
+    for name, upload in zip(names, uploads):
+        upload.save(work / name)
+    return names, None
+
+
+def _analyse_uploads(uploads, last: int) -> dict:
+    """Uploaded policy files analysed as a directory (as POST /v1/policy/diff does with ``files``)."""
     with tempfile.TemporaryDirectory(prefix="audience-authz-console-candidate-") as workdir:
         work = Path(workdir) / "candidate"
-        shutil.copytree(_authz().policy.directory, work)
-        for name, upload in zip(names, uploads):
-            upload.save(work / name)
+        names, error = _uploaded(uploads, work)
+        if error:
+            return {"error": error}
         analysis = _analyse(str(work), last)
         analysis["uploaded"] = names
         return analysis
@@ -261,7 +273,21 @@ def _analyse(directory: str, last: int) -> dict:
     view = policyview.build(candidate, coverage=True)
     serving = _authz().policy
     report = policydiff.replay(policydiff.select(last).iterator(), candidate, serving, examples=3)
-    return {"view": view, "replay": report.as_dict(), "candidate_version": candidate.version}
+    # what POST /v1/policy/diff with "symbolic": true answers, and what `policy verify` proves
+    regions = symdiff.symbolic_diff(serving, candidate)
+    symdiff.count_replayed(regions, policydiff.select(last).iterator(), serving, candidate, 3)
+    return {"view": view, "replay": report.as_dict(), "candidate_version": candidate.version,
+            "symbolic": regions.as_dict(), "proofs": _proofs(candidate)}
+
+
+def _proofs(candidate: Policy) -> dict | None:
+    """The candidate's properties.yaml verified against it (None when it has none)."""
+    if not (candidate.directory / verify.PROPERTIES_FILE).is_file():
+        return None
+    report = verify.run(candidate)
+    return {"problems": report.problems, "results": [
+        {**r.as_dict(), "described": verify.describe(r.counterexample) if r.counterexample else ""}
+        for r in report.results]}
 
 
 @bp.post("/reload")
@@ -269,6 +295,36 @@ def reload():
     access.require_write()
     result = current_app.extensions["policy_reloader"].reload("console")
     return _candidate_page(reload=result.body())
+
+
+@bp.post("/shadow")
+def shadow():
+    """Decide every live request with a candidate too (as PUT /v1/policy/shadow): a
+    directory on the server, or uploaded files replacing those of the serving policy."""
+    access.require_write()
+    reloader = current_app.extensions["policy_reloader"]
+    uploads = [f for f in request.files.getlist("files") if f.filename]
+    directory = (request.values.get("directory") or "").strip()
+    with tempfile.TemporaryDirectory(prefix="audience-authz-console-shadow-") as workdir:
+        if uploads:
+            work = Path(workdir) / "candidate"
+            _, error = _uploaded(uploads, work)
+            problems = [("upload", 0, error)] if error else reloader.set_shadow(work)
+        else:
+            try:
+                found = bool(directory) and Path(directory).is_dir()
+            except (OSError, ValueError):
+                found = False
+            problems = reloader.set_shadow(directory) if found else [
+                ("directory", 0, f"no such directory on the server: {directory[:200]!r}")]
+    return _candidate_page(directory=directory, shadow_problems=problems), 400 if problems else 200
+
+
+@bp.post("/shadow/stop")
+def stop_shadow():
+    access.require_write()
+    current_app.extensions["policy_reloader"].clear_shadow()
+    return _candidate_page()
 
 
 # -- Events -------------------------------------------------------------------------------

@@ -31,6 +31,25 @@ class ExpressionError(ValueError):
 PARSING = threading.RLock()
 
 
+def comparisons(condition: str):
+    """For each comparison in ``condition``: the facts it compares (``r.f.<name>`` as
+    ``<name>``) and the literal values it compares them with. The policy tools split each
+    fact's domain at these values (the check's search, the solver's string domains)."""
+    for node in ast.walk(ast.parse(condition.strip(), mode="eval")):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        facts = [text[4:] for text in (ast.unparse(o) for o in operands if isinstance(o, ast.Attribute))
+                 if text.startswith("r.f.")]
+        literals = []
+        for o in operands:
+            if isinstance(o, ast.Constant):
+                literals.append(o.value)
+            elif isinstance(o, (ast.Tuple, ast.List)):
+                literals += [e.value for e in o.elts if isinstance(e, ast.Constant)]
+        yield facts, literals
+
+
 def names_in(expr: str) -> set[str]:
     """The dotted names an expression reads, e.g. {'r.f.same_bc', 'p.rel'}."""
     found = set()

@@ -31,7 +31,7 @@ from casbin.model import Model
 
 from audience_authz import contract
 from audience_authz.engine.context import is_context
-from audience_authz.engine.expressions import Compiled, ExpressionError, names_in
+from audience_authz.engine.expressions import Compiled, ExpressionError, comparisons, names_in
 from audience_authz.engine.policy import (
     ACTIONS,
     AUDIENCE_ACTIONS,
@@ -379,17 +379,7 @@ class _Search:
         with (and its neighbours, for numbers), then one value no condition names."""
         values: dict[str, list] = {n: [d] for n, d in self.defaults.items()}
         for rule in self.rules:
-            for node in ast.walk(ast.parse(rule.cond.strip(), mode="eval")):
-                if not isinstance(node, ast.Compare):
-                    continue
-                operands = [node.left, *node.comparators]
-                facts = [n[4:] for o in operands for n in names_in(ast.unparse(o)) if isinstance(o, ast.Attribute)]
-                literals = []
-                for o in operands:
-                    if isinstance(o, ast.Constant):
-                        literals.append(o.value)
-                    elif isinstance(o, (ast.Tuple, ast.List)):
-                        literals += [e.value for e in o.elts if isinstance(e, ast.Constant)]
+            for facts, literals in comparisons(rule.cond):
                 for fact in facts:
                     if fact in values:
                         values[fact] += literals

@@ -32,6 +32,7 @@ import z3
 
 from audience_authz import contract
 from audience_authz.engine import context
+from audience_authz.engine.expressions import comparisons
 from audience_authz.engine.policy import Policy, Rule
 from audience_authz.vocabulary import FACT_TYPES
 
@@ -162,17 +163,7 @@ class Encoder:
 
     def _collect_literals(self, text: str) -> None:
         """The string literals each fact is compared with (to say "a value no line names")."""
-        for node in ast.walk(ast.parse(text.strip(), mode="eval")):
-            if not isinstance(node, ast.Compare):
-                continue
-            operands = [node.left, *node.comparators]
-            names = [_dotted(o)[4:] for o in operands if isinstance(o, ast.Attribute)]
-            found = []
-            for o in operands:
-                if isinstance(o, ast.Constant):
-                    found.append(o.value)
-                elif isinstance(o, (ast.Tuple, ast.List)):
-                    found += [e.value for e in o.elts if isinstance(e, ast.Constant)]
+        for names, found in comparisons(text):
             for name in names:
                 if name in self.literals:
                     self.literals[name] |= set(found)

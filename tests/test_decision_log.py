@@ -6,6 +6,7 @@ multi-worker server stops (full tier)."""
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg2
@@ -27,6 +28,16 @@ def test_authorize_decisions_are_in_the_feed_right_away(api):
     by_id = {d["decision_id"]: d for d in page["decisions"]}
     assert by_id[asked[0]]["decision"] == "allow" and by_id[asked[0]]["relation"] == "owner"
     assert by_id[asked[-1]]["reasons"][0]["code"] == "no_access"
+
+
+def test_decision_ids_are_time_ordered_uuids(api):
+    # UUIDv7 (docs/spec.md): later decisions sort after earlier ones, so the log's unique
+    # index grows at its right edge; an id is never reused
+    w = world_factory(api)
+    ids = [api.ok(api.authorize(w.owner, "view", w.A))["decision_id"] for _ in range(20)]
+    assert all(uuid.UUID(hex=i).version == 7 and len(i) == 32 for i in ids)
+    stamps = [uuid.UUID(hex=i).int >> 80 for i in ids]  # the 48-bit millisecond timestamp
+    assert stamps == sorted(stamps) and len(set(ids)) == len(ids)
 
 
 @pytest.mark.full

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
 from dataclasses import dataclass, field
 
 import orjson
+import uuid_utils
 
 from audience_authz import metrics
 from audience_authz.contract import APPLIED_TO_AD_GROUPS
@@ -75,7 +75,7 @@ class Authorizer:
             raise
         if self.failing is not None and self.failing["policy_version"] != policy.version:
             self.failing = None  # a decision of another policy succeeded: that one decides
-        outcome = Outcome(req, decision, gathered, uuid.uuid4().hex, policy.version)
+        outcome = Outcome(req, decision, gathered, decision_id(), policy.version)
         shadow = self.shadow
         if shadow is not None:  # decided again by the candidate; the answer stays this one
             shadow.compare(gathered.relation, req.action, gathered.facts, decision, outcome.decision_id)
@@ -97,6 +97,13 @@ class Authorizer:
             log_decision(outcome)
             metrics.decision(req.action, decision.decision, decision.reason)
         return outcome
+
+
+def decision_id() -> str:
+    """A new decision's id: a UUIDv7 as 32 hex digits. Time-ordered, so that each row of the
+    decision log goes to the right edge of its unique index instead of a random page (on a
+    large log, a third of the cost of a random uuid4's insert; docs/performance.md)."""
+    return uuid_utils.uuid7().hex
 
 
 def explanation(policy: Policy, gathered: Gathered, decision: Decision, supplied=context.EMPTY) -> dict:

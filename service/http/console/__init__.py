@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 
 from flask import Blueprint
+from flask.sessions import SecureCookieSessionInterface
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "/console"
@@ -26,11 +27,23 @@ bp = Blueprint("console", __name__, url_prefix=PREFIX, template_folder="template
                static_folder="static", static_url_path="/static")
 
 
+class ConsoleSessions(SecureCookieSessionInterface):
+    """Flask opens the session on every request; only the console has one. Elsewhere the
+    session is Flask's null session (nothing read, nothing signed, nothing saved): the API's
+    requests carry no cookie, and not looking for one is a visible share of a short request."""
+
+    def open_session(self, app, request):
+        if request.path == PREFIX or request.path.startswith(PREFIX + "/"):
+            return super().open_session(app, request)
+        return None
+
+
 def register(app, settings) -> None:
     """Mount the console on ``app``: session settings, the access checks, the pages."""
     from audience_authz.http.console import access, pages, policyview  # noqa: F401 - their routes join bp
 
     app.secret_key = settings.console_secret.get_secret_value()
+    app.session_interface = ConsoleSessions()
     app.config.update(
         SESSION_COOKIE_NAME="audience_authz_console",
         SESSION_COOKIE_PATH=PREFIX,  # the API's requests never carry it

@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CERBOS_VERSION := 0.55.0
 CERBOS_STAMP := bench/.cerbos/.installed-$(CERBOS_VERSION)
 
-.PHONY: install run demo test test-fast policy-check policy-test policy-verify clean bench bench-quick bench-install bench-docs stress
+.PHONY: install run demo test test-fast policy-check policy-test policy-verify clean bench bench-quick bench-install bench-docs stress stress-docs
 
 # the developer's venv: editable, with the test extras; a production host installs only
 # '.[postgresql]' (docs/operations.md, checked by tests/test_operations_doc.py)
@@ -98,7 +98,8 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	touch $@
 
 # The reliability tests at long sizes (make test runs them small); override any size, e.g.
-# `make stress STRESS_SECONDS=300`. Prints each run's figures.
+# `make stress STRESS_SECONDS=300`. Writes each test's figures to stress-results.json and
+# then the "Figures of the last `make stress`" section of docs/reliability.md from it.
 STRESS_SECONDS ?= 60
 STRESS_THREADS ?= 24
 STRESS_WORKERS ?= 3
@@ -107,10 +108,19 @@ STRESS_FANOUT ?= 10000
 STRESS_FUZZ_EXAMPLES ?= 200
 STRESS_MACHINE_EXAMPLES ?= 60
 STRESS_MACHINE_STEPS ?= 40
+# the figures cover both databases; `make stress STRESS_REQUIRE_POSTGRES=` lets PostgreSQL be skipped
+STRESS_REQUIRE_POSTGRES ?= 1
 stress: install
+	rm -f stress-results.json
 	AUDIENCE_AUTHZ_STRESS_SECONDS=$(STRESS_SECONDS) AUDIENCE_AUTHZ_STRESS_THREADS=$(STRESS_THREADS) \
 	AUDIENCE_AUTHZ_STRESS_WORKERS=$(STRESS_WORKERS) AUDIENCE_AUTHZ_STRESS_ROUNDS=$(STRESS_ROUNDS) \
 	AUDIENCE_AUTHZ_STRESS_FANOUT=$(STRESS_FANOUT) AUDIENCE_AUTHZ_STRESS_FUZZ_EXAMPLES=$(STRESS_FUZZ_EXAMPLES) \
 	AUDIENCE_AUTHZ_STRESS_MACHINE_EXAMPLES=$(STRESS_MACHINE_EXAMPLES) \
 	AUDIENCE_AUTHZ_STRESS_MACHINE_STEPS=$(STRESS_MACHINE_STEPS) \
+	AUDIENCE_AUTHZ_STRESS_RESULTS=$(CURDIR)/stress-results.json AUDIENCE_AUTHZ_REQUIRE_POSTGRES=$(STRESS_REQUIRE_POSTGRES) \
 	$(BIN)/pytest -s -q tests/test_concurrency.py tests/test_faults.py tests/test_pg_terminate.py tests/test_fuzz.py
+	$(MAKE) stress-docs
+
+# docs/reliability.md's figures section, rewritten from stress-results.json
+stress-docs: install
+	$(BIN)/python -m tests.support.stress_report

@@ -19,6 +19,7 @@ import pytest
 from tests.support import Api
 from tests.support.invariants import check_invariants
 from tests.support.reliability import DATABASES, TOKEN, private_server, retries_logged, size
+from tests.support.stress_results import record, server_errors
 
 pytestmark = pytest.mark.full  # server processes: the full tier
 
@@ -159,9 +160,13 @@ def test_many_clients_against_several_workers_lose_nothing(kind, tmp_path):
         by_kind = Counter()
         for (op, status), n in stats.items():
             by_kind[f"{op}:{status}"] += n
+        retries = retries_logged(live)
         print(f"\nSTRESS {kind}: {done} requests in {seconds}s by {threads} threads against {workers} workers; "
-              f"{retries_logged(live)} transaction retries; {len(consumed)} events read by a concurrent "
+              f"{retries} transaction retries; {len(consumed)} events read by a concurrent "
               f"feed reader; {len(violations)} invariant violations; {len(failures)} 5xx\n  {dict(by_kind)}")
+        record("concurrent load", kind, requests=done, errors=len(failures) + len(feed_errors),
+               invariant_violations=len(violations), seconds=seconds, threads=threads, workers=workers,
+               transaction_retries=retries, events_read=len(consumed))
         assert not failures, failures[:5]
         assert not feed_errors, feed_errors
         assert violations == []
@@ -178,9 +183,11 @@ def test_recipient_applying_while_owner_stops_sharing_never_keeps_the_audience(k
         world = _setup(api, "r")
         owner, recipient = world["owners"][0], world["recipients"][0]
         audience = world["audiences"][owner][0]
-        outcomes = Counter()
+        outcomes, statuses = Counter(), Counter()
         for i in range(rounds):
-            api.ok(api.post(f"/v1/audiences/{audience}/shares", {"account_ids": [recipient]}, account=owner), 201)
+            shared = api.post(f"/v1/audiences/{audience}/shares", {"account_ids": [recipient]}, account=owner)
+            statuses[shared.status] += 1
+            api.ok(shared, 201)
             barrier, answers = threading.Barrier(2), {}
             apply_api, stop_api = Api(live.base_url, TOKEN), Api(live.base_url, TOKEN)
 
@@ -198,9 +205,10 @@ def test_recipient_applying_while_owner_stops_sharing_never_keeps_the_audience(k
                 t.start()
             for t in both:
                 t.join()
+            group = api.get(f"/v1/ad-groups/race_{i}", account=recipient)
+            statuses.update(a.status for a in (answers["apply"], answers["stop"], group))
             assert answers["stop"].status == 200, answers["stop"].body
             assert answers["apply"].status in (200, 403), answers["apply"].body
-            group = api.get(f"/v1/ad-groups/race_{i}", account=recipient)
             if answers["apply"].status == 200:
                 outcomes["applied, then disconnected"] += 1
                 assert audience not in group.body["include"], group.body
@@ -210,8 +218,12 @@ def test_recipient_applying_while_owner_stops_sharing_never_keeps_the_audience(k
                 outcomes["stopped first, apply denied"] += 1
                 assert answers["apply"].codes == ["unknown_audience"]  # no longer shared (docs/visibility.md)
                 assert group.status == 404
-        print(f"\nRACE {kind}: {rounds} rounds: {dict(outcomes)}; {retries_logged(live)} transaction retries")
-        assert check_invariants(url, api) == []
+        retries, violations = retries_logged(live), check_invariants(url, api)
+        print(f"\nRACE {kind}: {rounds} rounds: {dict(outcomes)}; {retries} transaction retries")
+        record("apply against stop sharing", kind, requests=sum(statuses.values()),
+               errors=server_errors(statuses),
+               invariant_violations=len(violations), rounds=rounds, transaction_retries=retries, outcomes=dict(outcomes))
+        assert violations == []
 
 
 @pytest.mark.parametrize("kind", DATABASES)
@@ -222,7 +234,7 @@ def test_racing_upserts_of_one_new_ad_group_never_mix_accounts_or_targeting(kind
     with private_server(kind, tmp_path, extra_args=["--workers", "3", "--threads", "4"]) as (url, live, api):
         world = _setup(api, "u")
         (x, y), audiences = world["owners"], world["audiences"]
-        wins = Counter()
+        wins, statuses = Counter(), Counter()
         for i in range(rounds):
             group = f"contested_{i}"
             asks = [(x, {"name": "x1", "include": [audiences[x][0]]}),
@@ -240,8 +252,11 @@ def test_racing_upserts_of_one_new_ad_group_never_mix_accounts_or_targeting(kind
                 t.start()
             for t in racers:
                 t.join()
+            statuses.update(a.status for a in answers)
             assert all(a.status in (200, 403) for a in answers), [a.body for a in answers]
-            owner = api.ok(api.get(f"/v1/ad-groups/{group}", account=x if answers[0].status == 200 else y))
+            read = api.get(f"/v1/ad-groups/{group}", account=x if answers[0].status == 200 else y)
+            statuses[read.status] += 1
+            owner = api.ok(read)
             wins[owner["account_id"]] += 1
             for (account, _body), answer in zip(asks, answers):
                 assert (answer.status == 200) == (account == owner["account_id"]), (account, answer.body)
@@ -250,5 +265,9 @@ def test_racing_upserts_of_one_new_ad_group_never_mix_accounts_or_targeting(kind
             mine = [body for account, body in asks if account == owner["account_id"]]
             assert any(owner["name"] == b["name"] and owner["include"] == b["include"]
                        and owner["exclude"] == b.get("exclude", []) for b in mine), owner
-        print(f"\nUPSERT RACE {kind}: {rounds} rounds, owners: {dict(wins)}; {retries_logged(live)} retries")
-        assert check_invariants(url, api) == []
+        retries, violations = retries_logged(live), check_invariants(url, api)
+        print(f"\nUPSERT RACE {kind}: {rounds} rounds, owners: {dict(wins)}; {retries} retries")
+        record("racing creations of one ad group", kind, requests=sum(statuses.values()),
+               errors=server_errors(statuses),
+               invariant_violations=len(violations), rounds=rounds, transaction_retries=retries)
+        assert violations == []

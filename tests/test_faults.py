@@ -20,6 +20,7 @@ from tests.support import Api, LiveServer, _postgres_admin_url, world_factory
 from tests.support.bulk import fan_out
 from tests.support.invariants import check_invariants
 from tests.support.reliability import DATABASES, TOKEN, fresh_database, kill_hard, query, size
+from tests.support.stress_results import record
 
 pytestmark = pytest.mark.full  # server processes: the full tier
 
@@ -78,7 +79,7 @@ def test_sigkill_during_a_large_stop_sharing_applies_all_or_nothing(kind, tmp_pa
         body = api.ok(api.delete(f"/v1/audiences/{audience}/shares", account=w.owner))
         duration = time.monotonic() - started
         assert len(body["stopped"]) == n and _targeting_of(url, groups, audience) == 0
-        outcomes = []
+        outcomes, statuses = [], [200]  # the full stop sharing above answered 200
         for delay, (audience, groups) in zip(KILL_DELAYS, trials[1:]):
             answer = {}
 
@@ -105,16 +106,24 @@ def test_sigkill_during_a_large_stop_sharing_applies_all_or_nothing(kind, tmp_pa
             outcome = {"delay": delay, "answered": "status" in answer, "groups_still_targeting": remaining,
                        "active_shares": shares}
             outcomes.append(outcome)
-            assert (remaining, shares) in ((n, n), (0, 0)), outcome  # all or nothing
-            if remaining == n:  # nothing applied: the stop sharing can simply be asked again
-                body = api.ok(api.delete(f"/v1/audiences/{audience}/shares", account=w.owner))
-                assert len(body["stopped"]) == n and _targeting_of(url, groups, audience) == 0
+            statuses += [answer["status"]] if "status" in answer else []
+            if (remaining, shares) == (n, n):  # nothing applied: the stop sharing can simply be asked again
+                again = api.delete(f"/v1/audiences/{audience}/shares", account=w.owner)
+                statuses.append(again.status)
+                assert len(api.ok(again)["stopped"]) == n and _targeting_of(url, groups, audience) == 0
         try:
-            assert check_invariants(url, api) == []
+            violations = check_invariants(url, api)
         finally:
             live.stop()
         print(f"\nKILL {kind}: {n} recipient ad groups; a full stop sharing took {duration:.2f}s; "
               f"SIGKILL outcomes: {outcomes}")
+        half_applied = [o for o in outcomes if (o["groups_still_targeting"], o["active_shares"]) not in ((n, n), (0, 0))]
+        record("SIGKILL during a stop sharing", kind, requests=len(statuses) + len(outcomes) - sum(
+               o["answered"] for o in outcomes), errors=sum(status >= 500 for status in statuses),
+               invariant_violations=len(violations), recipient_ad_groups=n, stop_sharing_s=round(duration, 2),
+               kills=len(outcomes), half_applied=len(half_applied))
+        assert half_applied == [], half_applied  # all or nothing
+        assert violations == []
         assert not outcomes[0]["answered"]  # killed while its transaction was open: no answer came
 
 

@@ -8,6 +8,7 @@ AUDIENCE_AUTHZ_STRESS_MACHINE_EXAMPLES and _MACHINE_STEPS (hypothesis state mach
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from tests.support import Api
 from tests.support.invariants import check_invariants
 from tests.support.reliability import DATABASES, TOKEN, private_server, server_log, size
+from tests.support.stress_results import record
 
 pytestmark = pytest.mark.full  # server processes: the full tier
 
@@ -42,12 +44,18 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_document(k
         failures = run.stdout.find("FAILURES")  # the failures' details, else the summary
         summary = run.stdout[failures:failures + 6000] if failures >= 0 else run.stdout[-3000:]
         generated = re.search(r"(\d+) generated", run.stdout)
+        found = re.search(r"(\d+) unique failures?", run.stdout)
+        answers = [json.loads(line) for line in server_log(live).splitlines() if '"audience_authz.access"' in line]
+        violations = check_invariants(url, api)
         print(f"\nSCHEMATHESIS {kind}: {generated.group(0) if generated else '?'} "
               f"({examples} examples per operation); exit {run.returncode}")
+        record("schemathesis", kind, requests=len(answers), errors=sum(a["status"] >= 500 for a in answers),
+               invariant_violations=len(violations), fuzz_cases=int(generated.group(1)) if generated else 0,
+               examples_per_operation=examples, failures=int(found.group(1)) if found else 0)
         assert run.returncode == 0, summary + run.stderr[-2000:]
         assert generated and int(generated.group(1)) > 500, summary
         assert "Traceback" not in server_log(live)
-        assert check_invariants(url, api) == []
+        assert violations == []
 
 
 # -- random sequences of actions by random accounts --------------------------------------
@@ -61,6 +69,7 @@ class Actions(RuleBasedStateMachine):
     base_url: str = ""
     database_url: str = ""
     steps = 0
+    server_errors = 0
 
     def __init__(self):
         super().__init__()
@@ -80,6 +89,7 @@ class Actions(RuleBasedStateMachine):
     def call(self, method, path, json=None, account=None):
         r = self.api.call(method, path, json=json, account=account)
         Actions.steps += 1
+        Actions.server_errors += r.status >= 500
         assert r.status < 500, (method, path, json, account, r.status, r.body)
         return r
 
@@ -163,12 +173,15 @@ class Actions(RuleBasedStateMachine):
 @pytest.mark.parametrize("kind", DATABASES)
 def test_random_action_sequences_keep_every_invariant(kind, tmp_path):
     with private_server(kind, tmp_path) as (url, live, api):
-        Actions.base_url, Actions.database_url, Actions.steps = live.base_url, url, 0
+        Actions.base_url, Actions.database_url, Actions.steps, Actions.server_errors = live.base_url, url, 0, 0
         examples, steps = size("machine_examples", 12), size("machine_steps", 20)
         run_state_machine_as_test(Actions, settings=settings(
             max_examples=examples, stateful_step_count=steps, deadline=None, derandomize=False,
             suppress_health_check=list(HealthCheck), database=None))
+        violations = check_invariants(url, api)
         print(f"\nHYPOTHESIS {kind}: {examples} sequences of up to {steps} steps, "
               f"{Actions.steps} requests, invariants checked after each step")
+        record("hypothesis state machine", kind, requests=Actions.steps, errors=Actions.server_errors,
+               invariant_violations=len(violations), fuzz_cases=examples, steps_up_to=steps)
         assert Actions.steps > examples
-        assert check_invariants(url, api) == []
+        assert violations == []

@@ -22,6 +22,7 @@ from tests.support import Api, _postgres_admin_url, world_factory
 from tests.support.bulk import fan_out
 from tests.support.invariants import check_invariants
 from tests.support.reliability import TOKEN, private_server, query, server_log, size
+from tests.support.stress_results import record, server_errors
 
 pytestmark = pytest.mark.full
 
@@ -132,5 +133,10 @@ def test_terminated_backends_leave_nothing_partial_and_the_service_recovers(tmp_
             if _state_of(url, audience, groups) == (n, n):
                 assert len(api.ok(api.delete(f"/v1/audiences/{audience}/shares", account=w.owner))["stopped"]) == n
             assert _state_of(url, audience, groups) == (0, 0)
-        assert check_invariants(url, api) == []
+        violations = check_invariants(url, api)
+        record("backends terminated during actions", "postgresql", requests=sum(statuses.values()),
+               errors=server_errors(statuses) - statuses[503], invariant_violations=len(violations),
+               unavailable_503=statuses[503], seconds=seconds, terminations=kills, backends_terminated=terminated,
+               large_stop_sharings=len(big), recipient_ad_groups=n, recovered_s=round(recovered, 2))
+        assert violations == []
         assert "unhandled error" not in server_log(live)

@@ -4,10 +4,9 @@ are cut short with a cursor that continues, and the access log shows the status 
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
+from tests.support.ops import json_lines
 from tests.support.reliability import DATABASES, private_server, server_log
 
 pytestmark = pytest.mark.full  # server processes: the full tier
@@ -34,13 +33,8 @@ def _feed(api, after: int, last: int) -> list[dict]:
 
 
 def _access_lines(live, path: str) -> list[dict]:
-    lines = []
-    for line in server_log(live).splitlines():
-        if line.startswith("{"):
-            record = json.loads(line)
-            if record.get("logger") == "audience_authz.access" and record.get("path") == path:
-                lines.append(record)
-    return lines
+    return [r for r in json_lines(server_log(live)) if r.get("logger") == "audience_authz.access"
+            and r.get("path") == path]
 
 
 @pytest.mark.parametrize("kind", DATABASES)

@@ -8,7 +8,6 @@ AUDIENCE_AUTHZ_STRESS_MACHINE_EXAMPLES and _MACHINE_STEPS (hypothesis state mach
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from tests.support import Api
 from tests.support.invariants import check_invariants
+from tests.support.ops import json_lines
 from tests.support.reliability import DATABASES, TOKEN, private_server, server_log, size
 from tests.support.stress_results import record
 
@@ -45,7 +45,7 @@ def test_schemathesis_finds_no_server_error_and_no_answer_outside_the_document(k
         summary = run.stdout[failures:failures + 6000] if failures >= 0 else run.stdout[-3000:]
         generated = re.search(r"(\d+) generated", run.stdout)
         found = re.search(r"(\d+) unique failures?", run.stdout)
-        answers = [json.loads(line) for line in server_log(live).splitlines() if '"audience_authz.access"' in line]
+        answers = [r for r in json_lines(server_log(live)) if r.get("logger") == "audience_authz.access"]
         violations = check_invariants(url, api)
         print(f"\nSCHEMATHESIS {kind}: {generated.group(0) if generated else '?'} "
               f"({examples} examples per operation); exit {run.returncode}")

@@ -98,6 +98,9 @@ def test_request_id_round_trips_into_json_access_logs(live_api, live_server):
     assert made.status == 403 and re.fullmatch(r"[0-9a-f]{32}", made.headers["X-Request-Id"])
     odd = api.get("/healthz", headers={"X-Request-Id": "spaces are not an id " + "x" * 200})
     assert re.fullmatch(r"[0-9a-f]{32}", odd.headers["X-Request-Id"])
+    # a path holding U+2028 and U+0085 (line ends to str.splitlines) is still one log line
+    odd_path = api.get("/v1/audiences/a%E2%80%A8b%C2%85c", account=w.recipient, headers={"X-Request-Id": rid + "-ls"})
+    assert odd_path.status == 400
     unauthenticated = requests.get(server.base_url + "/v1/events", headers={"X-Request-Id": rid + "-401"},
                                    timeout=10)
     assert unauthenticated.status_code == 401 and unauthenticated.headers["X-Request-Id"] == rid + "-401"
@@ -113,6 +116,7 @@ def test_request_id_round_trips_into_json_access_logs(live_api, live_server):
     assert line["account"] == w.recipient and line["duration_ms"] > 0 and line["level"] == "INFO"
     assert lines[made.headers["X-Request-Id"]]["status"] == 403
     assert lines[rid + "-401"]["status"] == 401 and lines[rid + "-401"]["account"] is None
+    assert lines[rid + "-ls"]["path"] == "/v1/audiences/a\u2028b\x85c"
     assert server.token not in server.log_path.read_text()  # the token is never logged
 
 

@@ -36,9 +36,12 @@ def cli(*args: str, env: dict | None = None, input: str | None = None,
 
 
 def json_lines(text: str) -> list[dict]:
-    """Every non-empty line of ``text`` parsed as a JSON object (fails on any other line)."""
+    """Every non-empty line of ``text`` parsed as a JSON object (fails on any other line).
+
+    Lines end at ``\\n`` only: a logged value may hold U+2028 or U+0085, which JSON leaves
+    unescaped and ``str.splitlines`` would take for line ends."""
     records = []
-    for line in text.splitlines():
+    for line in text.split("\n"):
         if line.strip():
             record = json.loads(line)
             assert isinstance(record, dict), line

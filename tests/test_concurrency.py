@@ -271,3 +271,52 @@ def test_racing_upserts_of_one_new_ad_group_never_mix_accounts_or_targeting(kind
                errors=server_errors(statuses),
                invariant_violations=len(violations), rounds=rounds, transaction_retries=retries)
         assert violations == []
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+def test_two_owners_stopping_shares_used_by_one_ad_group_at_once_both_see_the_other(kind, tmp_path):
+    """One ad group of a recipient includes owner 0's audience and excludes owner 1's; both
+    owners stop sharing at the same moment. Each disconnect must start from what the other
+    left (the ad group is locked before its targeting is read), so the later one's
+    ``before`` lacks the earlier one's audience and the feed's last word is the empty
+    targeting the ad group really has."""
+    rounds = size("rounds", 25)
+    with private_server(kind, tmp_path, extra_args=["--workers", "3", "--threads", "4"]) as (url, live, api):
+        world = _setup(api, "d")
+        (o0, o1), recipient = world["owners"], world["recipients"][0]
+        a0, a1 = world["audiences"][o0][0], world["audiences"][o1][0]
+        statuses = Counter()
+        for i in range(rounds):
+            for owner, audience in ((o0, a0), (o1, a1)):
+                api.ok(api.post(f"/v1/audiences/{audience}/shares", {"account_ids": [recipient]}, account=owner), 201)
+            group = f"both_{i}"
+            api.ok(api.put(f"/v1/ad-groups/{group}", {"name": "both", "include": [a0], "exclude": [a1]},
+                           account=recipient))
+            barrier, answers = threading.Barrier(2), {}
+
+            def stop(owner, audience, barrier=barrier, answers=answers):
+                client = Api(live.base_url, TOKEN)
+                barrier.wait()
+                answers[audience] = client.delete(f"/v1/audiences/{audience}/shares/{recipient}", account=owner)
+
+            racers = [threading.Thread(target=stop, args=pair) for pair in ((o0, a0), (o1, a1))]
+            for t in racers:
+                t.start()
+            for t in racers:
+                t.join()
+            statuses.update(a.status for a in answers.values())
+            assert [a.status for a in answers.values()] == [200, 200], [a.body for a in answers.values()]
+            befores = [e["before"] for a in answers.values() for e in a.body["effects"]
+                       if e["type"] == "disconnect_audience" and e["ad_group_id"] == group]
+            assert len(befores) == 2
+            # the first saw both audiences; the second only its own, the first's already gone
+            assert sorted(len(b["include"]) + len(b["exclude"]) for b in befores) == [1, 2], befores
+            read = api.ok(api.get(f"/v1/ad-groups/{group}", account=recipient))
+            statuses[200] += 1
+            assert (read["include"], read["exclude"]) == ([], []), read
+        retries, violations = retries_logged(live), check_invariants(url, api)
+        print(f"\nDISCONNECT RACE {kind}: {rounds} rounds; {retries} transaction retries")
+        record("two disconnects of one ad group", kind, requests=sum(statuses.values()),
+               errors=server_errors(statuses), invariant_violations=len(violations), rounds=rounds,
+               transaction_retries=retries)
+        assert violations == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib.util
 import logging
 from urllib.parse import urlparse
@@ -86,6 +87,13 @@ def is_postgres() -> bool:
 
 
 SNAPSHOT_ISOLATION = "REPEATABLE READ"
+_writing: contextvars.ContextVar[bool] = contextvars.ContextVar("writing", default=False)
+
+
+def writing() -> bool:
+    """Inside an action's writing transaction (not a snapshot read, not an autocommitted
+    decision): what it reads to write back must be locked first (``locks``)."""
+    return _writing.get()
 
 
 @contextlib.contextmanager
@@ -100,8 +108,12 @@ def transaction(snapshot: bool = False):
         with database.atomic(isolation_level=SNAPSHOT_ISOLATION):
             yield
     else:
-        with database.atomic():
-            yield
+        token = _writing.set(True)
+        try:
+            with database.atomic():
+                yield
+        finally:
+            _writing.reset(token)
 
 
 def lock_clause() -> str:

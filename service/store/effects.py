@@ -13,7 +13,7 @@ import json
 
 from audience_authz.store import budget
 from audience_authz.store.db import insert_rows
-from audience_authz.store.locks import lock_event_feed
+from audience_authz.store.locks import lock_ad_groups, lock_event_feed
 from audience_authz.store.models import database, utcnow
 
 _CHUNK = 500
@@ -97,9 +97,12 @@ def active_recipients(audience_id: str, one: str | None) -> list[str]:
 
 
 def _targeting_of_recipient_groups(audience_id: str, one: str | None) -> dict[str, list]:
-    """account -> [(ad group, {include: [...], exclude: [...]})] for recipients' groups using it."""
+    """account -> [(ad group, {include: [...], exclude: [...]})] for recipients' groups using
+    it, read under the groups' locks (what is read here is written back as their ``after``)."""
     p = database.obj.param
     recipients, params = _recipients_clause(one)
+    lock_ad_groups(f"SELECT t.ad_group_id FROM ad_group_audience t JOIN ad_group g ON g.id = t.ad_group_id"
+                   f" WHERE t.audience_id = {p} AND g.account_id IN ({recipients})", [audience_id, audience_id, *params])
     sql = f"""
         SELECT g.account_id, g.id, x.mode, x.audience_id
         FROM ad_group_audience t

@@ -3,15 +3,15 @@ already runs one writer at a time, so each helper is a no-op there).
 
 Lock order, the same in every action so that none can deadlock another: the ad group
 being upserted or the account/Business Center whose scope changes (advisory), then
-audience rows (sorted, ``lock_audiences``), then whatever rows the action writes, and
-last the event feed.
+audience rows (sorted, ``lock_audiences``), then whatever rows the action writes (ad
+groups it disconnects sorted, ``lock_ad_groups``), and last the event feed.
 """
 
 from __future__ import annotations
 
 import contextvars
 
-from audience_authz.store.db import is_postgres
+from audience_authz.store.db import is_postgres, writing
 from audience_authz.store.models import database
 
 _AD_GROUP, _EVENT_FEED, _SCOPE = 1, 2, 3  # namespaces of the two-key advisory locks
@@ -55,6 +55,17 @@ def lock_ad_group(ad_group_id: str) -> None:
     yet): two accounts racing to create the same id must not both pass the policy."""
     if is_postgres():
         database.execute_sql("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_AD_GROUP, ad_group_id])
+
+
+def lock_ad_groups(ids_sql: str, params: list) -> None:
+    """Row locks, in id order, on the ad groups ``ids_sql`` selects, taken by an action
+    before it reads their targeting to rewrite it (a disconnect): two actions removing
+    different audiences from one ad group hold different audience locks, so without this
+    both would read the same targeting and each record an ``after`` that keeps the other's
+    audience. Only in a writing transaction: a decision's preview of the same effects
+    (``/v1/authorize``) reads without locking anything."""
+    if is_postgres() and writing():
+        database.execute_sql(f"SELECT id FROM ad_group WHERE id IN ({ids_sql}) ORDER BY id FOR UPDATE", params)
 
 
 def lock_event_feed() -> None:

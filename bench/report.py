@@ -10,12 +10,10 @@ and the committed result file agree.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
-import click
-
+from bench import pages
+from bench.pages import GeneratedSection
 from bench.run import ROOT, figure_rows, shown
 
 BEGIN = "<!-- figures: written by `python -m bench.report` from bench-results.json; do not edit -->"
@@ -93,36 +91,13 @@ def _maybe(value) -> str:
     return "" if value is None else shown(value)
 
 
+PAGE = GeneratedSection(BEGIN, END, render, "python -m bench.report")
+section, write = PAGE.section, PAGE.write
+main = PAGE.command(RESULTS, DOC)
+
+
 def load(path: Path = RESULTS) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def section(text: str) -> str:
-    """The rendered part of ``text`` (between the markers)."""
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    return text[start:end].strip("\n")
-
-
-def write(doc_text: str, results: dict | None) -> str:
-    start, end = doc_text.index(BEGIN) + len(BEGIN), doc_text.index(END)
-    return doc_text[:start] + "\n" + render(results) + "\n" + doc_text[end:]
-
-
-@click.command()
-@click.option("--results", default=str(RESULTS), show_default=True, type=click.Path(dir_okay=False))
-@click.option("--doc", default=str(DOC), show_default=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--check", is_flag=True, help="do not write; exit 1 when the page differs from the result file")
-def main(results, doc, check):
-    doc_path = Path(doc)
-    text = doc_path.read_text()
-    updated = write(text, load(Path(results)))
-    if check:
-        if updated != text:
-            click.echo(f"{doc} does not show the figures of {results}: run `python -m bench.report`", err=True)
-            sys.exit(1)
-        return
-    doc_path.write_text(updated)
-    click.echo(f"figures of {results} written into {doc}", err=True)
+    return pages.load(path)
 
 
 if __name__ == "__main__":

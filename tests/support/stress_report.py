@@ -10,12 +10,10 @@ the committed results file agree.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
-import click
-
+from bench import pages
+from bench.pages import GeneratedSection
 from tests.support import ROOT
 
 BEGIN = "<!-- stress-results:begin: written by `python -m tests.support.stress_report`; do not edit -->"
@@ -27,6 +25,7 @@ COLUMNS = ("requests", "errors", "invariant_violations", "fuzz_cases")
 DETAILS = {"concurrent load": ("seconds", "threads", "workers", "events_read", "transaction_retries"),
            "apply against stop sharing": ("rounds", "outcomes", "transaction_retries"),
            "racing creations of one ad group": ("rounds", "transaction_retries"),
+           "two disconnects of one ad group": ("rounds", "transaction_retries"),
            "SIGKILL during a stop sharing": ("recipient_ad_groups", "stop_sharing_s", "kills", "half_applied"),
            "backends terminated during actions": ("seconds", "terminations", "backends_terminated",
                                                   "unavailable_503", "large_stop_sharings", "recovered_s"),
@@ -58,34 +57,13 @@ def _value(value) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
+PAGE = GeneratedSection(BEGIN, END, render, "python -m tests.support.stress_report")
+section, write = PAGE.section, PAGE.write
+main = PAGE.command(RESULTS, DOC)
+
+
 def load(path: Path = RESULTS) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def section(text: str) -> str:
-    """The rendered part of ``text`` (between the markers)."""
-    return text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip("\n")
-
-
-def write(doc_text: str, results: dict | None) -> str:
-    return doc_text[:doc_text.index(BEGIN) + len(BEGIN)] + "\n" + render(results) + "\n" + doc_text[doc_text.index(END):]
-
-
-@click.command()
-@click.option("--results", default=str(RESULTS), show_default=True, type=click.Path(dir_okay=False))
-@click.option("--doc", default=str(DOC), show_default=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--check", is_flag=True, help="do not write; exit 1 when the page differs from the results file")
-def main(results, doc, check):
-    doc_path = Path(doc)
-    text = doc_path.read_text()
-    updated = write(text, load(Path(results)))
-    if check:
-        if updated != text:
-            click.echo(f"{doc} does not show {results}: run `python -m tests.support.stress_report`", err=True)
-            sys.exit(1)
-        return
-    doc_path.write_text(updated)
-    click.echo(f"wrote the figures of {results} into {doc}")
+    return pages.load(path)
 
 
 if __name__ == "__main__":

@@ -116,8 +116,8 @@ class Server(BaseApplication):
 class _AppWritesAccessLines(glogging.Logger):
     """gunicorn's logger without its access line: the app writes the one JSON access line
     of each request, with the status it sent (``http/logs.py``). With ``logconfig_dict``
-    set, gunicorn would otherwise build its access atoms for every request (about 5% of a
-    worker's time on an authorize, docs/performance.md) for a line that goes nowhere."""
+    set, gunicorn would otherwise build its access atoms for every request (a visible item
+    of a worker's profile, docs/performance.md) for a line that goes nowhere."""
 
     def access(self, resp, req, environ, request_time):
         return None

@@ -125,7 +125,8 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
             from audience_authz.http.server import run
 
             run(app_kwargs, host=host, port=port, workers=workers, threads=threads, log_level=chosen.log_level,
-                drain_seconds=chosen.drain_seconds, header_timeout=chosen.header_timeout_s, max_body=chosen.max_body)
+                drain_seconds=chosen.drain_seconds, header_timeout=chosen.header_timeout_s, max_body=chosen.max_body,
+                max_subscribers=chosen.max_subscribers)
     finally:
         if os.getpid() == master:  # gunicorn's workers leave through this frame too
             shutil.rmtree(snapshots.root, ignore_errors=True)

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     header_timeout_s: PositiveFloat = Field(10.0, description="seconds a client has to send a whole request head, and"
                                             " the longest wait for each read of a body or write of an answer (then 408"
                                             " or close); a slow client holds no thread meanwhile (http/server.py)")
+    max_subscribers: PositiveInt = Field(512, description="event streams and waiting long polls per worker, on"
+                                         " threads of their own (503 with Retry-After past it; http/capacity.py)")
+    max_subscribers_per_token: PositiveInt = Field(128, description="event streams and waiting long polls of one"
+                                                   " token per worker (429 with Retry-After past it)")
     decision_log_flush_s: PositiveFloat = Field(0.05, description="seconds before batched decision-log rows are written")
     drain_seconds: NonNegativeFloat = Field(
         5.0, description="on SIGTERM, seconds /readyz answers 503 draining while the server still serves, "

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 
 class ApiError(Exception):
-    """``{"error": {"code", "message"}}`` with ``status``."""
+    """``{"error": {"code", "message"}}`` with ``status`` (and ``headers``, e.g. a
+    ``Retry-After`` for a refusal that passes)."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
 
 
 class NotFound(ApiError):

@@ -23,6 +23,12 @@ The metrics (every name starts with ``audience_authz_``):
 * ``shadow_decisions_total{shadow, action, outcome}``: live decisions also decided by a shadow
   policy (``outcome`` decided or failed); ``shadow_disagreements_total{shadow, action, from, to}``:
   those it answered otherwise (``from``/``to``: decision, reason and effects)
+* ``pool_threads_busy{pool}``, ``pool_requests_queued{pool}``: what holds each thread pool
+  of the workers (``decisions``, ``probes``, ``feeds``; http/capacity.py), updated about
+  once a second
+* ``feed_subscribers{kind}``: open event streams (``stream``) and waiting long polls
+  (``long_poll``); ``feed_subscribers_refused_total{bound}``: those refused at a bound
+  (``worker``, ``token``)
 * ``database_errors_total{error}``: requests that failed on a database error (a server
   fault), by the error's class
 
@@ -75,6 +81,15 @@ SHADOW_DISAGREEMENTS = Counter("audience_authz_shadow_disagreements_total",
                                "Live decisions a shadow policy answered otherwise", ["shadow", "action", "from", "to"])
 DATABASE_ERRORS = Counter("audience_authz_database_errors_total",
                           "Requests that failed on a database error", ["error"])
+
+POOL_BUSY = Gauge("audience_authz_pool_threads_busy", "Threads of a worker's pool serving a request, by pool"
+                  " (decisions, probes, feeds)", ["pool"], multiprocess_mode="livesum")
+POOL_QUEUED = Gauge("audience_authz_pool_requests_queued", "Requests waiting for a thread of a worker's pool, by pool",
+                    ["pool"], multiprocess_mode="livesum")
+SUBSCRIBERS = Gauge("audience_authz_feed_subscribers", "Open event streams (stream) and waiting long polls (long_poll)",
+                    ["kind"], multiprocess_mode="livesum")
+SUBSCRIBERS_REFUSED = Counter("audience_authz_feed_subscribers_refused_total",
+                              "Event streams and long polls refused, by the bound reached (worker, token)", ["bound"])
 
 _DATABASE_ERRORS = (peewee.PeeweeException, MaxConnectionsExceeded)
 _policy_version: str | None = None

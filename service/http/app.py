@@ -14,7 +14,21 @@ from flask_openapi3 import Info, OpenAPI
 
 from audience_authz import config
 from audience_authz.engine import decision_log
-from audience_authz.http import auth, bounds, docs, errors, logs, metrics, openapi, paths, policy_routes, routes, server
+from audience_authz.http import (
+    auth,
+    bounds,
+    capacity,
+    docs,
+    errors,
+    feed_watch,
+    logs,
+    metrics,
+    openapi,
+    paths,
+    policy_routes,
+    routes,
+    server,
+)
 from audience_authz.http.responses import ErrorBody, Health, Readiness
 from audience_authz.policytools import reload
 from audience_authz.store import db
@@ -67,6 +81,9 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     # the policy, kept on the last good version of the files (policytools/reload.py)
     app.extensions["authz"] = reload.start(app, settings.policy_dir, policy_snapshots, policy_poll,
                                            settings.shadow_policy_dir)
+    # event streams and long polls: bounded, and fed by one watcher of the feed (http/capacity.py)
+    app.extensions["subscribers"] = capacity.Subscribers(settings.max_subscribers, settings.max_subscribers_per_token)
+    app.extensions["feed_watcher"] = feed_watch.FeedWatcher(routes.STOPPING)
     errors.fail_closed(routes.decide, lambda: current_app.extensions["authz"])
     app.register_api(routes.api)
     app.register_api(routes.decide)
@@ -126,10 +143,11 @@ def _register_health(app: OpenAPI) -> None:
 
     last_check = [0.0, False]  # (monotonic time, database ready) of this worker's last check
 
-    @app.get("/readyz", operation_id="readyz", summary="Readiness: database reachable, policy loaded, not draining",
+    @app.get("/readyz", operation_id="readyz", summary="Readiness: database reachable, policy loaded, not draining nor saturated",
              description="No token needed (a load balancer's probe): the status, the database's state and the "
                          "policy version. With a valid token also the policy reload figures and the last refused "
-                         "reload's problems. 503 when not ready or draining (the server was told to stop and "
+                         "reload's problems. 503 when not ready, saturated (every decision thread "
+                         "busy and requests waiting) or draining (the server was told to stop and "
                          "still serves for AUDIENCE_AUTHZ_DRAIN_SECONDS).",
              responses={200: Readiness, 503: Readiness})
     def readyz():
@@ -146,11 +164,16 @@ def _register_health(app: OpenAPI) -> None:
         if authz.failing is not None and authz.failing["policy_version"] == policy.version:
             failing.append({"file": "policy", "line": 0, "message": f"a {authz.failing['action']} decision failed:"
                             f" {authz.failing['error']}"})
-        status = ("draining" if server.draining() else "ready" if db_ok and not failing else "not_ready")
+        saturated = capacity.decisions_saturated()
+        status = ("draining" if server.draining() else "not_ready" if not db_ok or failing
+                  else "saturated" if saturated else "ready")
         body = {"status": status, "database": "ok" if db_ok else "unreachable", "policy": "loaded",
-                "policy_version": policy.version, "decisions": "failing" if failing else "ok"}
+                "policy_version": policy.version, "decisions": "failing" if failing else "ok",
+                "capacity": "saturated" if saturated else "ok"}
         if trusted:  # what quotes the policy files is for callers with a token
             body.update(reload.STATS.readiness())
+            body["pools"] = capacity.snapshot() or None
+            body["subscribers"] = app.extensions["subscribers"].snapshot()
             if failing:
                 body["decision_errors"] = failing
         return body, 200 if status == "ready" else 503

@@ -94,7 +94,9 @@ def _client_error(exc: Exception) -> Response | None:
     if isinstance(exc, HTTPException):
         return http_error_response(exc)
     if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        response.headers.update(exc.headers)
+        return response
     if isinstance(exc, Denied):
         return jsonify(denied_body(exc)), 403
     return None

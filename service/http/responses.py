@@ -437,12 +437,18 @@ class _Problem(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "not_ready", "draining"]  # draining: told to stop, still serving
+    status: Literal["ready", "not_ready", "draining", "saturated"]  # draining: told to stop, still serving
     database: str
     policy: str
     policy_version: str
     decisions: Literal["ok", "failing"] = Field(description="whether the policy in force decides what the service asks")
+    capacity: Literal["ok", "saturated"] = Field(
+        "ok", description="saturated: every decision thread of this worker is busy and requests wait for one")
     decision_errors: list[_Problem] | None = None  # with a valid token only
+    pools: dict | None = Field(None, description="with a valid token only: each thread pool of this worker"
+                               " (decisions, probes, feeds): threads, busy, queued")
+    subscribers: dict | None = Field(None, description="with a valid token only: this worker's open streams and"
+                                     " waiting long polls, and their bounds")
     policy_reloads: dict | None = None  # with a valid token only
     last_reload_error: dict | None = None  # with a valid token only
 

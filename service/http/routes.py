@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
@@ -13,6 +12,7 @@ from audience_authz import actions
 from audience_authz.engine import context, decision_log
 from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.facts import Request
+from audience_authz.http import feed_watch
 from audience_authz.http import responses as R
 from audience_authz.http.schemas import (
     AccountBody,
@@ -47,8 +47,7 @@ ENTITIES, AUDIENCES, SHARING, AD_GROUPS, DECIDE, FEEDS = (
 
 # set when this worker is asked to stop (http/server.py): long polls answer, streams end
 STOPPING = threading.Event()
-_POLL_S = 0.2  # how often a waiting long poll or stream looks for new events
-_HEARTBEAT_S = 15.0  # an SSE comment when nothing happened for this long (keeps proxies from closing)
+_HEARTBEAT_S = 5.0  # an SSE comment when nothing happened for this long (keeps proxies open, finds gone clients)
 
 
 def authz() -> Authorizer:
@@ -243,17 +242,22 @@ def post_authorize_batch(body: BatchBody):
          responses={200: R.EventPage})
 def get_events(query: EventQuery):
     filters = _event_filters(query)
-    deadline = time.monotonic() + query.wait
-    after = query.after
-    while True:
-        page = actions.events(after, query.limit, **filters)
-        remaining = deadline - time.monotonic()
-        if page["events"] or remaining <= 0 or STOPPING.is_set():
-            return page
-        after = page["next_after"]  # a filtered page moves the cursor past what it looked at
-        database.close()  # no pooled connection held while waiting
-        STOPPING.wait(min(_POLL_S, remaining))
-        database.connect(reuse_if_open=True)
+    page = actions.events(query.after, query.limit, **filters)
+    if page["events"] or not query.wait or STOPPING.is_set():
+        return page
+    # a long poll: on a feed thread (http/server.py), its place bounded, no connection held
+    database.close()
+    watcher = current_app.extensions["feed_watcher"]
+    with current_app.extensions["subscribers"].hold("long_poll", g.get("token_key", "")):
+        watcher.subscribe()
+        try:
+            after, until, sock = page["next_after"], time.monotonic() + query.wait, _client_socket()
+            while True:
+                events, after = watcher.page(after, query.limit, filters)
+                if events or not feed_watch.deadline_wait(watcher, after, until, sock):
+                    return {"events": [e.view for e in events], "next_after": after}
+        finally:
+            watcher.unsubscribe()
 
 
 @api.get("/events/latest", operation_id="latestEvent", tags=[FEEDS],
@@ -265,7 +269,7 @@ def get_latest_event():
 @api.get("/events/stream", operation_id="streamEvents", tags=[FEEDS],
          summary="Server-Sent Events: each event as it is applied (SSE id = event id; Last-Event-ID resumes)",
          responses={200: {"description": "text/event-stream: `id: <event id>`, `event: <type>`, `data: <the"
-                                         " event as in EventPage, JSON>`; a comment line every 15 s",
+                                         " event as in EventPage, JSON>`; a comment line every 5 s",
                           "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
 def get_event_stream(query: StreamQuery, header: StreamHeaders):
     filters = _event_filters(query)
@@ -273,7 +277,10 @@ def get_event_stream(query: StreamQuery, header: StreamHeaders):
     after = int(header.last_event_id) if header.last_event_id is not None else query.after
     after = latest if after is None else after
     actions.events(after, 1, **filters)  # a cursor past the end is a 400 now, not a silent stream
-    response = Response(_event_stream(after, filters), mimetype="text/event-stream")
+    place = current_app.extensions["subscribers"].hold("stream", g.get("token_key", ""))
+    place.__enter__()  # refused here (503/429) when no place is left; left when the stream ends
+    body = _EventStream(current_app.extensions["feed_watcher"], after, filters, _client_socket(), place)
+    response = Response(body, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-cache"
     response.headers["X-Accel-Buffering"] = "no"  # a proxy must not hold events back
     return response
@@ -283,28 +290,42 @@ def _event_filters(query) -> dict:
     return {"account_id": query.account_id, "audience_id": query.audience_id, "types": tuple(query.type)}
 
 
-def _event_stream(after: int, filters: dict):
-    """The SSE body. Runs after the request's handler (its connection is released), so it
-    takes a connection per poll; ends when the worker is asked to stop (the consumer then
-    reconnects with Last-Event-ID, to this worker's successor or another)."""
-    yield "retry: 1000\n\n"
-    quiet_since = time.monotonic()
-    while not STOPPING.is_set():
-        database.connect(reuse_if_open=True)
+def _client_socket():
+    """The client's socket under gunicorn (to notice a subscriber that went away)."""
+    return request.environ.get("gunicorn.socket")
+
+
+class _EventStream:
+    """The SSE body, written after the request's handler has returned (its connection
+    released). It ends when the worker is asked to stop (the consumer then reconnects with
+    Last-Event-ID, to this worker's successor or another) or within seconds of the client
+    going away; its subscriber place is given back when the server closes it."""
+
+    def __init__(self, watcher, after: int, filters: dict, sock, place):
+        self.watcher, self.after, self.filters, self.sock, self.place = watcher, after, filters, sock, place
+        self._closed = False
+
+    def __iter__(self):
+        self.watcher.subscribe()
         try:
-            page = actions.events(after, 500, **filters)
+            yield "retry: 1000\n\n"
+            while not STOPPING.is_set():
+                events, self.after = self.watcher.page(self.after, 500, self.filters)
+                if events:
+                    yield "".join(e.frame for e in events)
+                    continue
+                if feed_watch.client_gone(self.sock):
+                    return
+                if not feed_watch.deadline_wait(self.watcher, self.after, time.monotonic() + _HEARTBEAT_S,
+                                                self.sock) and not STOPPING.is_set():
+                    yield ": keep-alive\n\n"  # also finds a client gone where a proxy stands between
         finally:
-            database.close()
-        for event in page["events"]:
-            yield f"id: {event['id']}\nevent: {event['type']}\ndata: {json.dumps(event, separators=(',', ':'))}\n\n"
-        after = page["next_after"]
-        if page["events"]:
-            quiet_since = time.monotonic()
-            continue
-        if time.monotonic() - quiet_since >= _HEARTBEAT_S:
-            quiet_since = time.monotonic()
-            yield ": keep-alive\n\n"
-        STOPPING.wait(_POLL_S)
+            self.watcher.unsubscribe()
+
+    def close(self):
+        if not self._closed:
+            self._closed = True
+            self.place.__exit__(None, None, None)
 
 
 @api.get("/decisions", operation_id="listDecisions", tags=[FEEDS], summary="The decision log, in order",

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 import os
 import re
 import selectors
@@ -40,6 +41,8 @@ import shutil
 import socket
 import tempfile
 import time
+import urllib.parse
+from concurrent import futures
 from multiprocessing.sharedctypes import RawValue
 from pathlib import Path
 
@@ -129,23 +132,47 @@ class HeadFirstWorker(gthread.ThreadWorker):
 
     header_timeout = 10.0  # seconds; set by ``run`` before the workers fork
     max_body = 1024 * 1024  # bytes: a larger body is refused (413) without being waited for
-    FIRST_BYTES_WAIT = 0.01  # seconds a just-accepted connection may hold a thread before its first bytes
+    feed_threads = 520  # event streams and long polls: set by ``run`` (max_subscribers, and some to refuse with)
+    PROBE_THREADS = 2  # /healthz, /readyz, /metrics
     _REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 
-    def handle(self, conn):
+    def enqueue_req(self, conn):
+        """Read what has arrived of the request (main thread, without waiting), then give it
+        to the pool of its kind: decisions, probes or feeds (module docstring)."""
         state = getattr(conn, "head", None)
         if state is None:  # a new request on this connection
             state = conn.head = _Head(time.monotonic() + self.header_timeout, self._max_head(), self.max_body,
                                       self.cfg.limit_request_line + 2)
         if not state.complete:
             outcome = self._read_head(conn, state)
-            if outcome is not True:
-                return outcome
+            if outcome is gthread._DEFER:
+                self._wait_for_more(conn)
+                return
+            if outcome is False:
+                self.nr_conns -= 1
+                util.close(conn.sock)
+                return
+        kind = state.kind()
+        pool = self.pools[kind]
+        pool.queue()
+        fs = self.executors[kind].submit(self._serve, conn, pool)
+        fs.add_done_callback(lambda fut: self.method_queue.defer(self.finish_request, conn, fut))
+
+    def _serve(self, conn, pool):
+        """Serve one request on a thread of ``pool``, counted there while it runs."""
+        pool.start()
         try:
-            result = super().handle(conn)
+            return super().handle(conn)
         finally:
             conn.head = None  # the next request on a kept-alive connection starts again
-        return result
+            pool.stop()
+
+    def _wait_for_more(self, conn) -> None:
+        """Back to the poller until more of the request arrives: no thread waits for it."""
+        conn.sock.setblocking(False)
+        conn.timeout = time.monotonic() + self.cfg.keepalive
+        self.pending_conns.append(conn)
+        self.poller.register(conn.sock, selectors.EVENT_READ, functools.partial(self.on_pending_socket_readable, conn))
 
     # -- closing without waiting ------------------------------------------------------------
     # gthread closes a connection "gracefully" (half-close, then read until the client closes,
@@ -154,8 +181,27 @@ class HeadFirstWorker(gthread.ThreadWorker):
     LINGER = 2.0  # seconds a half-closed connection is drained before it is closed anyway
 
     def init_process(self):
+        from audience_authz.http import capacity  # after the fork: prometheus_client reads its directory
+
         self.lingering: dict = {}  # socket -> when it is closed anyway
-        super().init_process()
+        self.pools = {"decisions": capacity.Pool("decisions", self.cfg.threads),
+                      "probes": capacity.Pool("probes", self.PROBE_THREADS),
+                      "feeds": capacity.Pool("feeds", self.feed_threads)}
+        capacity.POOLS.clear()
+        capacity.POOLS.update(self.pools)
+        self._published = 0.0
+        self.executors = {"decisions": futures.ThreadPoolExecutor(self.cfg.threads, thread_name_prefix="decision"),
+                          "probes": futures.ThreadPoolExecutor(self.PROBE_THREADS, thread_name_prefix="probe"),
+                          "feeds": futures.ThreadPoolExecutor(self.feed_threads, thread_name_prefix="feed")}
+        super().init_process()  # runs the main loop until the worker stops
+
+    def get_thread_pool(self):
+        return self.executors["decisions"]  # gthread's own pool (self.tpool): the decisions'
+
+    def handle_quit(self, sig, frame):
+        for name in ("probes", "feeds"):
+            self.executors[name].shutdown(wait=False)
+        super().handle_quit(sig, frame)
 
     def finish_request(self, conn, fs):
         conn.close = lambda graceful=False: self._close(conn.sock, graceful)  # the main loop's closes
@@ -201,6 +247,11 @@ class HeadFirstWorker(gthread.ThreadWorker):
     def murder_keepalived(self, force=False):
         super().murder_keepalived(force)
         now = time.monotonic()
+        if now - self._published >= 1.0:  # the main loop passes here at least once a second
+            from audience_authz.http import capacity
+
+            self._published = now
+            capacity.publish()
         for sock in [s for s, deadline in self.lingering.items() if force or deadline <= now]:
             self._stop_lingering(sock)
 
@@ -218,8 +269,6 @@ class HeadFirstWorker(gthread.ThreadWorker):
         marker while it is not, False to close the connection."""
         if conn.parser is not None:  # kept alive: bytes read ahead with the last request
             state.data += conn.parser.unreader.take_buffered()
-        elif not state.data and not conn.data_ready:
-            conn.wait_for_data(self.FIRST_BYTES_WAIT)  # just accepted: its request is usually on the way
         conn.sock.setblocking(False)
         try:
             while not state.ended():
@@ -273,6 +322,33 @@ class _Head:
         if length is None or _EXPECT.search(head) or int(length.group(1)) > self.max_body:
             return True
         return len(self.data) >= end.end() + int(length.group(1))
+
+    def kind(self) -> str:
+        """The pool this request is for (``http/capacity.py``): ``feeds`` for an event stream
+        or a long poll, ``probes`` for a probe or a scrape, ``decisions`` for the rest. The
+        target is read as the app will read it (percent-decoded, absolute form too), so no
+        spelling of a stream reaches a decision thread."""
+        line = bytes(self.data[:self.data.find(b"\n")]).split(b" ")
+        if len(line) < 2:
+            return "decisions"  # the parser's to refuse
+        target = line[1]
+        if target[:1] != b"/":  # absolute form: http://host/path
+            target = b"/" + target.split(b"/", 3)[-1] if target.count(b"/") >= 3 else b"/"
+        path, _, query = target.partition(b"?")
+        path = urllib.parse.unquote_to_bytes(path)
+        if path in _PROBES:
+            return "probes"
+        if line[0] != b"GET":
+            return "decisions"
+        if path == b"/v1/events/stream":
+            return "feeds"
+        if path == b"/v1/events" and any(k == "wait" and v.strip("0") for k, v in urllib.parse.parse_qsl(
+                query.decode("latin-1"), keep_blank_values=True)):
+            return "feeds"
+        return "decisions"
+
+
+_PROBES = frozenset({b"/healthz", b"/readyz", b"/metrics"})
 
 
 def prepare_metrics_dir(given: str = "") -> str:
@@ -342,14 +418,18 @@ def _child_exit(server, worker) -> None:
 
 def run(app_kwargs: dict, *, host: str, port: int, workers: int, threads: int, timeout: int = 30,
         log_level: str = "INFO", drain_seconds: float = 0.0, header_timeout: float = 10.0,
-        max_body: int = 1024 * 1024) -> None:
+        max_body: int = 1024 * 1024, max_subscribers: int = 512) -> None:
     from audience_authz.http import logs
 
     HeadFirstWorker.header_timeout, HeadFirstWorker.max_body = header_timeout, max_body
+    # the feed pool: a thread per subscriber allowed, and a few to refuse the next ones at once
+    HeadFirstWorker.feed_threads = max_subscribers + 8
     options = {
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
+        # connections open at once per worker: every subscriber and decision thread, and room for kept-alive ones
+        "worker_connections": max(1000, max_subscribers + threads + 500),
         "worker_class": HeadFirstWorker,
         "timeout": timeout,
         "graceful_timeout": 30,  # SIGTERM: stop accepting, finish requests in flight

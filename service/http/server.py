@@ -10,10 +10,16 @@ SIGINT and SIGQUIT stop at once, as in gunicorn.
 Slow clients: gunicorn's threaded worker gives a connection a thread as soon as its first
 bytes arrive, and the thread then blocks until the request head is complete, so clients
 that send part of a request line and stop could hold every thread (workers x threads) and
-starve /healthz. ``HeadFirstWorker`` gives a connection a thread only for what has
-arrived: it reads without blocking, and a request still incomplete (its head, and a body of
-known length) goes back to the poller (no thread held) until more arrives, for at most
-``header_timeout`` seconds in all (then 408 and close). Once it is complete, each read of
+starve /healthz. ``HeadFirstWorker`` reads what has arrived in its main loop, without
+blocking, and a request still incomplete (its head, and a body of known length) goes back to
+the poller (no thread held) until more arrives, for at most ``header_timeout`` seconds in
+all (then 408 and close).
+
+Pools: a complete request goes to the thread pool of its kind (``http/capacity.py``):
+decisions (``--threads``), probes (2 threads) or feeds (event streams and long polls, one
+thread each, bounded by ``max_subscribers``), so that hundreds of idle subscribers or a
+flood of decisions never leave /healthz and /readyz without a thread, and subscribers never
+take a decision's. Once it is complete, each read of
 the rest and each write of the answer waits at most ``header_timeout`` seconds too. And a
 connection closed after its answer is drained by the poller, not by gthread's main loop
 (which waited up to 2 s per connection for a client that kept sending).

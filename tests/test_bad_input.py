@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 
 from tests.conftest import TOKEN
 from tests.support import world_factory
@@ -77,6 +78,22 @@ def test_bodies_too_large_deep_or_not_utf8_are_4xx_and_store_nothing(api, before
         "principal": {"account_id": w.owner}, "action": "view", "resource": {"audience_id": w.A}}] * 1001}).encode())
     assert r.status == 400
     assert last_ids(api) == ids
+
+
+@pytest.mark.full
+def test_a_refused_oversized_body_closes_its_connection_and_the_next_request_is_answered(live_api, live_before):
+    """The 413 is answered before the body is read, so the server closes that connection and
+    says so: a client does not send its next request on a connection about to close (a
+    flaky RemoteDisconnected under load, when the unread body was drained and then dropped)."""
+    w, ids = live_before
+    session = requests.Session()
+    session.headers.update({"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    for _ in range(3):
+        big = session.post(live_api.base_url + "/v1/authorize", data=b'{"pad": "' + b"x" * (2 * 1024 * 1024) + b'"}')
+        assert big.status_code == 413 and big.headers["Connection"] == "close"
+        deep = session.post(live_api.base_url + "/v1/authorize", data=b"[" * 200_000 + b"]" * 200_000)
+        assert deep.status_code == 400 and deep.json()["error"]["code"] == "malformed_json"
+    assert last_ids(live_api) == ids
 
 
 @pytest.mark.full

@@ -263,6 +263,12 @@ class HeadFirstWorker(gthread.ThreadWorker):
 
     def handle_request(self, req, conn):
         conn.sock.settimeout(self.header_timeout)  # each body read and answer write, bounded
+        length = next((v for n, v in req.headers if n == "CONTENT-LENGTH"), "0")
+        if not length.isdigit() or int(length) > self.max_body:
+            # refused (413) without being read: the connection closes after the answer, and
+            # says so (Connection: close), rather than draining the body for a while and then
+            # closing under a client that would send its next request on it
+            req.must_close = True
         return super().handle_request(req, conn)
 
     def _max_head(self) -> int:

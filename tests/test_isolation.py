@@ -14,17 +14,19 @@ Sizes: AUDIENCE_AUTHZ_STRESS_SECONDS (the load's length; `make stress` raises it
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import statistics
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
 
 from tests.support import Api, world_factory
 from tests.support.ops import json_lines
-from tests.support.reliability import DATABASES, private_server, size
+from tests.support.reliability import DATABASES, private_server, size, worker_pids
 from tests.support.stress_results import record
 
 pytestmark = pytest.mark.full  # server processes: the full tier
@@ -80,6 +82,22 @@ def _steady_load(base_url: str, token: str, body: dict, seconds: float, threads:
     return latencies, errors[0]
 
 
+def _rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+
+def _cpu_ms_per_s(pid: int, seconds: float) -> float:
+    """CPU time the process spends per second of wall time, over ``seconds``."""
+    def cpu() -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = cpu()
+    time.sleep(seconds)
+    return (cpu() - before) * 1000 / seconds
+
+
 def _p99(latencies: list) -> float:
     return statistics.quantiles(latencies, n=100)[98]
 
@@ -105,11 +123,15 @@ def test_idle_streams_and_long_polls_take_no_decision_capacity(kind, tmp_path):
         _steady_load(live.base_url, TOKENS[0], body, 1)  # warm up
         base, base_errors = _steady_load(live.base_url, TOKENS[0], body, seconds)
 
+        worker = worker_pids(live)[0]
+        rss_before = _rss_kb(worker)
         streams = [held.enter_context(_open(live.port, TOKENS[i % 3], "/v1/events/stream")) for i in range(STREAMS)]
         polls = [held.enter_context(_open(live.port, TOKENS[i % 3], f"/v1/events?after={latest}&wait=25"))
                  for i in range(LONG_POLLS)]
         _wait_for(lambda: _subscribers(api)["streams"] == STREAMS and _subscribers(api)["long_polls"] == LONG_POLLS,
                   30)
+        rss_per_subscriber = (_rss_kb(worker) - rss_before) / (STREAMS + LONG_POLLS)
+        idle_cpu = _cpu_ms_per_s(worker, 3)  # what idle subscribers cost the worker
         probes = _probe_times(live.base_url)
         loaded, loaded_errors = _steady_load(live.base_url, TOKENS[0], body, seconds)
         probes += _probe_times(live.base_url)
@@ -128,7 +150,8 @@ def test_idle_streams_and_long_polls_take_no_decision_capacity(kind, tmp_path):
     record("idle streams and long polls beside decisions", kind, streams=STREAMS, long_polls=LONG_POLLS,
            requests=len(base) + len(loaded), errors=base_errors + loaded_errors,
            p99_ms_without=round(_p99(base) * 1000, 2), p99_ms_with=round(_p99(loaded) * 1000, 2),
-           probe_max_ms=round(max(probes) * 1000, 1), freed_in_s=round(freed_in, 2))
+           probe_max_ms=round(max(probes) * 1000, 1), freed_in_s=round(freed_in, 2),
+           rss_kb_per_subscriber=round(rss_per_subscriber, 1), idle_cpu_ms_per_s=round(idle_cpu, 1))
     assert base_errors == loaded_errors == 0
     assert _p99(loaded) <= 3 * max(_p99(base), 0.005), (_p99(base), _p99(loaded))
     assert max(probes) < 0.1, probes

@@ -15,6 +15,7 @@ above the newest one seen never skips one that commits later.
 from __future__ import annotations
 
 import json
+import random
 import select
 import socket
 import threading
@@ -171,7 +172,8 @@ def deadline_wait(watcher: FeedWatcher, after: int, until: float, sock) -> bool:
         remaining = until - time.monotonic()
         if remaining <= 0:
             return False
-        if watcher.wait(after, min(CLIENT_CHECK_S, remaining)):
+        # spread over time: subscribers that came together must not all wake together
+        if watcher.wait(after, min(CLIENT_CHECK_S * random.uniform(0.75, 1.25), remaining)):
             return True
         if client_gone(sock):
             return False

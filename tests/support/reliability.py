@@ -61,6 +61,11 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def worker_pids(live: LiveServer) -> list[int]:
+    """The gunicorn workers of a live server."""
+    return _children(live.process.pid)
+
+
 def kill_hard(live: LiveServer) -> None:
     """SIGKILL the server and its gunicorn workers at once: no request finishes, no
     transaction commits after this."""

@@ -30,7 +30,10 @@ DETAILS = {"concurrent load": ("seconds", "threads", "workers", "events_read", "
            "backends terminated during actions": ("seconds", "terminations", "backends_terminated",
                                                   "unavailable_503", "large_stop_sharings", "recovered_s"),
            "schemathesis": ("examples_per_operation", "failures"),
-           "hypothesis state machine": ("steps_up_to",)}
+           "hypothesis state machine": ("steps_up_to",),
+           "idle streams and long polls beside decisions": (
+               "streams", "long_polls", "p99_ms_without", "p99_ms_with", "probe_max_ms", "freed_in_s",
+               "rss_kb_per_subscriber", "idle_cpu_ms_per_s")}
 
 
 def render(results: dict | None) -> str:

@@ -3,8 +3,10 @@
 on both databases.
 
 Hundreds of idle event streams and waiting long polls take threads of the feed pool, never
-the decision threads: a steady authorize load keeps answering with no error and a p99
-within 3x of the same load without them, and the probes answer within 100 ms. Subscribers
+the decision threads, and policy analyses run in processes of their own: with all of them
+at once (and symbolic diffs and an oversized candidate asked back to back), a steady
+authorize load keeps answering with no error and a p99 within 3x of the same load without
+them, the probes answer within 100 ms, and no worker dies. Subscribers
 that go away give their places back within seconds, and the bounds refuse the next ones
 with a clear answer.
 
@@ -82,6 +84,55 @@ def _steady_load(base_url: str, token: str, body: dict, seconds: float, threads:
     return latencies, errors[0]
 
 
+# what a policy analysis may answer: done, refused (too costly, or a candidate that fails
+# check), or busy (Retry-After); never a server error
+ANALYSIS_ANSWERS = {"200", "422 analysis_too_costly", "422 policy_refused", "429 analysis_busy"}
+MODEL = (Path(__file__).resolve().parents[1] / "policy" / "model.conf").read_text()
+
+
+def _oversized_candidate() -> str:
+    """A policy.csv whose one condition is a 1,000-way ``or`` (about 40 KB)."""
+    condition = " or ".join(f'r.f.audience_source == "s{i}"' for i in range(1000))
+    return f"p, owner, view, {condition}, deny, audience_not_shareable,\n"
+
+
+class _Analyses:
+    """Three clients asking for symbolic diffs back to back, and one for an oversized
+    candidate, until stopped: the answers counted as ``"<status> <code>"``."""
+
+    def __init__(self, base_url: str, token: str):
+        self.base_url, self.token = base_url, token
+        self.answers: dict[str, int] = {}
+        self.stopped = threading.Event()
+        self.lock = threading.Lock()
+        bodies = [{"files": {"model.conf": MODEL}, "symbolic": True}] * 3
+        bodies.append({"files": {"policy.csv": _oversized_candidate()}, "symbolic": True})
+        self.threads = [threading.Thread(target=self._ask, args=(b,)) for b in bodies]
+
+    def _ask(self, body: dict) -> None:
+        while not self.stopped.is_set():
+            try:
+                r = requests.post(self.base_url + "/v1/policy/diff", json=body, timeout=120,
+                                  headers={"Authorization": f"Bearer {self.token}"})
+                key = "200" if r.status_code == 200 else f"{r.status_code} {r.json()['error']['code']}"
+            except (requests.RequestException, ValueError, KeyError) as exc:
+                key = f"error {type(exc).__name__}"
+            with self.lock:
+                self.answers[key] = self.answers.get(key, 0) + 1
+            if key.startswith("429"):
+                self.stopped.wait(0.5)
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def stop(self) -> dict[str, int]:
+        self.stopped.set()
+        for t in self.threads:
+            t.join(150)
+        return self.answers
+
+
 def _rss_kb(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
@@ -132,9 +183,12 @@ def test_idle_streams_and_long_polls_take_no_decision_capacity(kind, tmp_path):
                   30)
         rss_per_subscriber = (_rss_kb(worker) - rss_before) / (STREAMS + LONG_POLLS)
         idle_cpu = _cpu_ms_per_s(worker, 3)  # what idle subscribers cost the worker
+        analyses = _Analyses(live.base_url, api.token)
+        analyses.start()
         probes = _probe_times(live.base_url)
         loaded, loaded_errors = _steady_load(live.base_url, TOKENS[0], body, seconds)
         probes += _probe_times(live.base_url)
+        analysed = analyses.stop()
         assert _subscribers(api)["streams"] == STREAMS  # still held while the load ran
 
         for sock in streams:  # 200 subscribers gone at once
@@ -151,7 +205,9 @@ def test_idle_streams_and_long_polls_take_no_decision_capacity(kind, tmp_path):
            requests=len(base) + len(loaded), errors=base_errors + loaded_errors,
            p99_ms_without=round(_p99(base) * 1000, 2), p99_ms_with=round(_p99(loaded) * 1000, 2),
            probe_max_ms=round(max(probes) * 1000, 1), freed_in_s=round(freed_in, 2),
-           rss_kb_per_subscriber=round(rss_per_subscriber, 1), idle_cpu_ms_per_s=round(idle_cpu, 1))
+           rss_kb_per_subscriber=round(rss_per_subscriber, 1), idle_cpu_ms_per_s=round(idle_cpu, 1),
+           analyses=dict(sorted(analysed.items())))
+    assert analysed and set(analysed) <= ANALYSIS_ANSWERS, analysed
     assert base_errors == loaded_errors == 0
     assert _p99(loaded) <= 3 * max(_p99(base), 0.005), (_p99(base), _p99(loaded))
     assert max(probes) < 0.1, probes

@@ -9,6 +9,7 @@ it gathers, the reason codes it branches on, the pairs it asks) is ``contract.py
 from __future__ import annotations
 
 POLICY_FILES = ("model.conf", "policy.csv", "facts.yaml", "reasons.yaml")
+OPTIONAL_FILES = ("properties.yaml",)  # read with the policy when present (policy verify)
 
 # an account's relation to an audience, and to an account or ad group
 AUDIENCE_RELATIONS = ("owner", "recipient", "none")

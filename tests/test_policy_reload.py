@@ -150,6 +150,14 @@ def test_the_reload_endpoint(policy, serve):
     answer = _refresh(api, w)
     assert answer["decision"] == "allow" and answer["policy_version"] == loaded["policy_version"]
     assert api.ok(api.post("/v1/policy/reload"))["status"] == "unchanged"
+    # a new proven property is a new version too: replayed decisions name what vetted them
+    properties = policy / "properties.yaml"
+    properties.write_text(properties.read_text() + "\n# an author's note\n")
+    renamed = api.ok(api.post("/v1/policy/reload"))
+    assert renamed["status"] == "loaded" and renamed["previous_version"] == loaded["policy_version"]
+    loaded = renamed
+    reload_lines = [json.loads(line) for line in live.log_path.read_text().split("\n") if "policy reloaded" in line]
+    assert reload_lines and {r["level"] for r in reload_lines} == {"INFO"}  # a success is no warning
 
     (policy / "model.conf").write_text((policy / "model.conf").read_text().replace(
         "e = priority(p.eft) || deny", "e = some(where (p.eft == allow))"))
@@ -160,7 +168,7 @@ def test_the_reload_endpoint(policy, serve):
     assert "[policy_effect] must be e = priority(p.eft) || deny" in refused.body["error"]["problems"][0]["message"]
     assert _refresh(api, w)["policy_version"] == loaded["policy_version"]
     ready = _ready(api)
-    assert ready["policy_reloads"] == {"loaded": 1, "refused": 1, "last_loaded_at": ready["policy_reloads"]["last_loaded_at"]}
+    assert ready["policy_reloads"] == {"loaded": 2, "refused": 1, "last_loaded_at": ready["policy_reloads"]["last_loaded_at"]}
     assert ready["last_reload_error"]["source"] == "api"
     # the metrics say the same: one refusal counted, the reloaded version in force
     metrics = api.get("/metrics").body

@@ -41,6 +41,7 @@ from audience_authz.vocabulary import (  # noqa: F401 - re-exported
     FACT_TYPES,
     FAULT_REASONS,
     MATRIX_ACTIONS,
+    OPTIONAL_FILES,
     POLICY_FILES,
     RELATIONS,
     SCOPE_ACTIONS,
@@ -240,7 +241,9 @@ class Policy:
         if missing:
             raise PolicyError(missing)
         digest = hashlib.sha256()
-        for name in POLICY_FILES:
+        # the version names everything a reload vets, the proven properties too: an edit of
+        # properties.yaml alone is a new version (a replayed decision names what vetted it)
+        for name in (*POLICY_FILES, *(n for n in OPTIONAL_FILES if (directory / n).is_file())):
             digest.update(name.encode() + b"\0" + (directory / name).read_bytes() + b"\0")
         facts_schema = yaml.safe_load((directory / "facts.yaml").read_text()) or {}
         reasons = (yaml.safe_load((directory / "reasons.yaml").read_text()) or {}).get("deny", {})

@@ -40,10 +40,10 @@ from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.policy import POLICY_FILES, Policy, PolicyError, PycasbinMismatch
 from audience_authz.engine.shadow import Shadow
 from audience_authz.policytools.check import Problem, check_policy, contract_problems, smoke_problems
+from audience_authz.vocabulary import OPTIONAL_FILES
 
 log = logging.getLogger("audience_authz.reload")
 TESTS_DIR = "tests"
-OPTIONAL_FILES = ("properties.yaml",)  # read with the policy when present (policy verify)
 
 
 @dataclass
@@ -309,7 +309,7 @@ class Reloader:
                 self.authz.shadow = Shadow(self.authz.shadow.policy, policy.facts_schema, self.authz.shadow.source)
             metrics.policy_loaded(policy.version)
             metrics.initialise(policy.outcomes())
-            log.warning("policy reloaded (%s): %s -> %s", source, previous.version, policy.version)
+            log.info("policy reloaded (%s): %s -> %s", source, previous.version, policy.version)
             return ReloadResult("loaded", policy.version, previous.version)
 
     def _refused(self, source: str, problems: list[Problem], stage: str = "check") -> ReloadResult:

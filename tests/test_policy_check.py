@@ -130,3 +130,16 @@ def test_past_the_search_budget_the_report_says_it_is_no_proof(tmp_path, monkeyp
     reported = [p for p in result.stdout.splitlines() if re.match(rf"policy.csv:{line}:\d+: never decides:", p)]
     assert reported and reported[0].endswith(
         "(not a proof: the search stopped after the 40 requests per action nearest the defaults)"), result.output
+
+
+def test_a_wildcard_line_that_only_requests_never_asked_reach_is_dead(tmp_path):
+    """After the lines of every relation the service asks about, a ``*`` line matches only
+    pairs it never asks, such as (self, view): dead, as the same line with a relation is."""
+    policy = copy_policy(tmp_path / "policy")
+    recipient_view = "p, recipient, view, True, allow, recipient_may_view,"
+    replace(policy / "policy.csv", recipient_view, recipient_view + "\np, *, view, True, deny, no_access,")
+    dead = line_of(policy / "policy.csv", "p, *, view, True, deny, no_access,")
+    result = cli("policy", "check", "--policy-dir", str(policy))
+    assert result.exit_code == 1
+    assert re.search(rf"^policy\.csv:{dead}:\d+: never decides: every request it matches is decided first by one"
+                     r" of lines [\d, ]+$", result.stdout, re.M), result.stdout

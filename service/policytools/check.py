@@ -463,7 +463,7 @@ class _Search:
                 if first is None:
                     if undecided is None:
                         undecided = point
-                elif first.line in unhit:
+                elif first.line in unhit and (rel, act) in contract.ASKED:  # a request the service makes
                     unhit.discard(first.line)
                     witnesses[first.line] = (rel, act, point)
                 if (undecided is not None or not must_decide) and not unhit & {r.line for r in applicable}:
@@ -478,7 +478,7 @@ class _Search:
         if failed:  # the cause: what the search found besides follows from these lines
             return failed
         found += self._confirm(witnesses)
-        found += [("policy.csv", line, self._why_unreachable(line)) for line in sorted(unhit)]
+        found += [("policy.csv", line, why) for line in sorted(unhit) if (why := self._why_unreachable(line))]
         return found
 
     def _confirm(self, witnesses) -> list[Problem]:
@@ -496,8 +496,16 @@ class _Search:
                               f" by {got}, not by policy.csv line {line} as a first-match list would"))
         return found
 
-    def _why_unreachable(self, line: int) -> str:
+    def _why_unreachable(self, line: int) -> str | None:
+        """Why ``line`` never decides (None: its relation or action is unknown, a problem
+        reported as such)."""
         rule = next(r for r in self.rules if r.line == line)
+        known_rels, known_acts = {*AUDIENCE_RELATIONS, *RELATIONS, "*"}, {*AUDIENCE_ACTIONS, *ACTIONS, "*"}
+        if rule.rel not in known_rels or rule.act not in known_acts:
+            return None
+        if not any(_applies(rule, rel, act) for rel, act in contract.ASKED):
+            return (f"never decides: the service never asks ({rule.rel}, {rule.act}) (the pairs it asks are"
+                    " service/contract.py's ASKED)")
         cond = ast.dump(ast.parse(rule.cond.strip(), mode="eval"))
         for earlier in self.rules:
             if earlier.line >= line:
@@ -517,7 +525,7 @@ class _Search:
         env_facts = SimpleNamespace(**self.defaults)
         env = {"r": SimpleNamespace(f=env_facts)}
         for rel, act in self._pairs():
-            if not _applies(rule, rel, act):
+            if not _applies(rule, rel, act) or (rel, act) not in contract.ASKED:
                 continue
             applicable = [r for r in self.rules if _applies(r, rel, act) and r.line <= line]
             names = sorted({n for r in applicable for n in self.reads[r.line]})

@@ -156,6 +156,9 @@ def test_lists_are_paged_and_answers_summarise_their_effects(client, live_api):
     assert [a.id for p in pages if not isinstance(p, Denied) for a in p.audiences] == ids
     received = [a for p in client.audience_pages(w.recipient) if not isinstance(p, Denied) for a in p.audiences]
     assert sorted(a.id for a in received) == sorted([w.A, w.B, w.C]) and {a.relation for a in received} == {"recipient"}
+    applicable = [a.id for p in client.audience_pages(w.recipient, limit=2, action="apply")
+                  if not isinstance(p, Denied) for a in p.audiences]
+    assert applicable == [a.id for a in received if "apply" in a.actions]
     with pytest.raises(RequestError) as bad:
         client.list_audiences(w.owner, limit=1001)
     assert bad.value.status == 400

@@ -54,6 +54,39 @@ def test_an_accounts_audience_list_is_paged(api, world):
         assert r.status == 400 and r.body["error"]["code"] == "invalid_request", (bad, r.body)
 
 
+def test_an_accounts_audience_list_filtered_by_action_is_what_the_policy_allows(api, world):
+    """``?action=``: only the audiences whose allowed actions (as the unfiltered list gives
+    them) hold it; pages look at ``limit`` audiences each, so following ``next_after``
+    gives the same audiences in the same order whatever the page size."""
+    w = world
+    api.ok(api.post(f"/v1/accounts/{w.recipient}/terms-acceptance", account=w.recipient))
+    for i in range(4):
+        api.ok(api.post("/v1/audiences", {"id": w.id(f"mine{i}"), "name": "a", "source": "customer_file"},
+                        account=w.recipient), 201)
+    path = f"/v1/accounts/{w.recipient}/audiences"
+    whole = api.ok(api.get(path, account=w.recipient))["audiences"]
+    kinds = set()
+    for action in ("apply", "share", "edit", "view"):
+        expected = [a["id"] for a in whole if action in a["actions"]]
+        kinds.add(len(expected) == len(whole))
+        assert [a["id"] for a in api.ok(api.get(f"{path}?action={action}", account=w.recipient))["audiences"]] \
+            == expected
+        paged, after = [], ""
+        for _ in range(50):
+            page = api.ok(api.get(f"{path}?action={action}&limit=2&after={after}" if after else
+                                  f"{path}?action={action}&limit=2", account=w.recipient))
+            assert len(page["audiences"]) <= 2
+            paged += [a["id"] for a in page["audiences"]]
+            after = page["next_after"]
+            if after is None:
+                break
+        assert paged == expected
+    assert kinds == {True, False}  # some actions hold on every audience of the list, some not
+    for bad in ("action=fly", "action=", "action=accept_terms"):
+        r = api.get(f"{path}?{bad}", account=w.recipient)
+        assert r.status == 400 and r.body["error"]["code"] == "invalid_request", (bad, r.body)
+
+
 def test_an_audiences_recipients_are_paged(api, world):
     w = world
     recipients = _accounts(api, w, 23)

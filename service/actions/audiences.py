@@ -31,9 +31,11 @@ def get_audience(authz: Authorizer, principal: str, audience_id: str) -> dict:
 
 
 def list_audiences(authz: Authorizer, principal: str, account_id: str, after: str | None = None,
-                   limit: int = 100) -> dict:
+                   limit: int = 100, action: str | None = None) -> dict:
     """One page of the account's list, by audience id after the cursor ``after``;
-    ``next_after`` is the cursor of the next page (None on the last)."""
+    ``next_after`` is the cursor of the next page (None on the last). With ``action``, only
+    the audiences the policy allows it on: the page still looks at ``limit`` audiences (the
+    work of a request stays bounded however rare the action), so it may hold fewer."""
     def work():
         if not Account.select().where(Account.id == account_id).exists():
             raise NotFound("account", account_id)
@@ -46,7 +48,7 @@ def list_audiences(authz: Authorizer, principal: str, account_id: str, after: st
         items = []
         for audience_id, gathered in page:
             actions = allowed_actions(authz, gathered)
-            if "view" in actions:
+            if "view" in actions and (action is None or action in actions):
                 items.append(audience_view(rows[audience_id], gathered.relation, actions))
         return {"account_id": account_id, "audiences": items,
                 "next_after": page[-1][0] if len(listed) > limit else None}

@@ -19,6 +19,7 @@ from audience_authz.http.schemas import (
     ActingAccount,
     AdGroupBody,
     AudienceCreateBody,
+    AudienceListQuery,
     AudiencePatchBody,
     AuthorizeBody,
     BatchBody,
@@ -109,10 +110,10 @@ def post_terms(path: IdPath, header: ActingAccount):
 
 
 @api.get("/accounts/<id>/audiences", operation_id="listAccountAudiences", tags=[AUDIENCES],
-         summary="Owned and shared-with-me audiences, with relation and allowed actions (paged by id)",
+         summary="Owned and shared-with-me audiences, with relation and allowed actions (paged by id; filter by action)",
          responses={200: R.AudienceList, **R.ACTING})
-def get_account_audiences(path: IdPath, header: ActingAccount, query: IdPage):
-    return actions.list_audiences(authz(), header.x_account_id, path.id, query.after, query.limit)
+def get_account_audiences(path: IdPath, header: ActingAccount, query: AudienceListQuery):
+    return actions.list_audiences(authz(), header.x_account_id, path.id, query.after, query.limit, query.action)
 
 
 # -- audiences -----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from audience_authz import actions
 from audience_authz.http.responses import EventType
-from audience_authz.vocabulary import AUDIENCE_ACTIONS, MAX_MEMBERS, SOURCES
+from audience_authz.vocabulary import AUDIENCE_ACTIONS, MATRIX_ACTIONS, MAX_MEMBERS, SOURCES
 
 MAX_WAIT_S = 25  # the longest long poll: within gunicorn's and most proxies' idle timeouts
 
@@ -36,6 +36,7 @@ Name = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=25
 # the policy refuses to share).
 Source = Literal[SOURCES]  # type: ignore[valid-type]
 AudienceAction = Literal[AUDIENCE_ACTIONS]  # type: ignore[valid-type]
+MatrixAction = Literal[MATRIX_ACTIONS]  # type: ignore[valid-type]
 
 
 class Strict(BaseModel):
@@ -85,6 +86,15 @@ class IdPage(BaseModel):
     limit: int = Field(100, ge=1, le=MAX_PAGE)
 
     _digits = field_validator("limit", mode="before")(digits)
+
+
+class AudienceListQuery(IdPage):
+    """A page of an account's audience list, optionally only those the policy allows one
+    action on (e.g. ``apply``: what the account may put in its ad groups)."""
+
+    action: MatrixAction | None = Field(
+        None, description="only the audiences on which the policy allows the account this action; a page may then"
+                          " hold fewer than limit (each page looks at limit audiences): follow next_after")
 
 
 class EventFilter(BaseModel):

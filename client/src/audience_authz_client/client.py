@@ -234,17 +234,20 @@ class AuthzClient:
                          account=account_id)
 
     def list_audiences(self, account_id: str, *, after: str | None = None, limit: int = 100,
-                       request_id: str | None = None) -> AudienceList | Denied:
+                       action: str | None = None, request_id: str | None = None) -> AudienceList | Denied:
         """One page of the audiences the account owns or has been shared, by id: those after
-        ``after`` (the previous page's ``next_after``), at most ``limit`` (1 to 1000)."""
+        ``after`` (the previous page's ``next_after``), at most ``limit`` (1 to 1000). With
+        ``action`` (e.g. ``"apply"``), only those the policy allows it on; such a page may
+        hold fewer than ``limit``: follow ``next_after`` until None."""
+        params = {**_id_page(after, limit), **({"action": action} if action else {})}
         return self._act(AudienceList, "GET", path("accounts", account_id, "audiences"), request_id,
-                         params=_id_page(after, limit), account=account_id)
+                         params=params, account=account_id)
 
-    def audience_pages(self, account_id: str, *, after: str | None = None,
-                       limit: int = PAGE_LIMIT) -> Iterator[AudienceList | Denied]:
+    def audience_pages(self, account_id: str, *, after: str | None = None, limit: int = PAGE_LIMIT,
+                       action: str | None = None) -> Iterator[AudienceList | Denied]:
         """Every page of ``list_audiences``, each its own call (and deadline), until the last;
         a ``Denied`` page ends it."""
-        return _pages(lambda cursor: self.list_audiences(account_id, after=cursor, limit=limit), after)
+        return _pages(lambda cursor: self.list_audiences(account_id, after=cursor, limit=limit, action=action), after)
 
     # -- audiences -------------------------------------------------------------------------
 

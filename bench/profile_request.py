@@ -109,6 +109,14 @@ def main(store, n, cprofile, as_json, top):
     def healthz(_):
         b"".join(app(dict(ping), start_response))
 
+    def listing(query: str):
+        """A page of an account's audience list (the accounts of the drawn requests)."""
+        def get(account: str):
+            environ = EnvironBuilder(path=f"/v1/accounts/{account}/audiences", query_string=query, headers={
+                "Authorization": f"Bearer {TOKEN}", "X-Account-Id": account}).get_environ()
+            b"".join(app(environ, start_response))
+        return get
+
     for body in bodies:  # warm-up
         authorize(body)
     timings = {}
@@ -118,6 +126,13 @@ def main(store, n, cprofile, as_json, top):
         for _round in range(2):
             for name, fn in (("authorize", authorize), ("ping", healthz)):
                 timings.setdefault(name, []).extend(timed(fn, bodies))
+        import sqlite3
+
+        with sqlite3.connect(store) as conn:  # accounts that own or receive audiences
+            accounts = [row[0] for row in conn.execute(
+                "SELECT DISTINCT owner_account_id FROM audience ORDER BY random() LIMIT 300")]
+        for name, query in (("list", "limit=100"), ("list_apply", "limit=100&action=apply")):
+            timings[name] = timed(listing(query), accounts)
         timings = {name: percentiles(seconds) for name, seconds in timings.items()}
     started = time.perf_counter()
     if cprofile or as_json:

@@ -60,6 +60,17 @@ class Settings(BaseSettings):
                                          " threads of their own (503 with Retry-After past it; http/capacity.py)")
     max_subscribers_per_token: PositiveInt = Field(128, description="event streams and waiting long polls of one"
                                                    " token per worker (429 with Retry-After past it)")
+    analysis_workers: PositiveInt = Field(2, description="policy analyses (check, symbolic diff, proofs, a reload's"
+                                          " vetting) running at once per worker, each in a process of its own")
+    analysis_queue: int = Field(4, ge=0, description="policy analyses waiting for a process per worker"
+                                " (429 analysis_busy with Retry-After past it)")
+    analysis_timeout_s: PositiveFloat = Field(60.0, description="seconds one policy analysis may take"
+                                              " (then its process is killed: 422 analysis_too_costly)")
+    analysis_memory_mb: PositiveInt = Field(2048, description="address space of one policy analysis process, in MB")
+    analysis_max_lines: PositiveInt = Field(2000, description="lines of a candidate's policy.csv that an analysis"
+                                            " takes (422 analysis_too_costly past it)")
+    analysis_max_condition: PositiveInt = Field(4000, description="characters of one policy.csv line of a candidate"
+                                                " that an analysis takes (422 analysis_too_costly past it)")
     decision_log_flush_s: PositiveFloat = Field(0.05, description="seconds before batched decision-log rows are written")
     drain_seconds: NonNegativeFloat = Field(
         5.0, description="on SIGTERM, seconds /readyz answers 503 draining while the server still serves, "

@@ -29,6 +29,9 @@ The metrics (every name starts with ``audience_authz_``):
 * ``feed_subscribers{kind}``: open event streams (``stream``) and waiting long polls
   (``long_poll``); ``feed_subscribers_refused_total{bound}``: those refused at a bound
   (``worker``, ``token``)
+* ``policy_analyses_active{state}``: policy analyses (check, symbolic diff, proofs, a reload's
+  vetting) ``running`` in their processes and ``queued``; ``policy_analyses_finished_total{outcome}``:
+  those finished, by outcome (``ok``, ``busy``, ``too_costly``, ``failed``, ``error``)
 * ``database_errors_total{error}``: requests that failed on a database error (a server
   fault), by the error's class
 
@@ -90,6 +93,11 @@ SUBSCRIBERS = Gauge("audience_authz_feed_subscribers", "Open event streams (stre
                     ["kind"], multiprocess_mode="livesum")
 SUBSCRIBERS_REFUSED = Counter("audience_authz_feed_subscribers_refused_total",
                               "Event streams and long polls refused, by the bound reached (worker, token)", ["bound"])
+
+ANALYSES = Gauge("audience_authz_policy_analyses_active", "Policy analyses running, and queued for a process, by state",
+                 ["state"], multiprocess_mode="livesum")
+ANALYSES_FINISHED = Counter("audience_authz_policy_analyses_finished_total", "Policy analyses by outcome (ok, busy: refused"
+                            " for want of a place, too_costly, failed: the process died, error)", ["outcome"])
 
 _DATABASE_ERRORS = (peewee.PeeweeException, MaxConnectionsExceeded)
 _policy_version: str | None = None
@@ -161,6 +169,10 @@ def shadow_decided(shadow: str, action: str, failed: bool = False) -> None:
 
 def shadow_disagreed(shadow: str, action: str, before: str, after: str) -> None:
     SHADOW_DISAGREEMENTS.labels(shadow, action, before, after).inc()
+
+
+def analysis_finished(outcome: str) -> None:
+    ANALYSES_FINISHED.labels(outcome).inc()
 
 
 def is_database_error(exc: BaseException) -> bool:

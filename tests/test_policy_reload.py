@@ -120,7 +120,7 @@ def test_a_broken_policy_is_refused_and_the_last_good_one_answers(policy, serve)
     # 2. a change that passes policy check but fails the policy's own tests
     replace(policy / "policy.csv", "p, recipient, refresh_lookalike, True, deny, no_refresh_for_you,",
             RECIPIENT_REFRESH_DENY)
-    let_recipients_refresh_lookalikes(policy, with_tests=False)
+    let_recipients_refresh_lookalikes(policy, with_tests=False, with_properties=False)  # refused by its tests first
     ready = _eventually(lambda: (r := _ready(api))["last_reload_error"]
                         and r["last_reload_error"]["problems"][0]["file"] == "tests/matrix.yaml" and r, times=10)
     assert "recipient cannot refresh a lookalike: expected deny (recipient_action_forbidden), got allow" in \

@@ -30,7 +30,7 @@ from audience_authz.http import (
     server,
 )
 from audience_authz.http.responses import ErrorBody, Health, Readiness
-from audience_authz.policytools import reload
+from audience_authz.policytools import reload, sandbox
 from audience_authz.store import db
 from audience_authz.store.models import database
 
@@ -81,6 +81,11 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     # the policy, kept on the last good version of the files (policytools/reload.py)
     app.extensions["authz"] = reload.start(app, settings.policy_dir, policy_snapshots, policy_poll,
                                            settings.shadow_policy_dir)
+    # policy analyses: in processes of their own, bounded (policytools/sandbox.py)
+    sandbox.configure(sandbox.Limits(
+        workers=settings.analysis_workers, queue=settings.analysis_queue, timeout_s=settings.analysis_timeout_s,
+        memory_mb=settings.analysis_memory_mb, max_lines=settings.analysis_max_lines,
+        max_condition=settings.analysis_max_condition))
     # event streams and long polls: bounded, and fed by one watcher of the feed (http/capacity.py)
     app.extensions["subscribers"] = capacity.Subscribers(settings.max_subscribers, settings.max_subscribers_per_token)
     app.extensions["feed_watcher"] = feed_watch.FeedWatcher(routes.STOPPING)
@@ -174,6 +179,7 @@ def _register_health(app: OpenAPI) -> None:
             body.update(reload.STATS.readiness())
             body["pools"] = capacity.snapshot() or None
             body["subscribers"] = app.extensions["subscribers"].snapshot()
+            body["analyses"] = sandbox.snapshot()
             if failing:
                 body["decision_errors"] = failing
         return body, 200 if status == "ready" else 503

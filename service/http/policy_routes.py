@@ -14,12 +14,11 @@ from flask import current_app
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from audience_authz.engine.policy import Policy
 from audience_authz.exceptions import ApiError
 from audience_authz.http import responses as R
 from audience_authz.policytools import diff as policydiff
-from audience_authz.policytools import symdiff
-from audience_authz.policytools.check import check_policy
+from audience_authz.policytools import impact, sandbox
+from audience_authz.vocabulary import OPTIONAL_FILES, POLICY_FILES
 
 api = APIBlueprint("policy", __name__, url_prefix="/v1/policy", abp_security=[{"bearer": []}],
                    abp_responses=R.COMMON)
@@ -69,8 +68,9 @@ def _candidate_directory(body, serving, workdir: Path) -> Path:
     """The candidate a body names: ``files`` over the policy in force (written to ``workdir``),
     or an existing ``candidate_dir`` (400 when there is none)."""
     if body.files is not None:
-        for name in ("model.conf", "policy.csv", "facts.yaml", "reasons.yaml"):
-            shutil.copyfile(serving.directory / name, workdir / name)
+        for name in (*POLICY_FILES, *OPTIONAL_FILES):  # what is not given stays as it serves
+            if (serving.directory / name).is_file():
+                shutil.copyfile(serving.directory / name, workdir / name)
         for name, content in body.files.items():
             (workdir / name).write_text(content)
         return workdir
@@ -91,24 +91,16 @@ def post_diff(body: DiffBody):
     workdir = Path(tempfile.mkdtemp(prefix="audience-authz-candidate-"))
     try:
         directory = _candidate_directory(body, serving, workdir)
-        problems = check_policy(directory)
-        if problems:
+        sandbox.check_bounds(directory)
+        version = None if body.only_version == "all" else (body.only_version or serving.version)
+        past = impact.rows(body.last, body.since, version)  # naive UTC already (policydiff.as_utc)
+        result = sandbox.run("policy diff", impact.analyse, str(serving.directory), str(directory), past,
+                             examples=body.examples, symbolic=body.symbolic, only_version=version)
+        if "problems" in result:
             return {"error": {"code": "policy_refused", "message": "the candidate fails policy check",
                               "problems": [{"file": p[0], "line": p[1], "column": getattr(p, "column", 1),
-                                            "message": p[2]} for p in problems]}}, 422
-        candidate = Policy.load(directory)
-        since = body.since  # naive UTC already (policydiff.as_utc)
-        version = None if body.only_version == "all" else (body.only_version or serving.version)
-        report = policydiff.replay(policydiff.select(body.last, since, version).iterator(), candidate, serving,
-                                   body.examples)
-        report.only_version = version
-        answer = report.as_dict()
-        if body.symbolic:
-            regions = symdiff.symbolic_diff(serving, candidate)
-            symdiff.count_replayed(regions, policydiff.select(body.last, since, version).iterator(), serving,
-                                   candidate, body.examples)
-            answer["symbolic"] = regions.as_dict()
-        return answer
+                                            "message": p[2]} for p in result["problems"]]}}, 422
+        return {**result["diff"], **({"symbolic": result["symbolic"]} if body.symbolic else {})}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

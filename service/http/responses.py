@@ -449,6 +449,8 @@ class Readiness(BaseModel):
                                " (decisions, probes, feeds): threads, busy, queued")
     subscribers: dict | None = Field(None, description="with a valid token only: this worker's open streams and"
                                      " waiting long polls, and their bounds")
+    analyses: dict | None = Field(None, description="with a valid token only: this worker's policy analyses running"
+                                  " and queued, and their bounds")
     policy_reloads: dict | None = None  # with a valid token only
     last_reload_error: dict | None = None  # with a valid token only
 

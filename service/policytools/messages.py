@@ -135,6 +135,9 @@ class Problem(tuple):
         self.column = column
         return self
 
+    def __getnewargs__(self):  # pickled whole: problems come back from analysis processes
+        return (*self, self.column)
+
     def __str__(self) -> str:
         file, line, message = self
         return f"{file}:{line}:{self.column}: {message}"

@@ -39,6 +39,8 @@ from audience_authz import metrics
 from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.policy import POLICY_FILES, Policy, PolicyError, PycasbinMismatch
 from audience_authz.engine.shadow import Shadow
+from audience_authz.exceptions import ApiError
+from audience_authz.policytools import sandbox
 from audience_authz.policytools.check import Problem, check_policy, contract_problems, smoke_problems
 from audience_authz.vocabulary import OPTIONAL_FILES
 
@@ -111,6 +113,15 @@ def vet_stage(directory: str | Path) -> tuple[str, list[Problem]]:
         if problems:
             return "verify", problems
     return "", []
+
+
+def _vet_isolated(directory: Path) -> tuple[str, list[Problem]]:
+    """``vet_stage`` as an analysis (policytools/sandbox.py): in a process of its own on a
+    server; one that is too costly, finds no place or dies is a refusal with that reason."""
+    try:
+        return sandbox.run("reload's vetting", sandbox.vet, str(directory))
+    except ApiError as exc:
+        return "analysis", [("policy", 0, f"{exc.code}: {exc.message}")]
 
 
 def decision_problems(policy: Policy) -> list[Problem]:
@@ -265,7 +276,7 @@ class Reloader:
         try:
             # vetting is a function of the files alone (and of this process's code): files
             # that passed once in this process pass again without the proofs being redone
-            stage, problems = ("", []) if fingerprint in _PASSED else vet_stage(incoming)
+            stage, problems = ("", []) if fingerprint in _PASSED else _vet_isolated(incoming)
             if problems:
                 return None, problems, stage
             _PASSED.add(fingerprint)
@@ -333,7 +344,12 @@ class Reloader:
             except OSError as exc:
                 return [("policy", 0, f"cannot read {directory}: {exc}")]
             incoming = self.snapshots.write(files)
-            problems = check_policy(incoming)
+            try:
+                sandbox.check_bounds(incoming)
+                problems = sandbox.run("policy check", sandbox.check, str(incoming))
+            except ApiError:
+                shutil.rmtree(incoming, ignore_errors=True)
+                raise
             if problems:
                 shutil.rmtree(incoming, ignore_errors=True)
                 return problems

@@ -21,12 +21,12 @@ from werkzeug.exceptions import HTTPException
 from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.facts import Request
 from audience_authz.engine.policy import Policy, PolicyError
+from audience_authz.exceptions import ApiError
 from audience_authz.http.console import access, bp, policyview, queries
 from audience_authz.http.policy_routes import _shadow_summary as shadow_summary
 from audience_authz.http.schemas import AuthorizeBody
 from audience_authz.policytools import diff as policydiff
-from audience_authz.policytools import symdiff, verify
-from audience_authz.policytools.check import check_policy
+from audience_authz.policytools import impact, sandbox
 from audience_authz.vocabulary import ACTIONS, AUDIENCE_ACTIONS, POLICY_FILES
 
 REPLAY_DEFAULT, REPLAY_MAX = 1000, 100_000
@@ -212,6 +212,7 @@ def candidate():
                 abort(403, "a check-scoped session may analyse uploaded files, not read a directory of the server")
             analysis = _analyse(directory, last)
     status = 400 if analysis and ("error" in analysis or "problems" in analysis) else 200
+    status = analysis.get("status", status) if analysis else status
     return _candidate_page(directory=directory, last=last, analysis=analysis), status
 
 
@@ -255,7 +256,8 @@ def _analyse_uploads(uploads, last: int) -> dict:
 
 def _analyse(directory: str, last: int) -> dict:
     """check, the candidate's tests with coverage, and the replay of the newest ``last``
-    decisions against it (what POST /v1/policy/diff answers)."""
+    decisions against it (what POST /v1/policy/diff answers), with its symbolic diff and
+    proofs; the analyses in their processes (policytools/sandbox.py), bounded as the API's."""
     path = Path(directory)
     try:
         found = bool(directory) and path.is_dir()
@@ -263,31 +265,24 @@ def _analyse(directory: str, last: int) -> dict:
         found = False
     if not found:
         return {"error": f"no such directory on the server: {directory[:200]!r}"}
-    problems = check_policy(path)
-    if problems:
-        return {"problems": problems}
+    serving = _authz().policy
     try:
+        sandbox.check_bounds(path)
+        # what POST /v1/policy/diff answers (the decisions of the policy serving), with the
+        # symbolic diff and what `policy verify` proves: one analysis, in its process
+        result = sandbox.run("candidate analysis", impact.analyse, str(serving.directory), str(path),
+                             impact.rows(last, None, serving.version), symbolic=True, proofs=True,
+                             only_version=serving.version)
+        if "problems" in result:
+            return {"problems": result["problems"]}
         candidate = Policy.load(path)
     except PolicyError as exc:
         return {"problems": exc.problems}
-    view = policyview.build(candidate, coverage=True)
-    serving = _authz().policy
-    report = policydiff.replay(policydiff.select(last).iterator(), candidate, serving, examples=3)
-    # what POST /v1/policy/diff with "symbolic": true answers, and what `policy verify` proves
-    regions = symdiff.symbolic_diff(serving, candidate)
-    symdiff.count_replayed(regions, policydiff.select(last).iterator(), serving, candidate, 3)
-    return {"view": view, "replay": report.as_dict(), "candidate_version": candidate.version,
-            "symbolic": regions.as_dict(), "proofs": _proofs(candidate)}
-
-
-def _proofs(candidate: Policy) -> dict | None:
-    """The candidate's properties.yaml verified against it (None when it has none)."""
-    if not (candidate.directory / verify.PROPERTIES_FILE).is_file():
-        return None
-    report = verify.run(candidate)
-    return {"problems": report.problems, "results": [
-        {**r.as_dict(), "described": verify.describe(r.counterexample) if r.counterexample else ""}
-        for r in report.results]}
+    except ApiError as exc:  # too costly, busy or failed: said on the page, nothing else affected
+        return {"error": f"{exc.code}: {exc.message}", "status": exc.status}
+    return {"view": policyview.build(candidate, coverage=True), "replay": result["diff"],
+            "candidate_version": result["candidate_version"], "symbolic": result["symbolic"],
+            "proofs": result["proofs"]}
 
 
 @bp.post("/reload")
@@ -309,13 +304,13 @@ def shadow():
         if uploads:
             work = Path(workdir) / "candidate"
             _, error = _uploaded(uploads, work)
-            problems = [("upload", 0, error)] if error else reloader.set_shadow(work)
+            problems = [("upload", 0, error)] if error else _set_shadow(reloader, work)
         else:
             try:
                 found = bool(directory) and Path(directory).is_dir()
             except (OSError, ValueError):
                 found = False
-            problems = reloader.set_shadow(directory) if found else [
+            problems = _set_shadow(reloader, directory) if found else [
                 ("directory", 0, f"no such directory on the server: {directory[:200]!r}")]
     return _candidate_page(directory=directory, shadow_problems=problems), 400 if problems else 200
 
@@ -360,3 +355,11 @@ def events():
               "payload": json.dumps(json.loads(e.payload), indent=1)} for e in rows]
     return render_template("events.html", title="Events", items=items, next_before=next_before, audience=audience,
                            before=before)
+
+
+def _set_shadow(reloader, directory) -> list:
+    """The shadow's problems; a candidate too costly to check (or no place to) is one."""
+    try:
+        return reloader.set_shadow(directory)
+    except ApiError as exc:
+        return [("analysis", 0, f"{exc.code}: {exc.message}")]

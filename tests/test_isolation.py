@@ -87,7 +87,6 @@ def _steady_load(base_url: str, token: str, body: dict, seconds: float, threads:
 # what a policy analysis may answer: done, refused (too costly, or a candidate that fails
 # check), or busy (Retry-After); never a server error
 ANALYSIS_ANSWERS = {"200", "422 analysis_too_costly", "422 policy_refused", "429 analysis_busy"}
-MODEL = (Path(__file__).resolve().parents[1] / "policy" / "model.conf").read_text()
 
 
 def _oversized_candidate() -> str:
@@ -100,12 +99,12 @@ class _Analyses:
     """Three clients asking for symbolic diffs back to back, and one for an oversized
     candidate, until stopped: the answers counted as ``"<status> <code>"``."""
 
-    def __init__(self, base_url: str, token: str):
+    def __init__(self, base_url: str, token: str, model: str):
         self.base_url, self.token = base_url, token
         self.answers: dict[str, int] = {}
         self.stopped = threading.Event()
         self.lock = threading.Lock()
-        bodies = [{"files": {"model.conf": MODEL}, "symbolic": True}] * 3
+        bodies = [{"files": {"model.conf": model}, "symbolic": True}] * 3
         bodies.append({"files": {"policy.csv": _oversized_candidate()}, "symbolic": True})
         self.threads = [threading.Thread(target=self._ask, args=(b,)) for b in bodies]
 
@@ -184,7 +183,7 @@ def test_idle_streams_and_long_polls_take_no_decision_capacity(kind, tmp_path):
         rss_per_subscriber = (_rss_kb(worker) - rss_before) / (STREAMS + LONG_POLLS)
         idle_cpu = _cpu_ms_per_s(worker, 3)  # what idle subscribers cost the worker
         streams_only, _ = _steady_load(live.base_url, TOKENS[0], body, seconds)
-        analyses = _Analyses(live.base_url, api.token)
+        analyses = _Analyses(live.base_url, api.token, (live.policy_dir_served() / "model.conf").read_text())
         analyses.start()
         probes = _probe_times(live.base_url)
         loaded, loaded_errors = _steady_load(live.base_url, TOKENS[0], body, seconds)

@@ -35,6 +35,7 @@ class LiveServer:
                  extra_args: list[str] | None = None, env: dict | None = None):
         self.database_url = database_url
         self.token = token
+        self.policy_dir = policy_dir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.args = [sys.executable, "-m", "audience_authz", "serve", "--port", str(self.port),
@@ -71,6 +72,10 @@ class LiveServer:
                 self.process.wait()
         if self.log_path:
             self.log.close()
+
+    def policy_dir_served(self) -> Path:
+        """The policy directory this server was started on (the shipped one unless given)."""
+        return Path(self.policy_dir) if self.policy_dir else ROOT / "policy"
 
     def client(self, token: str | None = None):
         """An ``Api`` of this server (its own token unless another is given)."""

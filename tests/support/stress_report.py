@@ -32,8 +32,9 @@ DETAILS = {"concurrent load": ("seconds", "threads", "workers", "events_read", "
            "schemathesis": ("examples_per_operation", "failures"),
            "hypothesis state machine": ("steps_up_to",),
            "idle streams and long polls beside decisions": (
-               "streams", "long_polls", "p99_ms_without", "p99_ms_with", "probe_max_ms", "freed_in_s",
-               "rss_kb_per_subscriber", "idle_cpu_ms_per_s")}
+               "streams", "long_polls", "analyses", "p99_ms_without", "p99_ms_subscribers_only", "p99_ms_with",
+               "probe_max_ms", "freed_in_s", "rss_kb_per_subscriber", "idle_cpu_ms_per_s"),
+           "concurrent analyses through the API and the console": ("seconds", "answers")}
 
 
 def render(results: dict | None) -> str:

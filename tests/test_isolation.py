@@ -268,3 +268,27 @@ def test_every_spelling_of_a_subscription_goes_to_the_feed_pool(target, tmp_path
                                             "resource": {"audience_id": "b"}})
     assert answer.status == 200
     assert pools["feeds"]["busy"] == 4 and pools["decisions"]["busy"] <= 1
+
+
+def test_readiness_says_saturated_while_every_decision_thread_is_busy_and_requests_wait(tmp_path):
+    """A worker of one decision thread, held by a request whose chunked body is still coming:
+    the next authorize waits for the thread, /readyz (on a probe thread) answers at once
+    503 saturated, and all is well again once the body has come."""
+    with private_server("sqlite", tmp_path, extra_args=["--threads", "1"]) as (_url, live, api):
+        slow = socket.create_connection(("127.0.0.1", live.port), timeout=10)
+        slow.sendall(b"POST /v1/authorize HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + api.token.encode()
+                     + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"p\r\n")
+        _wait_for(lambda: api.ok(api.get("/readyz"))["pools"]["decisions"]["busy"] == 1, 10)
+        waiting = []
+        queued = threading.Thread(target=lambda: waiting.append(api.post("/v1/authorize", {
+            "principal": {"account_id": "a"}, "action": "apply", "resource": {"audience_id": "b"}})))
+        queued.start()
+        _wait_for(lambda: api.get("/readyz").status == 503, 10)
+        saturated = api.get("/readyz")
+        slow.sendall(b"0\r\n\r\n")  # the body ends (a malformed one: answered 400)
+        queued.join(20)
+        slow.close()
+        _wait_for(lambda: api.get("/readyz").status == 200, 10)
+    assert saturated.body["status"] == "saturated" and saturated.body["capacity"] == "saturated"
+    assert saturated.body["pools"]["decisions"] == {"threads": 1, "busy": 1, "queued": 1}
+    assert waiting and waiting[0].status == 200 and waiting[0].body["decision"] == "deny"

@@ -29,11 +29,11 @@ def test_probes_need_no_token_and_readiness_shows_the_reload_figures_only_with_o
     for headers in ({}, {"Authorization": "Bearer wrong"}):  # a load balancer's probe
         anonymous = raw(api, "GET", "/readyz", headers=headers)
         assert anonymous.status == 200, anonymous.body
-        assert set(anonymous.body) == {"status", "database", "policy", "policy_version", "decisions"}
+        assert set(anonymous.body) == {"status", "database", "policy", "policy_version", "decisions", "capacity"}
         assert anonymous.body["status"] == "ready" and anonymous.body["database"] == "ok"
     ready = raw(api, "GET", "/readyz", headers=AUTH)
     assert ready.status == 200 and ready.body["database"] == "ok" and ready.body["policy_version"]
-    assert {"policy_reloads", "last_reload_error"} <= set(ready.body)
+    assert {"policy_reloads", "last_reload_error", "subscribers", "analyses"} <= set(ready.body)
 
 
 @pytest.mark.parametrize("body, fragment", [

@@ -20,6 +20,9 @@ from tests.support.api import Api
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+# the policy the tests serve and the tools' tests copy: the service's tests are not tests of
+# the shipped policy (policy/tests/*.yaml are), so an author's edit of policy/ leaves them be
+FIXTURE_POLICY = ROOT / "tests" / "fixtures" / "policy"
 
 
 def free_port() -> int:

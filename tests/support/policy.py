@@ -12,9 +12,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from audience_authz.cli import main
-from tests.support import ROOT
-
-FIXTURE_POLICY = ROOT / "tests" / "fixtures" / "policy"
+from tests.support import FIXTURE_POLICY
 
 
 def copy_policy(dest: Path) -> Path:

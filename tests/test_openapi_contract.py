@@ -16,6 +16,7 @@ import typing
 
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 import audience_authz_client as py_client
@@ -121,6 +122,25 @@ def test_effects_and_events_are_discriminated_unions_with_a_schema_per_type(doc)
     for kind, name in events.items():  # each event's payload has a schema of its own, of that type
         payload = _schema(doc, _schema(doc, name)["properties"]["payload"]["$ref"].rsplit("/", 1)[1])
         assert payload["properties"]["type"].get("const", kind) == kind and payload["properties"]
+
+
+def _validator(doc, name: str) -> Draft202012Validator:
+    return Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": doc["components"]})
+
+
+def test_an_answer_of_a_newer_service_or_policy_fits_the_document(doc):
+    """A reason code, effect type or event type the document does not list is still valid;
+    a known effect type with a wrong shape, or an effect without a type, is not."""
+    answer = {"decision": "allow", "reasons": [{"code": "a_code_added_later", "message": "m"}],
+              "effects": [{"type": "notify_partner", "partner_id": "p1"},
+                          {"type": "end_share", "audience_id": "a", "account_id": "b", "reason": "another_new_code"}],
+              "policy_version": "v", "decision_id": "d"}
+    assert list(_validator(doc, "AuthorizeAnswer").iter_errors(answer)) == []
+    for broken in ({"type": "end_share", "audience_id": 1, "account_id": "b"}, {"audience_id": "a"}):
+        assert list(_validator(doc, "AuthorizeAnswer").iter_errors({**answer, "effects": [broken]}))
+    page = {"events": [{"id": 1, "type": "audience_archived", "audience_id": "a", "account_id": None,
+                        "decision_id": None, "at": None, "payload": {"reason": "x"}}], "next_after": 1}
+    assert list(_validator(doc, "EventPage").iter_errors(page)) == []
 
 
 def test_optional_fields_are_not_required(doc):

@@ -116,18 +116,22 @@ class PropagateUpdateEffect(BaseModel):
     parts: int | None = Field(None, ge=2, description="how many effects the chunked update is")
 
 
+EFFECT_MODELS = (EndShareEffect, RemoveFromListEffect, DisconnectAudienceEffect, PauseAdGroupEffect,
+                 PropagateUpdateEffect)
+EFFECT_TYPES = tuple(m.model_fields["type"].annotation.__args__[0] for m in EFFECT_MODELS)
+
+
 class OtherEffect(BaseModel):
     """An effect of a type not listed here (a newer service's): read it as a generic object."""
 
     model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": True})
-    type: str = Field(description="the effect's type, not one of the types listed")
+    type: str = Field(description="the effect's type, not one of the types listed",
+                      json_schema_extra={"not": {"enum": list(EFFECT_TYPES)}})
 
 
 KnownEffect = Annotated[EndShareEffect | RemoveFromListEffect | DisconnectAudienceEffect | PauseAdGroupEffect
                         | PropagateUpdateEffect, Field(discriminator="type")]
 Effect = KnownEffect | OtherEffect
-EFFECT_MODELS = (EndShareEffect, RemoveFromListEffect, DisconnectAudienceEffect, PauseAdGroupEffect,
-                 PropagateUpdateEffect)
 
 
 class DenyBody(BaseModel):
@@ -410,7 +414,8 @@ KnownEventView = Annotated[Union[EVENT_MODELS], Field(discriminator="type")]  # 
 class OtherEvent(_EventBase):
     """An event of a type not listed here (a newer service's)."""
 
-    type: str = Field(description="the event's type, not one of the types listed")
+    type: str = Field(description="the event's type, not one of the types listed",
+                      json_schema_extra={"not": {"enum": list(EVENT_TYPES)}})
     payload: dict[str, Any]
 
 

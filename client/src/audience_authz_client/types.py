@@ -458,11 +458,11 @@ def _convert(tp: Any, value: object, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         if tp == Effect:
-            kind = value.get("type") if isinstance(value, dict) else None
-            if not isinstance(kind, str):
+            if not isinstance(value, dict) or not isinstance(value.get("type"), str):
                 raise ValueError(f"{where}: an effect needs a type")
+            kind = value["type"]
             if kind not in EFFECT_CLASSES:
-                return OtherEffect(type=kind, fields=dict(value))  # type: ignore[arg-type]
+                return OtherEffect(type=kind, fields=dict(value))
             return _dataclass(EFFECT_CLASSES[kind], value, where)
         options = [a for a in args if a is not type(None)]
         if len(options) != 1:

@@ -150,3 +150,15 @@ def test_a_hot_reload_refuses_dropping_a_code_the_serving_policy_gives(service):
         assert api.post("/v1/policy/reload", {}).status == 200
     finally:
         service.restore_policy()
+
+
+def test_the_diff_endpoint_refuses_a_dropped_code_and_lists_retired_ones(api, candidate):
+    _rename(candidate)
+    files = {name: (candidate / name).read_text() for name in ("policy.csv", "reasons.yaml")}
+    refused = api.post("/v1/policy/diff", {"files": files, "last": 5})
+    assert refused.status == 422 and refused.body["error"]["code"] == "policy_refused"
+    assert refused.body["error"]["problems"][0]["message"].startswith(f"reason code '{OLD}' was published (by the"
+                                                                      " policy serving")
+    files["reasons.yaml"] += f"retired:\n  {OLD}: {{replaced_by: {NEW}}}\n"
+    answer = api.ok(api.post("/v1/policy/diff", {"files": files, "last": 5}))
+    assert list(answer)[0] == "retired_codes" and answer["retired_codes"] == [{"code": OLD, "replaced_by": NEW}]

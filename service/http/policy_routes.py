@@ -18,7 +18,7 @@ from audience_authz.engine.policy import Policy
 from audience_authz.exceptions import ApiError
 from audience_authz.http import responses as R
 from audience_authz.policytools import diff as policydiff
-from audience_authz.policytools import symdiff
+from audience_authz.policytools import published, symdiff
 from audience_authz.policytools.check import check_policy
 
 api = APIBlueprint("policy", __name__, url_prefix="/v1/policy", abp_security=[{"bearer": []}],
@@ -91,7 +91,9 @@ def post_diff(body: DiffBody):
     workdir = Path(tempfile.mkdtemp(prefix="audience-authz-candidate-"))
     try:
         directory = _candidate_directory(body, serving, workdir)
-        problems = check_policy(directory)
+        in_force = published.Codes(dict(serving.reasons), {})
+        problems = (published.dropped(in_force, directory, f"by the policy serving, {serving.version}")
+                    + check_policy(directory))
         if problems:
             return {"error": {"code": "policy_refused", "message": "the candidate fails policy check",
                               "problems": [{"file": p[0], "line": p[1], "column": getattr(p, "column", 1),
@@ -102,7 +104,8 @@ def post_diff(body: DiffBody):
         report = policydiff.replay(policydiff.select(body.last, since, version).iterator(), candidate, serving,
                                    body.examples)
         report.only_version = version
-        answer = report.as_dict()
+        answer = {"retired_codes": published.retirements(in_force, published.of_directory(directory)),
+                  **report.as_dict()}
         if body.symbolic:
             regions = symdiff.symbolic_diff(serving, candidate)
             symdiff.count_replayed(regions, policydiff.select(body.last, since, version).iterator(), serving,

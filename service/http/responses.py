@@ -491,9 +491,16 @@ class ReloadResult(BaseModel):
     previous_version: str | None = None
 
 
+class RetiredCode(BaseModel):
+    code: str = Field(description="a reason code the serving policy gives that the candidate retires")
+    replaced_by: str | None = Field(description="the code that replaces it; null: deprecated without one")
+
+
 class DiffReport(BaseModel):
     """Decisions of the log replayed against a candidate policy, grouped by what changed."""
 
+    retired_codes: list[RetiredCode] = Field(default_factory=list, description="listed first: the reason codes"
+                                             " the candidate retires (callers matching on them must change)")
     replayed: int
     changed: int
     unchanged: int

@@ -250,11 +250,17 @@ _POLICY_DIR_OPTION = click.option("--policy-dir", default=None, type=click.Path(
 @click.argument("old_policy_dir", metavar="[DIR]", required=False,
                 type=click.Path(exists=True, file_okay=False))
 @click.option("--junit", "junit_file", default=None, type=click.Path(dir_okay=False), help=JUNIT_HELP)
-def check(policy_dir, old_policy_dir, junit_file):
+@click.option("--published-dir", default=None, type=click.Path(exists=True, file_okay=False),
+              help="the policy whose reason codes are published (default: the policy directory's files at"
+                   " --published-rev)")
+@click.option("--published-rev", default="HEAD", show_default=True,
+              help="the git revision whose reasons.yaml holds the published codes (none outside a git work tree)")
+def check(policy_dir, old_policy_dir, junit_file, published_dir, published_rev):
     """Validate the policy files, and the contract between them and the code; report each
-    problem with file, line and column. (DIR, the policy directory as an argument, is
-    deprecated: use --policy-dir.)"""
-    from audience_authz.policytools import junit
+    problem with file, line and column. A reason code once published (at --published-rev,
+    or in --published-dir) may not be renamed or removed unless reasons.yaml retires it.
+    (DIR, the policy directory as an argument, is deprecated: use --policy-dir.)"""
+    from audience_authz.policytools import junit, published
     from audience_authz.policytools.check import check_policy
 
     if old_policy_dir is not None:
@@ -262,7 +268,14 @@ def check(policy_dir, old_policy_dir, junit_file):
             raise click.UsageError("give the policy directory once, as --policy-dir")
         click.echo("note: `policy check DIR` is deprecated; use `policy check --policy-dir DIR`", err=True)
         policy_dir = old_policy_dir
-    problems = check_policy(_policy_dir(policy_dir))
+    directory = _policy_dir(policy_dir)
+    try:
+        baseline = (published.of_directory(published_dir) if published_dir
+                    else published.at_revision(directory, published_rev))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--published-rev") from None
+    where = published_dir or f"git {published_rev}"
+    problems = (published.dropped(baseline, directory, where) if baseline else []) + check_policy(directory)
     for problem in problems:
         click.echo(str(problem))  # file:line:column: message
     if junit_file:
@@ -287,6 +300,15 @@ def _contract_or_exit(policy_dir, junit_file=None, suite=""):
             junit.write(junit_file, suite, _problem_cases(problems, "policy.contract", "contract"))
         click.echo("the policy breaks the contract with the code; run `audience-authz policy check`", err=True)
         sys.exit(1)
+
+
+def _retired_text(retired: list[dict]) -> str:
+    """The reason codes a candidate retires, for the top of a diff: a caller matching on one
+    must move to its replacement (or stop expecting it)."""
+    lines = [f"Reason codes retired: {len(retired)} (callers matching on them must change)."]
+    for entry in retired:
+        lines.append(f"  {entry['code']} -> " + (entry["replaced_by"] or "(deprecated, no replacement)"))
+    return "\n".join(lines) + "\n"
 
 
 def _load_policy_or_exit(policy_dir):
@@ -454,7 +476,7 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, only_
     import tempfile
 
     from audience_authz.policytools import diff as policydiff
-    from audience_authz.policytools import standing, symdiff
+    from audience_authz.policytools import published, standing, symdiff
     from audience_authz.policytools.check import check_policy
     from audience_authz.store import db
 
@@ -479,6 +501,17 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, only_
                     click.echo(str(problem))  # file:line:column: message
                 click.echo(f"the {label} fails `policy check`; fix it first", err=True)
                 sys.exit(2)
+        # reason codes first: one the policy in force published may be retired, never dropped
+        in_force = published.of_directory(_policy_dir(baseline_dir))
+        gone = published.dropped(in_force, candidate_dir, "by the policy in force")
+        if gone:
+            for problem in gone:
+                click.echo(str(problem))
+            click.echo("the candidate renames or removes a published reason code; retire it in reasons.yaml", err=True)
+            sys.exit(2)
+        retired = published.retirements(in_force, published.of_directory(candidate_dir))
+        if retired and fmt == "text":
+            click.echo(_retired_text(retired))
         candidate = _load_policy_or_exit(candidate_dir)
         baseline = _load_policy_or_exit(baseline_dir)
         try:
@@ -495,7 +528,8 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, only_
                 sys.exit(2)
             finally:
                 db.close()
-            click.echo(json.dumps(state, indent=2) if fmt == "json" else standing.text(state, candidate_dir),
+            click.echo(json.dumps({"retired_codes": retired, **state}, indent=2) if fmt == "json"
+                       else standing.text(state, candidate_dir),
                        nl=fmt == "json")
             sys.exit(1 if fail_on_change and state["shares"] else 0)
         symbolic_report = symdiff.symbolic_diff(baseline, candidate) if symbolic else None
@@ -527,7 +561,7 @@ def diff(candidate_dir, database_url, last, since, baseline_dir, examples, only_
         import shutil
         shutil.rmtree(workdir, ignore_errors=True)
     if fmt == "json":
-        body = report.as_dict() if report is not None else {}
+        body = {"retired_codes": retired, **(report.as_dict() if report is not None else {})}
         if symbolic_report is not None:
             body["symbolic"] = symbolic_report.as_dict()
         click.echo(json.dumps(body, indent=2))

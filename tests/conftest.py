@@ -20,12 +20,20 @@ its absence fails the run.
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import pytest
 
-from tests.support import BaseApi, InProcessServer, LiveServer, postgres_database, world_factory
+from tests.support import FIXTURE_POLICY, BaseApi, InProcessServer, LiveServer, postgres_database, world_factory
 from tests.support.ops import DATABASES, fresh_database
+
+# tests/fixtures/policy is the policy the tools' tests copy and edit (tests/support/policy.py):
+# its own cases and properties are not tests of the shipped policy, and are not collected
+collect_ignore = ["fixtures"]
+# and it is the policy every server of the tests serves (in process, or a child process that
+# inherits the environment) and the policy tools read without --policy-dir
+os.environ["AUDIENCE_AUTHZ_POLICY_DIR"] = str(FIXTURE_POLICY)
 
 TOKEN = "test-token"
 FULL = pytest.mark.full

@@ -12,7 +12,7 @@ import pytest
 from audience_authz import config
 from audience_authz.contract import POLICY_GIVEN_REASONS  # the contract keeps these lines deny
 from audience_authz.http.app import create_app
-from tests.support import ROOT
+from tests.support import FIXTURE_POLICY, ROOT
 from tests.support.policy import RECIPIENT_REFRESH_ALLOW, RECIPIENT_REFRESH_DENY, cli, copy_policy, replace
 
 TOKEN = "carry-out-token"
@@ -168,9 +168,9 @@ def test_the_worked_example_as_documented_is_right(tmp_path):
 
 
 @pytest.mark.parametrize("account", ["owner", "recipient"])
-def test_the_shipped_policy_still_denies_first(tmp_path, account):
-    """With the shipped policy the rule answers (a 403 deny), before any guard."""
-    http = Http(tmp_path, ROOT / "policy")
+def test_the_fixture_policy_still_denies_first(tmp_path, account):
+    """With the policy the tests serve the rule answers (a 403 deny), before any guard."""
+    http = Http(tmp_path, FIXTURE_POLICY)
     _world(http)
     denied = http.call("POST", "/v1/audiences/C/refresh", account=account)
     assert denied.status_code == 403

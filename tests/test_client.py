@@ -20,6 +20,7 @@ from audience_authz_client import (
     Check,
     Denied,
     EndShare,
+    OtherEffect,
     PropagateUpdate,
     RateLimited,
     RequestError,
@@ -297,7 +298,7 @@ def _stub(status: int, body: bytes, headers: dict | None = None):
     (200, b'{"decision": "allow", "reasons": [], "effec'),  # cut short
     (200, b'{"decision": "maybe", "reasons": [], "effects": []}'),
     (200, b'{"decision": "allow", "reasons": "none", "effects": []}'),
-    (200, b'{"decision": "allow", "reasons": [], "effects": [{"type": "launch_rocket"}]}'),  # unknown effect
+    (200, b'{"decision": "allow", "reasons": [], "effects": [{"audience_id": "a"}]}'),  # an effect without a type
     (200, b'["allow"]'),
     (302, b'{"decision": "allow", "reasons": [], "effects": []}'),
 ])
@@ -309,6 +310,24 @@ def test_a_malformed_or_failed_answer_is_a_deny(status, body):
         many = client.authorize_many([Check("acc", "view", "aud")])
         assert not many[0].allowed and many[0].error
         assert len(seen) == (4 if status >= 500 else 2)  # 5xx is retried once per call
+
+
+def test_an_unknown_effect_type_or_reason_code_is_read_not_refused():
+    """A newer service (or policy) may add effect types and reason codes: the answer stands."""
+    body = json.dumps({"decision": "allow", "reasons": [], "policy_version": "v", "decision_id": "d",
+                       "effects": [{"type": "notify_partner", "partner_id": "p1"},
+                                   {"type": "end_share", "audience_id": "a", "account_id": "b",
+                                    "reason": "a_code_added_later"}]}).encode()
+    with _stub(200, body) as (url, _):
+        decision = AuthzClient(url, "t", timeout=5, retries=0).authorize("acc", "share", "a")
+    assert decision.allowed and decision.error is None
+    assert decision.effects[0] == OtherEffect("notify_partner", {"type": "notify_partner", "partner_id": "p1"})
+    assert isinstance(decision.effects[1], EndShare) and decision.effects[1].reason == "a_code_added_later"
+    denied = json.dumps({"decision": "deny", "reasons": [{"code": "a_code_added_later", "message": "m"}],
+                         "effects": [], "policy_version": "v", "decision_id": "d"}).encode()
+    with _stub(200, denied) as (url, _):
+        decision = AuthzClient(url, "t", timeout=5, retries=0).authorize("acc", "share", "a")
+    assert not decision.allowed and decision.codes == ["a_code_added_later"] and decision.error is None
 
 
 @pytest.mark.parametrize("status, code", [(400, "invalid_request"), (401, "unauthorized"),

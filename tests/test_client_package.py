@@ -2,7 +2,7 @@
 
 A new service installs ``audience-authz-client`` alone into a fresh virtual environment:
 it gets ``requests`` and its dependencies and nothing of the server; ``mypy --strict``
-checks a caller against the installed package; its ``Literal`` names are the service's.
+checks a caller against the installed package; the names it lists are the service's.
 """
 
 from __future__ import annotations
@@ -88,16 +88,13 @@ def test_mypy_strict_checks_a_caller_against_the_installed_client(client_venv, t
         authz = AuthzClient("http://authz", "t")
         authz.authorize("acc", "aply", "aud")
         print(authz.share("acc", "aud", ["b"]).recipients)
-        if authz.authorize("acc", "view", "aud").reasons[0].code == "reshare_forbiden":
-            pass
     """))
     result = mypy(bad)
     assert result.returncode == 1
     errors = result.stdout
     assert 'bad_caller.py:4: error: Argument 2 to "authorize"' in errors  # "aply" is no action
     assert 'bad_caller.py:5: error: Item "Denied" of "ShareResult | Denied"' in errors  # a deny must be looked at
-    assert "bad_caller.py:6: error: Non-overlapping equality check" in errors  # a misspelt reason code
-    assert errors.count(": error:") == 3
+    assert errors.count(": error:") == 2  # (reason codes are open: a policy may add one, see below)
 
 
 @pytest.mark.full  # mypy in a child process: the full tier
@@ -113,13 +110,20 @@ def _names(literal) -> set[str]:
 
 
 def test_the_clients_names_are_the_services():
-    reasons = yaml.safe_load((ROOT / "policy" / "reasons.yaml").read_text())["deny"]
+    # reason codes are open (a policy author adds codes): each code the client knows is one the
+    # service has, ever published (reasons.yaml keeps a retired code, marked), never the reverse
+    listed = yaml.safe_load((ROOT / "policy" / "reasons.yaml").read_text())
+    reasons = {**listed["deny"], **(listed.get("retired") or {})}
     service_only = {"response_too_large"}  # a fail-closed deny the service answers (http/errors.py)
-    assert _names(client_pkg.ReasonCode) == set(reasons) | service_only | set(client_pkg.CLIENT_REASONS)
+    client_own = set(client_pkg.CLIENT_REASONS)
+    assert client_own <= set(client_pkg.KNOWN_REASON_CODES)
+    assert set(client_pkg.KNOWN_REASON_CODES) - client_own <= set(reasons) | service_only
+    assert not client_own & set(reasons)
+    assert client_pkg.ReasonCode is str and client_pkg.EventType is str and client_pkg.EffectType is str
     assert set(vocabulary.SERVICE_REASONS) <= set(reasons)
     assert '"response_too_large"' in (ROOT / "service" / "http" / "errors.py").read_text()
     assert _names(client_pkg.Action) == set(vocabulary.AUDIENCE_ACTIONS)
     assert _names(client_pkg.MatrixAction) == set(vocabulary.MATRIX_ACTIONS)
     assert _names(client_pkg.Source) == set(vocabulary.SOURCES)
-    assert _names(client_pkg.EffectType) == set(vocabulary.EFFECTS) | {"pause_ad_group"}
-    assert set(client_pkg.types.EFFECT_CLASSES) == _names(client_pkg.EffectType)
+    assert _names(client_pkg.KnownEffectType) == set(vocabulary.EFFECTS) | {"pause_ad_group"}
+    assert set(client_pkg.types.EFFECT_CLASSES) == _names(client_pkg.KnownEffectType)

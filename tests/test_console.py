@@ -19,7 +19,7 @@ import pytest
 from audience_authz.engine.policy import Policy
 from audience_authz.policytools import matrix as policymatrix
 from audience_authz.vocabulary import AUDIENCE_RELATIONS, MATRIX_ACTIONS
-from tests.support import ROOT, Api, LiveServer, world_factory
+from tests.support import FIXTURE_POLICY, ROOT, Api, LiveServer, world_factory
 
 pytestmark = pytest.mark.full
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -98,7 +98,7 @@ def test_log_in_and_out(page, live):
 
 
 def test_rules_and_matrix_show_the_shipped_policy(page):
-    policy = Policy.load()
+    policy = Policy.load(FIXTURE_POLICY)
     log_in(page)
     page.goto("/console/rules")
     expect(page.locator("#policy-version")).to_have_text(policy.version)
@@ -133,7 +133,7 @@ def test_rules_and_matrix_show_the_shipped_policy(page):
 
 def test_try_a_decision_shows_the_deciding_line_and_facts(page, api):
     w = world_factory(api)
-    policy = Policy.load()
+    policy = Policy.load(FIXTURE_POLICY)
     log_in(page)
     page.goto("/console/try")
     page.fill("#account", w.recipient)  # the picker offers the store's accounts
@@ -194,7 +194,7 @@ def test_decision_log_filtered_to_one_account(page, api):
     expect(page.locator("#principal")).to_have_text(w.peer)
     expect(page.locator("#decision")).to_have_text("deny")
     expect(page.locator("#facts tr", has_text="principal_known")).to_contain_text("true")
-    line = policy_line(Policy.load(), "none", "*", "no_access")
+    line = policy_line(Policy.load(FIXTURE_POLICY), "none", "*", "no_access")
     expect(page.locator("#deciding-line tr.decides")).to_contain_text("no_access")
     expect(page.locator("#deciding-line tr.decides td").first).to_have_text(str(line))
     page.screenshot(path=str(ARTIFACTS / "console-decision.png"), full_page=True)
@@ -221,7 +221,7 @@ def test_candidate_that_lets_recipients_reshare_counts_the_changed_decisions(pag
     for target in (w.peer, w.other, w.nobc):
         assert api.authorize(w.recipient, "share", w.A, target_account_id=target).codes == ["reshare_forbidden"]
     candidate = tmp_path / "candidate"
-    shutil.copytree(Policy.load().directory, candidate)
+    shutil.copytree(Policy.load(FIXTURE_POLICY).directory, candidate)
     csv = candidate / "policy.csv"
     csv.write_text(csv.read_text().replace("p, recipient, share, True, deny, reshare_forbidden,",
                                            "p, recipient, share, True, allow, recipient_may_reshare,"))
@@ -256,7 +256,7 @@ def test_candidate_that_lets_recipients_reshare_counts_the_changed_decisions(pag
     expect(page.locator("#properties tr[data-property='no_relation_no_access'] td.status")).to_have_text("proven")
     page.locator("#safety").screenshot(path=str(ARTIFACTS / "console-safety.png"))  # docs/console.md shows it
     page.locator("#analysis summary", has_text="candidate's rules").click()  # its changed line: no passing case
-    reshare = policy_line(Policy.load(), "recipient", "share", "reshare_forbidden")
+    reshare = policy_line(Policy.load(FIXTURE_POLICY), "recipient", "share", "reshare_forbidden")
     expect(page.locator(f"#line-{reshare} .untested")).to_be_visible()
     expect(page.locator("#analysis .untested")).to_have_count(1)
     page.screenshot(path=str(ARTIFACTS / "console-candidate.png"), full_page=True)
@@ -320,7 +320,7 @@ def test_check_scoped_session_cannot_reload(page, live):
     assert probe.status == 403  # nor read a directory of the server (uploads it may analyse)
     expect(page.locator("#set-shadow")).to_have_count(0)  # nor set or stop a shadow
     expect(page.locator("#shadow-read-only")).to_be_visible()
-    for path, form in (("/console/shadow", {"directory": str(Policy.load().directory)}), ("/console/shadow/stop", {})):
+    for path, form in (("/console/shadow", {"directory": str(FIXTURE_POLICY)}), ("/console/shadow/stop", {})):
         refused = page.request.post(path, form={"csrf_token": token, **form})
         assert refused.status == 403 and "read-only" in refused.text(), path
     assert Api(live.base_url, FULL).ok(Api(live.base_url, FULL).get("/v1/policy/shadow"))["active"] is False

@@ -227,9 +227,12 @@ def test_replay_shows_the_callers_facts(tmp_path, http, policy):
     candidate = copy_policy(tmp_path / "candidate")
     with (candidate / "facts.yaml").open("a") as facts:
         facts.write("principal_suspended: {type: bool, source: context, default: false, doc: suspended}\n")
+    with (candidate / "reasons.yaml").open("a") as reasons:  # the code the policy in force gives, retired
+        reasons.write("retired:\n  account_suspended: {deprecated: suspended accounts share again}\n")
     replaced = cli("policy", "diff", "--candidate", candidate, "--policy-dir", policy,  # the policy that decided
                    "--database", f"sqlite:///{tmp_path / 'authz.db'}")
     assert replaced.exit_code == 0, replaced.output
+    assert replaced.output.startswith("Reason codes retired: 1")
     assert "deny->allow" in replaced.output and "account_suspended -> owner_may_share" in replaced.output
     assert 'caller\'s facts {"principal_suspended": true}' in replaced.output
 

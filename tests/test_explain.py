@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import yaml
 
-from tests.support import ROOT
+from tests.support import FIXTURE_POLICY
 from tests.support.policy import line_of
 
-POLICY = ROOT / "policy"
+POLICY = FIXTURE_POLICY  # the policy the tests serve
 FACTS = list(yaml.safe_load((POLICY / "facts.yaml").read_text()))
 
 

@@ -1,5 +1,6 @@
 """/openapi.json as a contract for the services that call this one: a valid document,
-stable operation ids, enums for the stable names, one schema per effect and event type,
+stable operation ids, enums for the names a caller sends, open lists (known values, any
+other accepted) for those the service may add to, one schema per effect and event type,
 headers, servers; a TypeScript client generated from it compiles and runs against a live
 server; the Python client's types are the document's."""
 
@@ -15,10 +16,12 @@ import typing
 
 import pytest
 import yaml
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
 import audience_authz_client as py_client
 from audience_authz import vocabulary
+from audience_authz.config import shipped_policy_dir
 from tests.support import ROOT, Api, LiveServer, world_factory
 
 TS_CHECK = ROOT / "client" / "ts-check"
@@ -81,18 +84,24 @@ def _enum(schema: dict) -> set[str]:
     return set(schema["enum"])
 
 
-def test_the_stable_names_are_enums(doc):
-    reasons = yaml.safe_load((ROOT / "policy" / "reasons.yaml").read_text())["deny"]
-    assert _enum(_schema(doc, "Reason")["properties"]["code"]) == set(reasons) | {"response_too_large"}
+def test_the_names_a_caller_sends_are_enums_and_reason_codes_are_open(doc):
     assert _enum(_schema(doc, "AuthorizeBody")["properties"]["action"]) == set(vocabulary.AUDIENCE_ACTIONS)
     assert _enum(_schema(doc, "AuthorizeAnswer")["properties"]["decision"]) == {"allow", "deny"}
-    event_types = typing.get_args(py_client.EventType)
     events = doc["paths"]["/v1/events"]["get"]["parameters"]
-    assert _enum(next(p for p in events if p["name"] == "type")["schema"]["items"]) == set(event_types)
+    assert _enum(next(p for p in events if p["name"] == "type")["schema"]["items"]) == set(py_client.KNOWN_EVENT_TYPES)
+    # a reason code: the known ones (the served policy's own, derived from its reasons.yaml) or any string
+    known, other = _schema(doc, "Reason")["properties"]["code"]["anyOf"]
+    reasons = yaml.safe_load((shipped_policy_dir() / "reasons.yaml").read_text())["deny"]
+    assert set(known["enum"]) == set(reasons) | {"response_too_large"}
+    assert other == {"type": "string"}
 
 
 def _union(doc, schema: dict) -> dict[str, str]:
-    """type -> schema name of a discriminated union, checked against each member's own enum."""
+    """type -> schema name of an open discriminated union (any of the union of the known types
+    or a generic object of another type), checked against each member's own enum."""
+    schema, other = schema["anyOf"]
+    generic = _schema(doc, other["$ref"].rsplit("/", 1)[1])
+    assert generic["properties"]["type"]["type"] == "string" and "enum" not in generic["properties"]["type"]
     assert schema["discriminator"]["propertyName"] == "type"
     mapping = schema["discriminator"]["mapping"]
     assert sorted(mapping.values()) == sorted(ref["$ref"] for ref in schema["oneOf"])
@@ -109,10 +118,29 @@ def test_effects_and_events_are_discriminated_unions_with_a_schema_per_type(doc)
     effects = _union(doc, _schema(doc, "AuthorizeAnswer")["properties"]["effects"]["items"])
     assert set(effects) == set(vocabulary.EFFECTS) | {"pause_ad_group"}
     events = _union(doc, _schema(doc, "EventPage")["properties"]["events"]["items"])
-    assert set(events) == set(typing.get_args(py_client.EventType))
+    assert set(events) == set(py_client.KNOWN_EVENT_TYPES)
     for kind, name in events.items():  # each event's payload has a schema of its own, of that type
         payload = _schema(doc, _schema(doc, name)["properties"]["payload"]["$ref"].rsplit("/", 1)[1])
         assert payload["properties"]["type"].get("const", kind) == kind and payload["properties"]
+
+
+def _validator(doc, name: str) -> Draft202012Validator:
+    return Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": doc["components"]})
+
+
+def test_an_answer_of_a_newer_service_or_policy_fits_the_document(doc):
+    """A reason code, effect type or event type the document does not list is still valid;
+    a known effect type with a wrong shape, or an effect without a type, is not."""
+    answer = {"decision": "allow", "reasons": [{"code": "a_code_added_later", "message": "m"}],
+              "effects": [{"type": "notify_partner", "partner_id": "p1"},
+                          {"type": "end_share", "audience_id": "a", "account_id": "b", "reason": "another_new_code"}],
+              "policy_version": "v", "decision_id": "d"}
+    assert list(_validator(doc, "AuthorizeAnswer").iter_errors(answer)) == []
+    for broken in ({"type": "end_share", "audience_id": 1, "account_id": "b"}, {"audience_id": "a"}):
+        assert list(_validator(doc, "AuthorizeAnswer").iter_errors({**answer, "effects": [broken]}))
+    page = {"events": [{"id": 1, "type": "audience_archived", "audience_id": "a", "account_id": None,
+                        "decision_id": None, "at": None, "payload": {"reason": "x"}}], "next_after": 1}
+    assert list(_validator(doc, "EventPage").iter_errors(page)) == []
 
 
 def test_optional_fields_are_not_required(doc):

@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from audience_authz.engine.policy import AUDIENCE_ACTIONS, AUDIENCE_RELATIONS, FAULT_REASONS
-from tests.support import ROOT
+from tests.support import FIXTURE_POLICY
 from tests.support.policy import cli, copy_policy, line_of, replace
 
-POLICY = ROOT / "policy"
+POLICY = FIXTURE_POLICY  # the policy the tests serve
 
 
 def _cases(directory=POLICY) -> list[dict]:

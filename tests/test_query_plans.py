@@ -31,7 +31,7 @@ from audience_authz.store.models import (
     Share,
     database,
 )
-from tests.support import postgres_database
+from tests.support import FIXTURE_POLICY, postgres_database
 
 ACCOUNTS, AUDIENCES, RECIPIENTS, GROUPS_PER_RECIPIENT, FEED_ROWS = 3000, 3000, 40, 5, 5000
 
@@ -98,7 +98,7 @@ def _recorded():
 
 def _hot_statements() -> dict[str, list[tuple[str, tuple]]]:
     """The SELECTs of each hot path, as the service runs them."""
-    authz = Authorizer(Policy.load())
+    authz = Authorizer(Policy.load(FIXTURE_POLICY))
     paths = {
         "facts (share, with target and ad group)": lambda: authz.check(
             Request("acc_0", "share", "aud_0", target_account_id="acc_77", ad_group_id="ag_77_0"),

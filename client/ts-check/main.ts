@@ -14,7 +14,18 @@ if (!baseUrl || !token || !owner || !recipient || !peer || !audience) {
 }
 const authz = createClient<paths>({ baseUrl, headers: { Authorization: `Bearer ${token}` } });
 
+type Schemas = components["schemas"];
+type KnownEffect = Schemas["EndShareEffect"] | Schemas["RemoveFromListEffect"] | Schemas["DisconnectAudienceEffect"]
+  | Schemas["PauseAdGroupEffect"] | Schemas["PropagateUpdateEffect"];
+const KNOWN_EFFECTS: readonly string[] = ["end_share", "remove_from_list", "disconnect_audience", "pause_ad_group",
+                                          "propagate_update"];
+// effect types are open (a newer service may add one): the known ones are told apart, any other kept as it came
+function isKnown(effect: Effect): effect is KnownEffect {
+  return KNOWN_EFFECTS.includes(effect.type);
+}
+
 function describe(effect: Effect): string {
+  if (!isKnown(effect)) return `${effect.type}:?`;
   switch (effect.type) {  // a discriminated union: each case sees its own fields
     case "end_share":
     case "remove_from_list":

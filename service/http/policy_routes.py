@@ -100,7 +100,8 @@ def post_diff(body: DiffBody):
             return {"error": {"code": "policy_refused", "message": "the candidate fails policy check",
                               "problems": [{"file": p[0], "line": p[1], "column": getattr(p, "column", 1),
                                             "message": p[2]} for p in result["problems"]]}}, 422
-        return {**result["diff"], **({"symbolic": result["symbolic"]} if body.symbolic else {})}
+        return {"retired_codes": result["retired_codes"], **result["diff"],
+                **({"symbolic": result["symbolic"]} if body.symbolic else {})}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -2,10 +2,12 @@
 answer, with its body, into /openapi.json (so generated tests and generated clients can
 rely on each answer's shape). Extra fields are allowed: an answer may grow, never shrink.
 
-The names of the stable API are enums in the document: actions, decisions, reason codes
-(the shipped policy's reasons.yaml), effect and event types. Effects and events are
-discriminated unions on ``type``, with one schema per type (their payloads are described
-in docs/events.md).
+Names a caller sends are enums in the document (actions, decisions). Names the service
+answers with and may add to are open: a reason code (a policy author adds them to
+reasons.yaml) is ``anyOf`` an enum of the known ones (the shipped policy's) or any string;
+an effect or an event is ``anyOf`` a discriminated union on ``type`` (one schema per known
+type) or a generic effect or event of any other type. So a generated client reads an answer
+of a newer service or policy instead of refusing it. (Event payloads: docs/events.md.)
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, Field, RootModel, create_model
+from pydantic import BaseModel, ConfigDict, Field, RootModel, WithJsonSchema, create_model
 
 from audience_authz.config import shipped_policy_dir
 from audience_authz.vocabulary import AUDIENCE_ACTIONS, MATRIX_ACTIONS, SOURCES
@@ -23,7 +25,8 @@ Timestamp = Annotated[str | None, Field(description="ISO 8601 UTC, e.g. 2026-01-
 # the deny reason codes of the shipped policy, and the service's own fail-closed ones
 REASON_CODES = (*yaml.safe_load((shipped_policy_dir() / "reasons.yaml").read_text())["deny"],
                 "response_too_large")
-ReasonCode = Literal[REASON_CODES]  # type: ignore[valid-type]
+# open: one of the known codes, or any other string (a policy may add codes)
+ReasonCode = Annotated[str, WithJsonSchema({"anyOf": [{"type": "string", "enum": list(REASON_CODES)}, {"type": "string"}]})]
 Action = Literal[AUDIENCE_ACTIONS]  # type: ignore[valid-type]
 MatrixAction = Literal[MATRIX_ACTIONS]  # type: ignore[valid-type]
 Source = Literal[SOURCES]  # type: ignore[valid-type]
@@ -43,7 +46,8 @@ class ErrorBody(BaseModel):
 
 
 class Reason(BaseModel):
-    code: ReasonCode = Field(description="a reason code of policy/reasons.yaml (stable)")
+    code: ReasonCode = Field(description="a reason code of policy/reasons.yaml (stable; a policy may add codes:"
+                                         " the enum lists those of the shipped policy)")
     message: str
     account_id: str | None = Field(None, description="the target account the reason is about")
     ad_group_ids: list[str] | None = Field(None, description="applied_to_ad_groups: the ad groups in the way")
@@ -112,10 +116,22 @@ class PropagateUpdateEffect(BaseModel):
     parts: int | None = Field(None, ge=2, description="how many effects the chunked update is")
 
 
-Effect = Annotated[EndShareEffect | RemoveFromListEffect | DisconnectAudienceEffect | PauseAdGroupEffect | PropagateUpdateEffect,
-                   Field(discriminator="type")]
 EFFECT_MODELS = (EndShareEffect, RemoveFromListEffect, DisconnectAudienceEffect, PauseAdGroupEffect,
                  PropagateUpdateEffect)
+EFFECT_TYPES = tuple(m.model_fields["type"].annotation.__args__[0] for m in EFFECT_MODELS)
+
+
+class OtherEffect(BaseModel):
+    """An effect of a type not listed here (a newer service's): read it as a generic object."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra={"additionalProperties": True})
+    type: str = Field(description="the effect's type, not one of the types listed",
+                      json_schema_extra={"not": {"enum": list(EFFECT_TYPES)}})
+
+
+KnownEffect = Annotated[EndShareEffect | RemoveFromListEffect | DisconnectAudienceEffect | PauseAdGroupEffect
+                        | PropagateUpdateEffect, Field(discriminator="type")]
+Effect = KnownEffect | OtherEffect
 
 
 class DenyBody(BaseModel):
@@ -392,7 +408,18 @@ class _EventBase(BaseModel):
 
 
 EVENT_MODELS = tuple(_envelope(p) for p in EVENT_PAYLOADS)
-EventView = Annotated[Union[EVENT_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007 - a Union of a tuple made at run time
+KnownEventView = Annotated[Union[EVENT_MODELS], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007 - a Union of a tuple made at run time
+
+
+class OtherEvent(_EventBase):
+    """An event of a type not listed here (a newer service's)."""
+
+    type: str = Field(description="the event's type, not one of the types listed",
+                      json_schema_extra={"not": {"enum": list(EVENT_TYPES)}})
+    payload: dict[str, Any]
+
+
+EventView = KnownEventView | OtherEvent
 
 
 class EventPage(BaseModel):
@@ -472,9 +499,16 @@ class ReloadResult(BaseModel):
     previous_version: str | None = None
 
 
+class RetiredCode(BaseModel):
+    code: str = Field(description="a reason code the serving policy gives that the candidate retires")
+    replaced_by: str | None = Field(description="the code that replaces it; null: deprecated without one")
+
+
 class DiffReport(BaseModel):
     """Decisions of the log replayed against a candidate policy, grouped by what changed."""
 
+    retired_codes: list[RetiredCode] = Field(default_factory=list, description="listed first: the reason codes"
+                                             " the candidate retires (callers matching on them must change)")
     replayed: int
     changed: int
     unchanged: int

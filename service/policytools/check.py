@@ -46,6 +46,7 @@ from audience_authz.engine.policy import (
     casbin_syntax,
     check_pycasbin,
 )
+from audience_authz.policytools import published
 from audience_authz.policytools.messages import (
     Problem,
     condition_problems,
@@ -241,7 +242,7 @@ def _reasons_problems(directory: Path) -> list[Problem]:
     for code in SERVICE_REASONS:
         if code not in codes:
             found.append(("reasons.yaml", deny_key.start_mark.line + 1, f"the service gives {code!r}; list it"))
-    return found
+    return found + published.retired_problems(directory)
 
 
 # -- the contract between the code and the policy (contract.py) -------------------------------
@@ -325,7 +326,12 @@ def _rule_problems(policy: Policy, rule: Rule) -> list[str]:
         found.append(f"unknown action {rule.act!r}{did_you_mean(rule.act, ACTIONS)}")
     if rule.eft not in ("allow", "deny"):
         found.append(f"eft must be allow or deny, not {rule.eft!r}{did_you_mean(rule.eft, ('allow', 'deny'))}")
-    if rule.eft == "deny" and rule.reason not in policy.reasons:
+    retired = published.of_directory(policy.directory).retired if rule.eft == "deny" else {}
+    if rule.eft == "deny" and rule.reason in retired:
+        successor = retired[rule.reason]
+        found.append(f"reason {rule.reason!r} is retired in reasons.yaml"
+                     + (f"; give its replacement {successor!r}" if successor else " (deprecated); a line cannot give it"))
+    elif rule.eft == "deny" and rule.reason not in policy.reasons:
         found.append(f"reason {rule.reason!r} is not listed in reasons.yaml{did_you_mean(rule.reason, policy.reasons)}")
     if rule.eft == "allow" and not re.fullmatch(r"[a-z][a-z0-9_]*", rule.reason):
         found.append(f"an allow line names a rule id (lower_snake_case) as its reason, not {rule.reason!r}")

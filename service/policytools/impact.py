@@ -30,18 +30,25 @@ def analyse(serving_dir: str, candidate_dir: str, replayed: list[dict], *, examp
             symbolic: bool = False, proofs: bool = False, only_version: str | None = None) -> dict:
     """The whole analysis: ``{"problems": [...]}`` when the candidate fails ``policy check``,
     else ``{"diff": <the replay>, "symbolic": <regions> (when asked), "proofs": ... (when
-    asked; None without properties.yaml), "candidate_version"}``."""
+    asked; None without properties.yaml), "candidate_version", "retired_codes"}``: the codes
+    the candidate retires, listed first by ``policy diff`` (``published.py``); one the policy
+    serving gives and the candidate drops without retiring it is a problem."""
     from audience_authz.engine.policy import Policy
-    from audience_authz.policytools import sandbox, symdiff
+    from audience_authz.policytools import published, sandbox, symdiff
 
     problems = sandbox.check(candidate_dir)
     if problems:
         return {"problems": problems}
     serving, candidate = Policy.load(serving_dir), Policy.load(candidate_dir)
+    in_force = published.Codes(dict(serving.reasons), {})  # a code it gives is never dropped silently
+    problems = published.dropped(in_force, candidate_dir, f"by the policy serving, {serving.version}")
+    if problems:
+        return {"problems": problems}
     past = [SimpleNamespace(**row) for row in replayed]
     report = policydiff.replay(iter(past), candidate, serving, examples)
     report.only_version = only_version
-    answer: dict = {"diff": report.as_dict(), "candidate_version": candidate.version}
+    answer: dict = {"diff": report.as_dict(), "candidate_version": candidate.version,
+                    "retired_codes": published.retirements(in_force, published.of_directory(candidate_dir))}
     if symbolic:
         regions = symdiff.symbolic_diff(serving, candidate)
         symdiff.count_replayed(regions, iter(past), serving, candidate, examples)

@@ -40,7 +40,7 @@ from audience_authz.engine.authorizer import Authorizer
 from audience_authz.engine.policy import POLICY_FILES, Policy, PolicyError, PycasbinMismatch
 from audience_authz.engine.shadow import Shadow
 from audience_authz.exceptions import ApiError
-from audience_authz.policytools import sandbox
+from audience_authz.policytools import published, sandbox
 from audience_authz.policytools.check import Problem, check_policy, contract_problems, smoke_problems
 from audience_authz.vocabulary import OPTIONAL_FILES
 
@@ -308,6 +308,12 @@ class Reloader:
             policy, problems, stage = self._vetted(files)
             if policy is None:
                 return self._refused(source, problems, stage)
+            # a code the serving policy gives may be retired, never dropped: a caller matching on
+            # it would silently stop matching (a retired entry itself may go: it is given no more)
+            gone = published.dropped(published.Codes(dict(previous.reasons), {}), policy.directory,
+                                     f"by the policy serving, {previous.version}")
+            if gone:
+                return self._refused(source, gone, "check")
             with STATS.lock:
                 STATS.last_error = None
                 if policy.version != previous.version:

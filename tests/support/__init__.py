@@ -13,8 +13,16 @@ What the tests import from ``tests.support`` itself is re-exported here.
 
 from tests.support.api import Api, BaseApi, Response, World, last_event_id, last_id, world_factory
 from tests.support.inproc import InProcessApi, InProcessServer
-from tests.support.live import DEFAULT_POSTGRES, ROOT, LiveServer, _postgres_admin_url, free_port, postgres_database
+from tests.support.live import (
+           DEFAULT_POSTGRES,
+           FIXTURE_POLICY,
+           ROOT,
+           LiveServer,
+           _postgres_admin_url,
+           free_port,
+           postgres_database,
+)
 
-__all__ = ["Api", "BaseApi", "DEFAULT_POSTGRES", "InProcessApi", "InProcessServer", "LiveServer", "ROOT", "Response",
-           "World", "_postgres_admin_url", "free_port", "last_event_id", "last_id", "postgres_database",
+__all__ = ["Api", "BaseApi", "DEFAULT_POSTGRES", "FIXTURE_POLICY", "InProcessApi", "InProcessServer", "LiveServer",
+           "ROOT", "Response", "World", "_postgres_admin_url", "free_port", "last_event_id", "last_id", "postgres_database",
            "world_factory"]

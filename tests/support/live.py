@@ -20,6 +20,9 @@ from tests.support.api import Api
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+# the policy the tests serve and the tools' tests copy: the service's tests are not tests of
+# the shipped policy (policy/tests/*.yaml are), so an author's edit of policy/ leaves them be
+FIXTURE_POLICY = ROOT / "tests" / "fixtures" / "policy"
 
 
 def free_port() -> int:
@@ -75,7 +78,7 @@ class LiveServer:
 
     def policy_dir_served(self) -> Path:
         """The policy directory this server was started on (the shipped one unless given)."""
-        return Path(self.policy_dir) if self.policy_dir else ROOT / "policy"
+        return Path(self.policy_dir or self.env.get("AUDIENCE_AUTHZ_POLICY_DIR") or ROOT / "policy")
 
     def client(self, token: str | None = None):
         """An ``Api`` of this server (its own token unless another is given)."""

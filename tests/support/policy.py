@@ -1,4 +1,8 @@
-"""Helpers of the policy authoring tests: a copy of policy/ to break or change, the CLI."""
+"""Helpers of the policy authoring tests: a copy of a fixture policy to break or change, the CLI.
+
+The tools' tests work on ``tests/fixtures/policy`` (``FIXTURE_POLICY``), a policy of their
+own, and never on the text of the shipped ``policy/``: an author's edit of the shipped
+policy is tested by the policy's own tests (``policy/tests/*.yaml``), not by these."""
 
 from __future__ import annotations
 
@@ -8,12 +12,12 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from audience_authz.cli import main
-from tests.support import ROOT
+from tests.support import FIXTURE_POLICY
 
 
 def copy_policy(dest: Path) -> Path:
-    """A copy of the shipped policy directory (with its tests) that a test may edit."""
-    shutil.copytree(ROOT / "policy", dest, ignore=shutil.ignore_patterns("__pycache__"))
+    """A copy of the fixture policy directory (with its tests) that a test may edit."""
+    shutil.copytree(FIXTURE_POLICY, dest, ignore=shutil.ignore_patterns("__pycache__"))
     return dest
 
 

@@ -16,6 +16,8 @@ from audience_authz_client.client import BATCH_LIMIT, PAGE_LIMIT, AuthzClient, p
 from audience_authz_client.errors import AuthzError, RateLimited, RequestError, Unavailable
 from audience_authz_client.types import (
                                          CLIENT_REASONS,
+                                         KNOWN_EVENT_TYPES,
+                                         KNOWN_REASON_CODES,
                                          Account,
                                          Action,
                                          AdGroup,
@@ -39,7 +41,11 @@ from audience_authz_client.types import (
                                          EventPage,
                                          EventSpan,
                                          EventType,
+                                         KnownEffectType,
+                                         KnownEventType,
+                                         KnownReasonCode,
                                          MatrixAction,
+                                         OtherEffect,
                                          PauseAdGroup,
                                          PropagateUpdate,
                                          Reason,
@@ -57,11 +63,12 @@ from audience_authz_client.types import (
 
 __version__ = "0.3.0"
 __all__ = [
-    "BATCH_LIMIT", "CLIENT_REASONS", "PAGE_LIMIT", "Account", "Action", "AdGroup", "AdGroupResult", "Audience",
-    "AudienceList", "AudienceResult", "AuthzClient", "AuthzError", "BusinessCenter", "Check", "Decision",
-    "DecisionEntry", "DecisionPage", "DecisionValue", "DeleteResult", "Denied", "DisconnectAudience", "Effect",
-    "EffectType", "EndShare", "Event", "EventPage", "EventSpan", "EventType", "MatrixAction", "PauseAdGroup",
-    "PropagateUpdate", "RateLimited", "Reason", "ReasonCode", "RemoveFromList", "RequestError", "ShareEntry",
-    "ShareList", "ShareLog", "ShareLogEntry", "ShareResult", "Source", "StopResult", "Targeting", "Unavailable",
-    "path", "segment",
+    "BATCH_LIMIT", "CLIENT_REASONS", "KNOWN_EVENT_TYPES", "KNOWN_REASON_CODES", "PAGE_LIMIT", "Account",
+    "Action", "AdGroup", "AdGroupResult", "Audience", "AudienceList", "AudienceResult", "AuthzClient",
+    "AuthzError", "BusinessCenter", "Check", "Decision", "DecisionEntry", "DecisionPage", "DecisionValue",
+    "DeleteResult", "Denied", "DisconnectAudience", "Effect", "EffectType", "EndShare", "Event", "EventPage",
+    "EventSpan", "EventType", "KnownEffectType", "KnownEventType", "KnownReasonCode", "MatrixAction",
+    "OtherEffect", "PauseAdGroup", "PropagateUpdate", "RateLimited", "Reason", "ReasonCode", "RemoveFromList",
+    "RequestError", "ShareEntry", "ShareList", "ShareLog", "ShareLogEntry", "ShareResult", "Source",
+    "StopResult", "Targeting", "Unavailable", "path", "segment",
 ]

@@ -1,10 +1,13 @@
 """The service's vocabulary and answers as Python types.
 
-The ``Literal`` types list the names of the service's stable API (a test of the server's
-repository checks them against its vocabulary and ``policy/reasons.yaml``), so a typo such
-as ``"aply"`` fails type-checking. The answers are frozen dataclasses whose fields mirror
-the OpenAPI document's schemas (also checked by a test); an answer may carry fields this
-client does not know (they are ignored), never fewer.
+The closed ``Literal`` types list names that the caller sends (actions, sources), so a typo
+such as ``"aply"`` fails type-checking. The names the service answers with and may add to
+(reason codes, which a policy author adds to ``policy/reasons.yaml``, effect and event
+types) are plain ``str``: an answer naming one this client does not list is read as it is,
+never refused. The ``KNOWN_...`` constants list those this client was written with (a test
+of the server's repository checks that each is one the service has). The answers are frozen
+dataclasses whose fields mirror the OpenAPI document's schemas (also checked by a test); an
+answer may carry fields this client does not know (they are ignored), never fewer.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ Action = Literal["view", "edit", "apply", "delete", "share", "stop_sharing", "cr
 MatrixAction = Literal["view", "edit", "apply", "delete", "share", "stop_sharing", "create_lookalike",
                        "refresh_lookalike"]
 
-# The deny reason codes of the policy (policy/reasons.yaml; stable, never renamed), the
-# service's own (no rule matched, a fault it failed closed on), and this client's own:
-# ``unavailable`` (no usable answer) and ``rate_limited`` (429 past the call's deadline).
-ReasonCode = Literal[
+# A deny reason code: one of the policy (policy/reasons.yaml: a policy author may add codes,
+# never rename one), the service's own (no rule matched, a fault it failed closed on), or
+# this client's own: ``unavailable`` (no usable answer) and ``rate_limited`` (429 past the
+# call's deadline). Open: any string the service sends. The codes known when this client was
+# written are ``KnownReasonCode`` / ``KNOWN_REASON_CODES``.
+ReasonCode = str
+KnownReasonCode = Literal[
     "unknown_principal", "unknown_audience", "audience_deleted", "no_access", "not_owner",
     "not_account_owner", "reshare_forbidden", "recipient_action_forbidden", "unknown_ad_group",
     "ad_group_not_owned", "applied_to_ad_groups", "audience_not_shareable",
@@ -37,6 +43,7 @@ ReasonCode = Literal[
     "no_matching_rule", "internal_error", "database_unavailable", "response_too_large",
     "unavailable", "rate_limited",
 ]
+KNOWN_REASON_CODES: tuple[str, ...] = typing.get_args(KnownReasonCode)
 CLIENT_REASONS: tuple[ReasonCode, ...] = ("unavailable", "rate_limited")
 
 DecisionValue = Literal["allow", "deny"]
@@ -44,14 +51,18 @@ Source = Literal["engagement", "app_activity", "website_traffic", "customer_file
                  "lead_generation", "shop_activity"]
 Relation = Literal["owner", "recipient", "none"]
 MembersOp = Literal["add", "remove", "replace"]
-EffectType = Literal["end_share", "remove_from_list", "disconnect_audience", "pause_ad_group",
-                     "propagate_update"]
-EventType = Literal[
+# Effect and event types: open (a newer service may add one); the known ones below.
+EffectType = str
+KnownEffectType = Literal["end_share", "remove_from_list", "disconnect_audience", "pause_ad_group",
+                          "propagate_update"]
+EventType = str
+KnownEventType = Literal[
     "business_center_upserted", "account_upserted", "terms_accepted", "audience_created",
     "audience_updated", "lookalike_refreshed", "audience_deleted", "lookalike_created", "share_created",
     "ad_group_upserted", "end_share", "remove_from_list", "disconnect_audience", "pause_ad_group",
     "propagate_update",
 ]
+KNOWN_EVENT_TYPES: tuple[str, ...] = typing.get_args(KnownEventType)
 
 
 # -- decisions -----------------------------------------------------------------------------
@@ -124,9 +135,18 @@ class PropagateUpdate:
     parts: int | None = None
 
 
-# An effect of an allowed action, told apart by ``type``. An answer naming an effect type
-# this client does not know is malformed (the caller could not apply it): fail closed.
-Effect = EndShare | RemoveFromList | DisconnectAudience | PauseAdGroup | PropagateUpdate
+@dataclass(frozen=True)
+class OtherEffect:
+    """An effect of a type this client does not know (a newer service's): its ``type`` and
+    every field of it as sent. The action was carried out; the effect is reported, not refused."""
+
+    type: EffectType
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+# An effect of an allowed action, told apart by ``type``; one of a type this client does
+# not know is an ``OtherEffect`` (the allow stands: it is the service's decision).
+Effect = EndShare | RemoveFromList | DisconnectAudience | PauseAdGroup | PropagateUpdate | OtherEffect
 EFFECT_CLASSES: dict[str, type] = {
     "end_share": EndShare, "remove_from_list": RemoveFromList, "disconnect_audience": DisconnectAudience,
     "pause_ad_group": PauseAdGroup, "propagate_update": PropagateUpdate,
@@ -409,7 +429,7 @@ class DecisionPage:
 # -- reading answers -----------------------------------------------------------------------
 
 T = typing.TypeVar("T")
-_PASS_THROUGH = (ReasonCode, Action, MatrixAction, EventType)  # a newer service may add names to these
+_PASS_THROUGH = (MatrixAction,)  # a newer service may add names to these
 
 
 def parse(cls: type[T], data: object, **extra: Any) -> T:
@@ -438,9 +458,11 @@ def _convert(tp: Any, value: object, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         if tp == Effect:
-            kind = value.get("type") if isinstance(value, dict) else None
+            if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+                raise ValueError(f"{where}: an effect needs a type")
+            kind = value["type"]
             if kind not in EFFECT_CLASSES:
-                raise ValueError(f"{where}: unknown effect type {kind!r}")
+                return OtherEffect(type=kind, fields=dict(value))
             return _dataclass(EFFECT_CLASSES[kind], value, where)
         options = [a for a in args if a is not type(None)]
         if len(options) != 1:

@@ -10,7 +10,7 @@ them, the probes answer within 100 ms, and no worker dies. Subscribers
 that go away give their places back within seconds, and the bounds refuse the next ones
 with a clear answer.
 
-Sizes: AUDIENCE_AUTHZ_STRESS_SECONDS (the load's length; `make stress` raises it).
+Sizes: AUDIENCE_AUTHZ_STRESS_LOAD_SECONDS (each window of load; `make stress` raises it).
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def _probe_times(base_url: str, rounds: int = 20) -> list[float]:
 
 @pytest.mark.parametrize("kind", DATABASES)
 def test_idle_streams_and_long_polls_take_no_decision_capacity(kind, tmp_path):
-    seconds = size("seconds", 5)
+    seconds = size("load_seconds", 5)  # each of the three windows of load
     env = {"AUDIENCE_AUTHZ_CHECK_TOKENS": ",".join(TOKENS)}
     with private_server(kind, tmp_path, env=env) as (_url, live, api), contextlib.ExitStack() as held:
         latest = api.ok(api.get("/v1/events/latest"))["id"]

@@ -106,6 +106,7 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     docs.register(app)
     openapi.finish(app)
     bounds.register(app, errors.too_large)  # last: it runs first, so the logs see the status sent
+    app.extensions["policy_reloader"].start()  # the watcher and SIGHUP, once the app is whole
     return app
 
 

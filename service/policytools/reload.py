@@ -414,7 +414,10 @@ class Reloader:
 
 def start(app, directory: str | Path, snapshot_root: str | Path | None = None, poll: float = 1.0,
           shadow_dir: str | Path | None = None) -> Authorizer:
-    """Set up this process's reloader: its first policy, its shadow if any, its watcher and SIGHUP."""
+    """Set up this process's reloader: its first policy and its shadow if any. The app starts
+    its watcher and SIGHUP (``Reloader.start``) once it is built: a reload compiling
+    conditions beside the app's own start could meet CPython 3.11's parser state, which is
+    not safe across threads (``SystemError: AST constructor recursion depth mismatch``)."""
     root = snapshot_root
     if root is None:  # a process on its own: its snapshots go when it does
         root = tempfile.mkdtemp(prefix="audience-authz-policy-")
@@ -427,6 +430,5 @@ def start(app, directory: str | Path, snapshot_root: str | Path | None = None, p
             raise PolicyError(problems)
     else:
         reloader._sync_shadow()  # a shadow set on this server before this worker started
-    reloader.start()
     app.extensions["policy_reloader"] = reloader
     return authz

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.support.ops import json_lines
+from tests.support.policy import copy_policy
 from tests.support.reliability import DATABASES, TOKEN, private_server, size, worker_pids
 from tests.support.stress_results import record
 
@@ -156,4 +157,37 @@ def test_concurrent_analyses_through_the_api_and_the_console_give_only_answers_o
     assert counts and set(counts) <= ANSWERS | {"400 analysis_too_costly", "429 analysis_busy"}, counts
     assert "200" in counts
     assert same_workers, "a worker died and was replaced"
+    json_lines(live.log_path.read_text())
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("kind", DATABASES)
+def test_a_reload_past_the_time_limit_is_refused_and_the_last_good_policy_serves_on(kind, tmp_path):
+    policy = copy_policy(tmp_path / "policy")
+    env = {"AUDIENCE_AUTHZ_ANALYSIS_TIMEOUT_S": "0.01"}
+    with private_server(kind, tmp_path, env=env, policy_dir=str(policy), extra_args=["--policy-poll", "0"]) \
+            as (_url, live, api):
+        serving = api.ok(api.get("/readyz"))["policy_version"]
+        with (policy / "policy.csv").open("a") as out:
+            out.write("# an edit the reload must vet\n")
+        refused = api.post("/v1/policy/reload")
+        ready = api.ok(api.get("/readyz"))
+        decided = api.ok(api.post("/v1/authorize", {"principal": {"account_id": "a"}, "action": "apply",
+                                                     "resource": {"audience_id": "b"}}))
+    assert refused.status == 422 and "analysis_too_costly" in refused.body["error"]["problems"][0]["message"]
+    assert ready["policy_version"] == serving and ready["last_reload_error"]["stage"] == "analysis"
+    assert decided["decision"] == "deny" and decided["policy_version"] == serving
+
+
+@pytest.mark.full
+def test_an_analysis_out_of_memory_is_its_own_error_and_the_next_one_finds_the_pool_whole(tmp_path):
+    with private_server("sqlite", tmp_path, env={"AUDIENCE_AUTHZ_ANALYSIS_MEMORY_MB": "120"}) as (_url, live, api):
+        workers = worker_pids(live)
+        body = {"files": {"model.conf": _model(live)}, "symbolic": True}
+        answers = [api.post("/v1/policy/diff", body) for _ in range(2)]
+        ready = api.ok(api.get("/readyz"))
+        same_workers = worker_pids(live) == workers
+    for answer in answers:
+        assert answer.status == 422 and answer.body["error"]["code"] in ("analysis_failed", "analysis_too_costly")
+    assert ready["status"] == "ready" and same_workers
     json_lines(live.log_path.read_text())

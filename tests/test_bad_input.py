@@ -176,3 +176,9 @@ def test_callers_facts_deep_huge_or_not_unicode_are_4xx_and_store_nothing(api, b
             assert r.status == 400 and r.body["error"]["code"] in ("invalid_context", "invalid_context_fact"), \
                 (facts[:40], path, r.status, r.body)
     assert last_ids(api) == ids
+
+
+def test_a_last_event_id_past_64_bits_is_a_400(api):
+    r = api.call("GET", "/v1/events/stream", headers={"Last-Event-ID": "9999999999999999999"})
+    assert r.status == 400 and r.body["error"]["code"] == "invalid_request", (r.status, r.body)
+    assert "Last-Event-ID" in r.body["error"]["message"] or "last_event_id" in r.body["error"]["message"]

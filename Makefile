@@ -118,7 +118,7 @@ stress: install
 	AUDIENCE_AUTHZ_STRESS_MACHINE_EXAMPLES=$(STRESS_MACHINE_EXAMPLES) \
 	AUDIENCE_AUTHZ_STRESS_MACHINE_STEPS=$(STRESS_MACHINE_STEPS) \
 	AUDIENCE_AUTHZ_STRESS_RESULTS=$(CURDIR)/stress-results.json AUDIENCE_AUTHZ_REQUIRE_POSTGRES=$(STRESS_REQUIRE_POSTGRES) \
-	$(BIN)/pytest -s -q tests/test_concurrency.py tests/test_faults.py tests/test_pg_terminate.py tests/test_fuzz.py
+	$(BIN)/pytest -s -q tests/test_concurrency.py tests/test_faults.py tests/test_pg_terminate.py tests/test_fuzz.py tests/test_fuzz_console.py
 	$(MAKE) stress-docs
 
 # docs/reliability.md's figures section, rewritten from stress-results.json

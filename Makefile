@@ -121,7 +121,7 @@ stress: install
 	AUDIENCE_AUTHZ_STRESS_MACHINE_STEPS=$(STRESS_MACHINE_STEPS) \
 	AUDIENCE_AUTHZ_STRESS_RESULTS=$(CURDIR)/stress-results.json AUDIENCE_AUTHZ_REQUIRE_POSTGRES=$(STRESS_REQUIRE_POSTGRES) \
 	$(BIN)/pytest -s -q tests/test_concurrency.py tests/test_faults.py tests/test_pg_terminate.py tests/test_fuzz.py \
-		tests/test_isolation.py tests/test_analysis_limits.py
+		tests/test_fuzz_console.py tests/test_isolation.py tests/test_analysis_limits.py
 	$(MAKE) stress-docs
 
 # docs/reliability.md's figures section, rewritten from stress-results.json

@@ -167,3 +167,37 @@ def test_header_injection_is_refused_and_never_reflected(live_api, live_before, 
     assert last_ids(api)[0] == ids[0]  # no event: nothing was shared
     assert [s["account_id"] for s in api.ok(api.get(f"/v1/audiences/{w.A}/shares", account=w.owner))["shares"]] == [
         w.recipient]
+
+
+def test_callers_facts_deep_huge_or_not_unicode_are_4xx_and_store_nothing(api, before):
+    """X-Authz-Context on any /v1 route, and a body's context.facts, with the shipped policy
+    (no context fact declared): nesting, integers past 64 bits, lone surrogates, NUL."""
+    w, ids = before
+    deep = '{"a":' + "[" * 2000 + "]" * 2000 + "}"
+    # 3,000 deep (over the header's 4096 characters) and 2,000 deep (past Python's recursion limit),
+    # both under gunicorn's 8190-byte header limit
+    headers = ['{"a":' + "[" * 3000 + "]" * 3000 + "}", deep, '{"a": 1' + "0" * 30 + "}", '{"a": -1' + "0" * 30 + "}",
+               '{"a": 18446744073709551616}', '{"a": "\\ud800"}', '{"\\ud800": true}', '{"a": "x\\u0000"}',
+               '{"a": ' + json.dumps("x" * 5000) + "}"]
+    for header in headers:
+        for method, path, body in (("GET", "/v1/events", None), ("GET", f"/v1/audiences/{w.A}", None),
+                                   ("POST", f"/v1/audiences/{w.A}/shares", {"account_ids": [w.peer]})):
+            r = api.call(method, path, json=body, account=w.owner, headers={"X-Authz-Context": header})
+            assert r.status == 400 and r.body["error"]["code"] in ("invalid_context", "invalid_context_fact"), \
+                (header[:40], path, r.status, r.body)
+    check = {"principal": {"account_id": w.owner}, "action": "share", "resource": {"audience_id": w.A},
+             "context": {"target_account_id": w.peer}}
+    for facts in ('{"a": ' + "[" * 500 + "]" * 500 + "}", '{"a": 1' + "0" * 30 + "}", '{"a": -1' + "0" * 30 + "}",
+                  '{"a": 18446744073709551616}', '{"a": "\\ud800"}', '{"\\ud800": 1}', '{"a": "\\u0000"}'):
+        body = json.dumps({**check, "context": {**check["context"], "facts": "FACTS"}}).replace('"FACTS"', facts)
+        for path, data in (("/v1/authorize", body), ("/v1/authorize/batch", '{"checks": [' + body + "]}")):
+            r = _post(api, path, data.encode())
+            assert r.status == 400 and r.body["error"]["code"] in ("invalid_context", "invalid_context_fact"), \
+                (facts[:40], path, r.status, r.body)
+    assert last_ids(api) == ids
+
+
+def test_a_last_event_id_past_64_bits_is_a_400(api):
+    r = api.call("GET", "/v1/events/stream", headers={"Last-Event-ID": "9999999999999999999"})
+    assert r.status == 400 and r.body["error"]["code"] == "invalid_request", (r.status, r.body)
+    assert "Last-Event-ID" in r.body["error"]["message"] or "last_event_id" in r.body["error"]["message"]

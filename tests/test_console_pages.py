@@ -113,3 +113,36 @@ def test_the_session_is_the_only_way_in(live_server, console):
                        data={"csrf_token": _csrf(console.get(console.base + "/console/try").text)})
     assert out.url.endswith("/console/login")
     assert console.get(console.base + "/console/rules", allow_redirects=False).status_code == 302
+
+
+def test_out_of_range_numbers_and_control_characters_are_a_400_page(console, live_api, world):
+    """Every integer parameter range-checked, every text parameter free of NUL and other control
+    characters: the console's 400 error page, nothing looked up (SQLite overflows past 64 bits,
+    PostgreSQL refuses NUL in text)."""
+    huge = "99999999999999999999"
+    asked = [("/console/decisions", {"before": huge}), ("/console/events", {"before": huge}),
+             ("/console/decisions", {"before": "-1"}), ("/console/rules", {"line": huge}),
+             (f"/console/decisions/{huge}", {}), ("/console/decisions/id/%00", {}),
+             ("/console/decisions/id/a%01b", {})]
+    for name in ("account", "audience", "reason", "action", "decision", "since"):
+        asked.append(("/console/decisions", {name: "a\x00b"}))
+    for field in ("account", "audience", "ad_group", "target"):
+        asked.append(("/console/pick", {"account": world.owner, "field": field, field: "a\x00"}))
+        asked.append(("/console/pick", {"field": field, field: "a", "account": "\x00"}))
+    asked += [("/console/events", {"audience": "\x00"}), ("/console/events", {"audience": "a\x1fb"}),
+              ("/console/decisions", {"account\x00": "a"})]
+    for path, params in asked:
+        answer = console.get(console.base + path, params=params)
+        assert answer.status_code == 400, (path, params, answer.status_code, answer.text[:300])
+        assert "control character" in answer.text or "between 0 and" in answer.text or "past" in answer.text, \
+            (path, params, answer.text[:300])
+        assert "<html" in answer.text.lower()  # the console's error page, not the API's JSON
+    form = console.get(console.base + "/console/try")
+    tried = console.post(console.base + "/console/try", data={"csrf_token": _csrf(form.text), "account": "a\x00",
+                                                              "action": "view", "audience": world.A})
+    assert tried.status_code == 400 and "control character" in tried.text, tried.text[:300]
+    # at the bounds: an answer, not a refusal
+    for path, params in (("/console/decisions", {"before": str(2**63 - 1)}), ("/console/events", {"before": "0"}),
+                         ("/console/pick", {"field": "account", "account": "a\tb"[:1]})):
+        assert console.get(console.base + path, params=params).status_code == 200, (path, params)
+    assert console.get(console.base + f"/console/decisions/{2**63 - 1}").status_code == 404

@@ -272,3 +272,64 @@ def test_check_refuses_a_callers_fact_named_like_a_gathered_one(tmp_path):
     for args in (("policy", "check", "--policy-dir", policy), ("policy", "test", "--policy-dir", policy)):
         result = cli(*args)
         assert result.exit_code == 1 and message in result.output, (args, result.output)
+
+
+@pytest.fixture
+def typed(tmp_path, empty_database):
+    """The suspension policy plus an int and a str context fact, on SQLite or PostgreSQL."""
+    policy = _suspension_policy(tmp_path / "typed")
+    with (policy / "facts.yaml").open("a") as facts:
+        facts.write("principal_quota: {type: int, source: context, default: 0, doc: the caller's quota}\n"
+                    "principal_label: {type: str, source: context, default: '', doc: the caller's label}\n")
+    replace(policy / "policy.csv", "p, owner, share, r.f.principal_suspended, deny, account_suspended,",
+            "p, owner, share, r.f.principal_suspended or r.f.principal_quota < 0 or r.f.principal_label == \"x\","
+            " deny, account_suspended,")
+    settings = config.load(database=empty_database, policy_dir=str(policy), tokens=TOKEN)
+    http = Http(create_app(settings, policy_poll=0).test_client())
+    for call in (("PUT", "/v1/business-centers/bc1", {"name": "BC 1"}),
+                 ("PUT", "/v1/accounts/owner", {"name": "Owner", "business_center_id": "bc1"}),
+                 ("PUT", "/v1/accounts/friend", {"name": "Friend", "business_center_id": "bc1"})):
+        assert http.call(*call).status_code == 200
+    assert http.call("POST", "/v1/accounts/owner/terms-acceptance", account="owner").status_code == 200
+    assert http.call("POST", "/v1/audiences", {"id": "aud1", "name": "Buyers", "source": "customer_file"},
+                     account="owner").status_code == 201
+    return http
+
+
+def _logged(http) -> int:
+    return len(http.call("GET", "/v1/decisions?limit=1000").get_json()["decisions"])
+
+
+@pytest.mark.parametrize("facts", [
+    '{"principal_quota": 1000000000000000000000000000000}', '{"principal_quota": -1000000000000000000000000000000}',
+    '{"principal_quota": 18446744073709551616}', '{"principal_quota": 9223372036854775808}',
+    '{"principal_label": "\\ud800"}', '{"principal_label": "a\\u0000b"}', '{"principal_label": ' + '"' + "x" * 257 + '"}',
+    '{"principal_quota": [[[[1]]]]}', '{"principal_quota": ' + "[" * 900 + "]" * 900 + "}",
+])
+def test_a_fact_out_of_range_or_not_unicode_is_a_400_storing_nothing(typed, facts):
+    """Body, batch and header go through one validation: a 400, no decision made or logged."""
+    before = _logged(typed)
+    body = json.dumps({**_share_check(), "context": {"target_account_id": "friend", "facts": "FACTS"}})
+    body = body.replace('"FACTS"', facts)
+    answers = [typed.client.post(path, data=data, content_type="application/json",
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+               for path, data in (("/v1/authorize", body), ("/v1/authorize/batch", '{"checks": [' + body + "]}"))]
+    answers.append(typed.call("POST", "/v1/audiences/aud1/shares", {"account_ids": ["friend"]}, account="owner",
+                              context=facts))
+    for answer in answers:
+        assert answer.status_code == 400, (answer.status_code, answer.get_json())
+        assert answer.get_json()["error"]["code"] in ("invalid_context_fact", "invalid_context")
+        assert "principal_quota" in answer.get_json()["error"]["message"] \
+            or "principal_label" in answer.get_json()["error"]["message"] \
+            or "nested" in answer.get_json()["error"]["message"]
+    assert _logged(typed) == before  # no decision made, none logged
+    assert typed.call("GET", "/v1/audiences/aud1/shares", account="owner").get_json()["shares"] == []
+
+
+def test_facts_at_the_bounds_are_taken(typed):
+    before = _logged(typed)
+    for facts in ({"principal_quota": 2**63 - 1, "principal_label": "é" * 256}, {"principal_quota": -(2**63)}):
+        answer = typed.call("POST", "/v1/audiences/aud1/shares", {"account_ids": ["friend"]}, account="owner",
+                            context=facts)
+        assert answer.status_code in (200, 201, 403), answer.get_json()
+    assert _logged(typed) == before + 2

@@ -145,3 +145,19 @@ def test_between_two_git_revisions():
     result = cli("policy", "diff", "--symbolic", "--candidate-rev", "no-such-revision", "--no-replay")
     assert result.exit_code == 2 and "no-such-revision" in result.output
 
+
+
+@pytest.mark.parametrize("option", ["--baseline-rev", "--candidate-rev"])
+def test_a_revision_is_never_an_option_of_git(tmp_path, option):
+    """`--baseline-rev=--output=FILE` made `git show` write FILE; a revision is resolved to a
+    commit first (after --end-of-options), and text that is not one is a usage error."""
+    written = tmp_path / "written"
+    for rev in (f"--output={written}", "-p", "", "HEAD:policy", "HE\x00AD", "no-such-revision"):
+        args = ["policy", "diff", "--symbolic", option, rev, "--no-replay"]
+        if option == "--baseline-rev":
+            args += ["--candidate-rev", "HEAD"]
+        result = cli(*args)
+        assert result.exit_code == 2, (rev, result.exit_code, result.output)
+        assert option in result.output and ("not a git revision" in result.output or "names no commit" in result.output), \
+            (rev, result.output)
+    assert not written.exists() and list(tmp_path.iterdir()) == []

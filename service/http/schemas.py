@@ -132,6 +132,13 @@ class StreamHeaders(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     last_event_id: str | None = Field(None, alias="Last-Event-ID", pattern=r"^[0-9]{1,19}$")
 
+    @field_validator("last_event_id")
+    @classmethod
+    def _an_event_id(cls, value):
+        if value is not None and int(value) > 2**63 - 1:  # 19 digits reach past a 64-bit row id
+            raise ValueError(f"must be at most {2**63 - 1}")
+        return value
+
 
 class ActingAccount(BaseModel):
     """The ``X-Account-Id`` header: the ad account on whose behalf the call acts."""

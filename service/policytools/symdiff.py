@@ -160,16 +160,28 @@ def _where(lines: list[int]) -> str:
 
 
 def policy_at_revision(rev: str, path: str, dest) -> None:
-    """The policy files of ``path`` at git revision ``rev`` (of the repository here) into ``dest``."""
+    """The policy files of ``path`` at git revision ``rev`` (of the repository here) into ``dest``.
+
+    ``rev`` is the caller's text: it is resolved to a commit first, with ``--end-of-options``
+    so that text starting with ``-`` is never read as an option of git (``--output=FILE``
+    would make git write files), and only the commit id it names is passed on."""
     import subprocess
     from pathlib import Path
 
     from audience_authz.vocabulary import POLICY_FILES
 
+    if not rev or rev.startswith("-") or any(ord(c) < 32 or ord(c) == 127 for c in rev) or ":" in rev:
+        raise ValueError(f"{rev!r} is not a git revision (a commit, branch or tag name, not an option or a path)")
+    found = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+                           capture_output=True)
+    if found.returncode != 0:
+        raise ValueError(f"{rev!r} names no commit of the repository here")
+    commit = found.stdout.decode().strip()
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for name in (*POLICY_FILES, "properties.yaml"):
-        run = subprocess.run(["git", "show", f"{rev}:{path.rstrip('/')}/{name}"], capture_output=True)
+        run = subprocess.run(["git", "show", "--end-of-options", f"{commit}:{path.rstrip('/')}/{name}"],
+                             capture_output=True)
         if run.returncode != 0:
             if name == "properties.yaml":
                 continue

@@ -30,6 +30,9 @@ from audience_authz.policytools import impact, sandbox
 from audience_authz.vocabulary import ACTIONS, AUDIENCE_ACTIONS, POLICY_FILES
 
 REPLAY_DEFAULT, REPLAY_MAX = 1000, 100_000
+ID_MAX = 2**63 - 1  # the largest row id (a signed 64-bit integer): a cursor or key past it is a 400
+_CONTROL = frozenset(chr(c) for c in (*range(32), 127))
+_FORM_CONTROL = frozenset({"\x00"})  # a form's text (policy files, facts) may hold tabs and newlines
 
 
 def _authz() -> Authorizer:
@@ -48,6 +51,28 @@ def http_error(exc: HTTPException):
     return render_template("error.html", title=exc.name, message=exc.description), exc.code or 500
 
 
+@bp.before_request
+def _refuse_control_characters():
+    """NUL (which PostgreSQL refuses in text) and other control characters in a query or path
+    parameter, or NUL in a form field: a 400 with the error page, before any page reads them."""
+    view_args = {k: v for k, v in (request.view_args or {}).items() if isinstance(v, str)}
+    for where, pairs, refused in (("query parameter", request.args.items(multi=True), _CONTROL),
+                                  ("path", view_args.items(), _CONTROL),
+                                  ("form field", request.form.items(multi=True), _FORM_CONTROL)):
+        for name, value in pairs:
+            if not refused.isdisjoint(name) or not refused.isdisjoint(value):
+                abort(400, f"the {where} {name[:40]!r} holds a control character")
+
+
+def _id_arg(name: str) -> int | None:
+    """An integer query parameter (a cursor, a line): None when absent or not a number, a 400
+    when out of the 64-bit range that row ids have."""
+    value = request.args.get(name, type=int)
+    if value is not None and not 0 <= value <= ID_MAX:
+        abort(400, f"{name}: must be between 0 and {ID_MAX}")
+    return value
+
+
 @bp.get("")
 @bp.get("/")
 def home():
@@ -64,7 +89,7 @@ def not_found(rest: str):
 @bp.get("/rules")
 def rules():
     view = policyview.of(_authz().policy)
-    return render_template("rules.html", title="Rules", view=view, highlight=request.args.get("line", type=int),
+    return render_template("rules.html", title="Rules", view=view, highlight=_id_arg("line"),
                            policy_dir=_policy_dir())
 
 
@@ -144,7 +169,7 @@ def decisions():
     if filters.decision not in ("", "allow", "deny"):
         problems.append("decision: allow or deny")
         filters.decision = ""
-    before = request.args.get("before", type=int)
+    before = _id_arg("before")
     policy = _authz().policy
     allow_lines = [r.line for r in policy.rules if r.eft == "allow" and r.reason == filters.reason] or None
     page = queries.decisions(filters, before, allow_lines, policy.version)
@@ -158,6 +183,8 @@ def decisions():
 
 @bp.get("/decisions/<int:key>")
 def decision(key: int):
+    if key > ID_MAX:
+        abort(400, f"no decision has an id past {ID_MAX}")
     row = queries.decision(key)
     if row is None:
         return render_template("error.html", title="Not found", message=f"no decision {key} in the log"), 404
@@ -347,7 +374,7 @@ def sentence(event) -> str:
 
 @bp.get("/events")
 def events():
-    before = request.args.get("before", type=int)
+    before = _id_arg("before")
     audience = (request.args.get("audience") or "").strip()[:128]
     rows, next_before = queries.events(before, audience)
     why = queries.decisions_by_id({e.decision_id for e in rows if e.decision_id})

@@ -15,6 +15,7 @@ from flask_openapi3 import Info, OpenAPI
 from audience_authz import config
 from audience_authz.engine import decision_log
 from audience_authz.http import auth, bounds, docs, errors, logs, metrics, openapi, paths, policy_routes, routes, server
+from audience_authz.http import idempotency as idempotency_keys
 from audience_authz.http.responses import ErrorBody, Health, Readiness
 from audience_authz.policytools import reload
 from audience_authz.store import db
@@ -73,6 +74,7 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     app.register_api(policy_routes.api)
     auth.register(app, settings, is_open)  # first: tokens, scopes, rate limit
     paths.register(app)  # then: a path with an encoded '/' is refused before its route runs
+    idempotency_keys.register(app, settings)  # then: an action's Idempotency-Key
     from audience_authz.http import console  # imported here only: nothing on the /v1 path loads it
 
     console.register(app, settings)  # /console: its own session login

@@ -8,9 +8,11 @@ import threading
 import uuid
 
 import pytest
+import requests
 
-from tests.support import world_factory
+from tests.support import Api, LiveServer, world_factory
 from tests.support.inproc import InProcessServer
+from tests.support.reliability import frozen
 
 FULL = pytest.mark.full
 
@@ -142,3 +144,38 @@ def test_concurrent_calls_with_one_key_apply_once(live_api):
     assert [a.status for a in answers] == [200] * 6, [a.body for a in answers]
     assert all(a.body == answers[0].body for a in answers)
     assert _members(api, w, w.A) == before + 5
+
+
+def test_the_openapi_document_shows_the_header_on_the_actions(api):
+    doc = api.get("/openapi.json").body
+    for path, method, takes in (("/v1/audiences/{id}", "patch", True), ("/v1/audiences", "post", True),
+                                ("/v1/audiences/{id}", "get", False), ("/v1/authorize", "post", False)):
+        names = {p["name"] for p in doc["paths"][path][method].get("parameters", [])}
+        assert ("Idempotency-Key" in names) is takes, (path, method)
+
+
+@pytest.mark.full
+def test_a_worker_frozen_past_the_deadline_then_resumed_applies_each_call_once(empty_database):
+    """The issue's scenario: the worker is frozen (SIGSTOP) while a call is sent, the caller
+    gives up after 1.5 s, the worker resumes (SIGCONT) and applies the call it had queued,
+    and the caller's retry with the call's key is answered with that first answer."""
+    with LiveServer(empty_database) as live:
+        api = Api(live.base_url, live.token)
+        w = world_factory(api, share_with_recipient=False)
+        before = _members(api, w, w.A)
+        calls = [("PATCH", f"/v1/audiences/{w.A}", {"members": {"op": "add", "count": 5}}),
+                 ("POST", "/v1/audiences", {"name": f"frozen {w.u}", "source": "customer_file"}),
+                 ("POST", f"/v1/audiences/{w.B}/shares", {"account_ids": [w.recipient]})]
+        answers = []
+        for method, path, body in calls:
+            headers = {"Authorization": f"Bearer {live.token}", "X-Account-Id": w.owner, **_key()}
+            with frozen(live), pytest.raises(requests.Timeout):
+                requests.request(method, live.base_url + path, json=body, headers=headers, timeout=1.5)
+            retried = requests.request(method, live.base_url + path, json=body, headers=headers, timeout=60)
+            answers.append(retried)
+        assert [a.status_code for a in answers] == [200, 201, 201], [a.text for a in answers]
+        assert _members(api, w, w.A) == before + 5
+        listed = api.ok(api.get(f"/v1/accounts/{w.owner}/audiences?limit=100", account=w.owner))
+        assert len([a for a in listed["audiences"] if a["name"] == f"frozen {w.u}"]) == 1
+        log = api.ok(api.get(f"/v1/audiences/{w.B}/share-log", account=w.owner))
+        assert [e["action"] for e in log["entries"]] == ["share"], log

@@ -179,3 +179,25 @@ def test_a_worker_frozen_past_the_deadline_then_resumed_applies_each_call_once(e
         assert len([a for a in listed["audiences"] if a["name"] == f"frozen {w.u}"]) == 1
         log = api.ok(api.get(f"/v1/audiences/{w.B}/share-log", account=w.owner))
         assert [e["action"] for e in log["entries"]] == ["share"], log
+
+
+def test_every_action_is_answered_again_as_it_was(api, world):
+    w = world
+    calls = [
+        ("PUT", f"/v1/business-centers/{w.bc}", {"name": "BC again", "cross_bc_allowlisted": False}, None),
+        ("PUT", f"/v1/accounts/{w.peer}", {"name": "peer again", "business_center_id": w.bc}, None),
+        ("POST", f"/v1/accounts/{w.owner}/terms-acceptance", None, w.owner),
+        ("POST", f"/v1/audiences/{w.A}/lookalikes", {"name": "like A"}, w.owner),
+        ("PUT", f"/v1/ad-groups/{w.ag}", {"name": "ag", "include": [w.B], "exclude": []}, w.recipient),
+        ("DELETE", f"/v1/audiences/{w.B}/shares/{w.recipient}", None, w.owner),
+        ("POST", f"/v1/audiences/{w.C}/shares", {"account_ids": [w.peer]}, w.owner),
+        ("DELETE", f"/v1/audiences/{w.C}/shares", None, w.owner),
+        ("DELETE", f"/v1/audiences/{w.A}", None, w.owner),
+    ]
+    for method, path, body, account in calls:
+        key = _key()
+        first = api.call(method, path, json=body, account=account, headers=key)
+        again = api.call(method, path, json=body, account=account, headers=key)
+        assert first.status in (200, 201), (method, path, first.body)
+        assert (again.status, again.body) == (first.status, first.body), (method, path)
+        assert again.headers.get("Idempotent-Replayed") == "true", (method, path)

@@ -19,7 +19,7 @@ def up(migrator, db):
 
         class Meta:
             database = db
-            table_name = "idempotency_key"
+            legacy_table_names = False
             indexes = ((("scope", "key"), True),)
 
     db.create_tables([IdempotencyKey])

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     drain_seconds: NonNegativeFloat = Field(
         5.0, description="on SIGTERM, seconds /readyz answers 503 draining while the server still serves, "
                          "before it stops accepting (0: stop at once)")
+    idempotency_retention_s: PositiveFloat = Field(
+        86400.0, description="seconds an action's Idempotency-Key and its first answer are kept: the same call"
+                             " made again within it is answered again, not applied again")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="level of the JSON logs on stderr")
     prometheus_multiproc_dir: str = Field(

@@ -207,8 +207,30 @@ def _assert_fails_closed(client: AuthzClient, code: str = "unavailable"):
 def test_a_closed_port_is_a_deny_and_actions_raise():
     client = AuthzClient(f"http://127.0.0.1:{free_port()}", "t", timeout=2, retries=1, backoff=0.01)
     _assert_fails_closed(client)
-    with pytest.raises(Unavailable):
+    with pytest.raises(Unavailable) as raised:
         client.share("acc", "aud", ["other"])
+    assert raised.value.sent is False  # no connection: the service cannot have seen it
+
+
+def test_an_action_sends_one_idempotency_key_per_call_on_every_retry():
+    failed = b'{"error": {"code": "database_unavailable", "message": "away"}}'
+    with _stub(503, failed) as (url, seen):
+        client = AuthzClient(url, "t", timeout=5, retries=2, backoff=0.01)
+        for call in (lambda: client.share("acc", "aud", ["other"]), lambda: client.share("acc", "aud", ["other"]),
+                     lambda: client.edit_audience("acc", "aud", name="n"),
+                     lambda: client.stop_sharing("acc", "aud", "other")):
+            with pytest.raises(Unavailable) as raised:
+                call()
+            assert raised.value.sent and raised.value.status == 503
+        keys = [key for _, _, key in seen]
+        assert len(keys) == 12 and None not in keys
+        calls = [keys[i:i + 3] for i in range(0, 12, 3)]
+        assert all(len(set(attempts)) == 1 for attempts in calls)  # one key on every retry of a call
+        assert len({attempts[0] for attempts in calls}) == 4  # a new key for each call
+        seen.clear()
+        with pytest.raises(Unavailable):
+            client.list_shares("acc", "aud")
+        assert [key for _, _, key in seen] == [None] * 3  # a read takes no key
 
 
 def test_a_server_that_never_answers_is_a_deny_within_one_deadline_per_call():
@@ -232,7 +254,7 @@ def test_a_server_that_never_answers_is_a_deny_within_one_deadline_per_call():
         assert time.monotonic() - started < 1.2
 
 
-def test_a_failing_service_is_a_deny_and_only_idempotent_calls_are_retried(empty_database):
+def test_a_failing_service_is_a_deny_and_calls_are_retried(empty_database):
     with LiveServer(empty_database) as live:
         api = Api(live.base_url, live.token)
         w = world_factory(api)
@@ -243,11 +265,13 @@ def test_a_failing_service_is_a_deny_and_only_idempotent_calls_are_retried(empty
         decision = client.authorize(w.owner, "edit", w.A, request_id=f"broken-{w.u}")
         status, code = broken_decision_answer(empty_database)
         assert not decision.allowed and decision.codes == [code] and decision.error == f"HTTP {status}"
-        with pytest.raises(Unavailable):
+        with pytest.raises(Unavailable) as failed:
             client.share(w.owner, w.A, [w.peer])
+        assert failed.value.sent
         time.sleep(0.3)  # the access line is written after the answer
         assert _served(live, "/v1/authorize") - authorized == 3  # tried, then retried twice
-        assert _served(live, shares_path) - shared == 1  # an action is never sent twice
+        # an action too, with its Idempotency-Key: a failure rolled back, so each retry runs
+        assert _served(live, shares_path) - shared == 3
         # every attempt of one call carries the call's request id
         assert _served(live, "/v1/authorize", request_id=f"broken-{w.u}") == 3
 
@@ -268,7 +292,7 @@ def _stub(status: int, body: bytes, headers: dict | None = None):
     class Handler(BaseHTTPRequestHandler):
         def answer(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            seen.append((self.path, self.headers.get("X-Request-Id")))
+            seen.append((self.path, self.headers.get("X-Request-Id"), self.headers.get("Idempotency-Key")))
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -277,7 +301,7 @@ def _stub(status: int, body: bytes, headers: dict | None = None):
             self.end_headers()
             self.wfile.write(body)
 
-        do_POST = do_GET = do_PUT = do_DELETE = answer
+        do_POST = do_GET = do_PUT = do_PATCH = do_DELETE = answer
 
         def log_message(self, *args):
             pass
@@ -382,7 +406,7 @@ def test_each_call_has_a_request_id_the_caller_may_choose():
         client = AuthzClient(url, "t", timeout=5)
         assert client.authorize("acc", "view", "aud", request_id="caller-42").request_id == "caller-42"
         generated = client.authorize("acc", "view", "aud").request_id
-        assert [rid for _, rid in seen] == ["caller-42", generated] and generated != "caller-42"
+        assert [rid for _, rid, _ in seen] == ["caller-42", generated] and generated != "caller-42"
         with pytest.raises(ValueError):
             client.authorize("acc", "view", "aud", request_id="has spaces\r\nX-Injected: 1")
 

@@ -29,6 +29,7 @@ from audience_authz.http import (
     routes,
     server,
 )
+from audience_authz.http import idempotency as idempotency_keys
 from audience_authz.http.responses import ErrorBody, Health, Readiness
 from audience_authz.policytools import reload, sandbox
 from audience_authz.store import db
@@ -95,6 +96,7 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     app.register_api(policy_routes.api)
     auth.register(app, settings, is_open)  # first: tokens, scopes, rate limit
     paths.register(app)  # then: a path with an encoded '/' is refused before its route runs
+    idempotency_keys.register(app, settings)  # then: an action's Idempotency-Key
     from audience_authz.http import console  # imported here only: nothing on the /v1 path loads it
 
     console.register(app, settings)  # /console: its own session login

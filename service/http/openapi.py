@@ -1,7 +1,8 @@
 """/openapi.json as a contract: what flask-openapi3 does not write from the routes.
 
 Every answer carries ``X-Request-Id`` (http/logs.py) and every operation takes it;
-429 and 503 may carry ``Retry-After``; 414 and 431 come from the HTTP server (gunicorn)
+429 and 503 may carry ``Retry-After``; every action takes ``Idempotency-Key`` and
+its answers may carry ``Idempotent-Replayed``; 414 and 431 come from the HTTP server (gunicorn)
 as a short HTML page; ``servers`` names the service's own origin. The document holds no
 data, so it is served without a token (app.is_open) for code generators.
 
@@ -20,7 +21,18 @@ _HEADERS = {
                                     " the decision log.",
                      "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,128}$"}},
     "Retry-After": {"description": "Seconds to wait before trying again", "schema": {"type": "integer", "minimum": 1}},
+    "Idempotent-Replayed": {"description": "`true` on an answer given again for an Idempotency-Key (nothing was"
+                                           " applied again)", "schema": {"type": "string", "enum": ["true"]}},
 }
+# an action's Idempotency-Key (http/idempotency.py): the methods and paths that take it
+_ACTION_METHODS = {"put", "post", "patch", "delete"}
+_NOT_ACTIONS = ("/v1/authorize", "/v1/policy/")
+_IDEMPOTENCY_KEY_PARAMETER = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "A key of the caller's for this logical call (e.g. a UUID), reused on its retries: the same"
+                   " request again within the retention is answered again, not applied again; another request"
+                   " with the key is 422 idempotency_key_reused",
+    "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"}}
 # any text is accepted: one that is not 1-128 of A-Z a-z 0-9 . _ : - is replaced, not refused
 _REQUEST_ID_PARAMETER = {"name": "X-Request-Id", "in": "header", "required": False,
                          "description": "The caller's request id, echoed in the answer and the logs (replaced by"
@@ -35,12 +47,17 @@ def finish(app) -> dict:
     components = doc.setdefault("components", {})
     components["headers"] = {name: dict(header) for name, header in _HEADERS.items()}
     doc["servers"] = [{"url": "/", "description": "this service (the origin the document was read from)"}]
-    for operations in doc["paths"].values():
-        for operation in operations.values():
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
             operation.setdefault("parameters", []).append(dict(_REQUEST_ID_PARAMETER))  # inline, as the others
+            action = method in _ACTION_METHODS and not path.startswith(_NOT_ACTIONS)
+            if action:
+                operation["parameters"].append(dict(_IDEMPOTENCY_KEY_PARAMETER))
             for status, response in operation["responses"].items():
                 headers = response.setdefault("headers", {})
                 headers["X-Request-Id"] = {"$ref": "#/components/headers/X-Request-Id"}
+                if action and status in ("200", "201", "403"):
+                    headers["Idempotent-Replayed"] = {"$ref": "#/components/headers/Idempotent-Replayed"}
                 if status in ("429", "503"):
                     headers["Retry-After"] = {"$ref": "#/components/headers/Retry-After"}
                 if status in ("414", "431"):

@@ -132,4 +132,21 @@ Audience.add_index(Audience.index(Audience.id, Audience.owner_account, Audience.
 Account.add_index(Account.index(Account.id, Account.business_center, Account.terms_accepted_at,
                                 name="account_facts"))
 
-TABLES = [BusinessCenter, Account, Audience, Share, AdGroup, AdGroupAudience, Event, DecisionLog]
+class IdempotencyKey(BaseModel):
+    """The first answer of an action called with an ``Idempotency-Key`` (store/idempotency.py),
+    written in the action's own transaction (migration 0006)."""
+
+    id = pw.BigAutoField()
+    scope = pw.CharField(max_length=64)  # whose key: the caller's token identity
+    key = pw.CharField(max_length=255)
+    fingerprint = pw.CharField(max_length=64)  # sha256 of method, path, body, acting account, context
+    outcome = pw.CharField(max_length=8)  # result | denied
+    body = pw.TextField()  # JSON
+    created_at = pw.DateTimeField(default=utcnow, index=True)
+
+    class Meta:
+        indexes = ((("scope", "key"), True),)
+
+
+TABLES = [BusinessCenter, Account, Audience, Share, AdGroup, AdGroupAudience, Event, DecisionLog,
+          IdempotencyKey]

@@ -13,6 +13,7 @@ import peewee as pw
 from audience_authz import metrics
 from audience_authz.exceptions import Denied
 from audience_authz.store import effects as fx
+from audience_authz.store import idempotency
 from audience_authz.store.db import transaction
 from audience_authz.store.locks import LockOrderConflict, final_attempt
 
@@ -37,25 +38,40 @@ def run(work, *, snapshot: bool = False):
     """Run ``work()`` in one transaction; a Denied it returns is raised after commit (the
     decision log keeps the deny, nothing else changed). Conflicts with concurrent
     transactions are retried (each retry is logged as ``transaction retry``). A read
-    assembled from several statements passes ``snapshot`` (``db.transaction``)."""
+    assembled from several statements passes ``snapshot`` (``db.transaction``).
+
+    An action called with an Idempotency-Key (store/idempotency.py) stores its outcome in
+    this transaction, and a call made again is answered with it instead of run again."""
     for attempt in range(1, ATTEMPTS + 1):
         last = final_attempt.set(attempt == ATTEMPTS)
         try:
             with fx.recording() as event_ids, transaction(snapshot):
+                if not snapshot:
+                    idempotency.begin()
                 result = work()
+                if isinstance(result, dict) and "effects" in result:
+                    # the summary an answer keeps when its lists are cut to the response size
+                    # limit (http/bounds.py): counts by type, and where its events are in the feed
+                    result["effect_counts"] = fx.effect_counts(result["effects"])
+                    result["events"] = fx.span(event_ids)
+                if not snapshot:
+                    idempotency.finish(result)
             break
+        except idempotency.Replay as replay:
+            idempotency.committed(replayed=True)
+            if isinstance(replay.outcome, Denied):
+                raise replay.outcome from None
+            return replay.outcome
         except (pw.OperationalError, pw.IntegrityError, LockOrderConflict) as exc:
             if attempt == ATTEMPTS or not _retryable(exc):
                 raise
             log.warning("transaction retry %d after conflict: %s", attempt, str(exc).splitlines()[0])
         finally:
             final_attempt.reset(last)
+    if not snapshot:
+        idempotency.committed()
     if isinstance(result, Denied):
         raise result
     if isinstance(result, dict) and "effects" in result:
         metrics.effects_applied(result["effects"])  # counted once committed
-        # the summary an answer keeps when its lists are cut to the response size limit
-        # (http/bounds.py): counts by type, and where its events are in the feed
-        result["effect_counts"] = fx.effect_counts(result["effects"])
-        result["events"] = fx.span(event_ids)
     return result

@@ -66,6 +66,22 @@ def worker_pids(live: LiveServer) -> list[int]:
     return _children(live.process.pid)
 
 
+@contextlib.contextmanager
+def frozen(live: LiveServer):
+    """The server's gunicorn workers stopped (SIGSTOP) for the block, then resumed
+    (SIGCONT): requests sent meanwhile wait in the socket, and are handled on resume."""
+    workers = _children(live.process.pid)
+    assert workers, "the server has no worker process"
+    for pid in workers:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield workers
+    finally:
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
 def kill_hard(live: LiveServer) -> None:
     """SIGKILL the server and its gunicorn workers at once: no request finishes, no
     transaction commits after this."""

@@ -18,13 +18,15 @@ Deadline
     429 waits, and reading the answer. A hung server costs at most about ``timeout``.
 
 Retries (``retries`` more attempts at most, backoff ``backoff * 2**n`` seconds)
-    * every call, when the connection could not be made (nothing was sent);
-    * calls without side effects besides the decision log (``authorize``, GET, PUT
-      upserts), also on a timeout, a dropped connection and 500/502/503/504;
+    * every call, when the connection could not be made (nothing was sent), on a timeout,
+      a dropped connection and 500/502/503/504;
     * every call on 429 (the service refused it before doing anything), after waiting the
       answer's ``Retry-After``, only if that wait fits in what is left of the deadline;
       each wait is logged at WARNING.
-    A POST, PATCH or DELETE that may have reached the service is never sent twice.
+    Every action (PUT, POST, PATCH, DELETE) sends an ``Idempotency-Key``: a new one per
+    call, the same on every retry of the call, so a
+    retry of a call that did reach the service is answered with its first answer and never
+    applied twice. ``Unavailable.sent`` says whether the call may have reached it.
 
 Request ids
     Each call sends ``X-Request-Id``: the caller's ``request_id=`` or a new one, the same on
@@ -115,6 +117,12 @@ class _NoAnswer(Exception):
     """No usable HTTP answer within the deadline (the message says why)."""
 
 
+def _no_answer(message: str, sent: bool) -> _NoAnswer:
+    failure = _NoAnswer(message)
+    failure.sent = sent  # type: ignore[attr-defined]
+    return failure
+
+
 class _Limited(Exception):
     def __init__(self, answer: _Answer, retry_after: float | None):
         super().__init__(f"HTTP 429, Retry-After {retry_after}")
@@ -193,7 +201,7 @@ class AuthzClient:
             return [Decision("deny", reason, request_id=rid, error=error)] * n
 
         try:
-            answer = self._send("POST", route, rid, deadline, body=body, idempotent=True)
+            answer = self._send("POST", route, rid, deadline, body=body)
         except _NoAnswer as exc:
             return denied(str(exc))
         except _Limited as limited:
@@ -449,11 +457,13 @@ class AuthzClient:
               denies: bool = True) -> _Answer:
         """The answer of an action call: 2xx, or (``denies``) 403 with a deny body; raises otherwise."""
         deadline = time.monotonic() + self.timeout + extra_time
+        # an action's retries carry one key: the service answers a retry, never applies it twice
+        key = None if method == "GET" else uuid.uuid4().hex
         try:
             answer = self._send(method, route, rid, deadline, body=body, account=account, params=params,
-                                idempotent=method in ("GET", "PUT"))
+                                idempotency_key=key)
         except _NoAnswer as exc:
-            raise Unavailable(f"{method} {route}: {exc}", request_id=rid) from None
+            raise Unavailable(f"{method} {route}: {exc}", request_id=rid, sent=getattr(exc, "sent", True)) from None
         except _Limited as limited:
             raise RateLimited(limited.retry_after, str(limited), request_id=rid) from None
         body_ = answer.body
@@ -469,24 +479,30 @@ class AuthzClient:
         return answer
 
     def _send(self, method: str, route: str, rid: str, deadline: float, *, body: object = None,
-              account: str | None = None, params: dict[str, Any] | None = None, idempotent: bool) -> _Answer:
-        """One call: attempts until an answer, the retries or the deadline run out."""
+              account: str | None = None, params: dict[str, Any] | None = None,
+              idempotency_key: str | None = None) -> _Answer:
+        """One call: attempts until an answer, the retries or the deadline run out. A
+        ``_NoAnswer`` raised says (``sent``) whether an attempt may have reached the service."""
         headers = {"X-Request-Id": rid}
         if account is not None:
             headers["X-Account-Id"] = account
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
         url = self.base_url + route
         attempt = 0
+        sent = False
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _NoAnswer(f"the call's deadline of {self.timeout}s passed")
+                raise _no_answer(f"the call's deadline of {self.timeout}s passed", sent)
             try:
                 answer = self._attempt(method, url, rid, headers, body, params, deadline, remaining)
                 failure = None
+                sent = True
             except _NoAnswer as exc:
                 answer, failure = None, exc
-                if not (idempotent or getattr(exc, "not_sent", False)):
-                    raise
+                sent = sent or not getattr(exc, "not_sent", False)
+                exc.sent = sent  # type: ignore[attr-defined]
             if answer is not None and answer.status == 429:
                 wait = _retry_after(answer.headers.get("Retry-After"))
                 if attempt >= self.retries or wait is None or time.monotonic() + wait >= deadline:
@@ -496,7 +512,7 @@ class AuthzClient:
                 time.sleep(wait)
                 attempt += 1
                 continue
-            if answer is not None and not (idempotent and answer.status in _RETRY_STATUSES):
+            if answer is not None and answer.status not in _RETRY_STATUSES:
                 return answer
             if attempt >= self.retries:
                 if answer is not None:

@@ -33,10 +33,11 @@ class RateLimited(RequestError):
 
 class Unavailable(AuthzError):
     """An action call got no usable answer: no connection, the deadline passed, a 5xx or a
-    malformed answer. Whether a POST/PATCH/DELETE that reached the service took effect is
-    unknown; read the state (or the event feed) before trying it again."""
+    malformed answer. ``sent`` is False only when no attempt can have reached the service
+    (nothing changed); when True, an action may have taken effect: call it again with the
+    same ``idempotency_key`` to be answered, never applied twice."""
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
-                 request_id: str | None = None):
+                 request_id: str | None = None, sent: bool = True):
         super().__init__(message, request_id=request_id)
-        self.status, self.code = status, code
+        self.status, self.code, self.sent = status, code, sent

@@ -15,6 +15,7 @@ from peewee import fn
 
 from audience_authz.actions.views import iso
 from audience_authz.exceptions import ApiError
+from audience_authz.store.locks import decision_log_high_water
 from audience_authz.store.models import DecisionLog, Event
 
 
@@ -49,7 +50,14 @@ def event_view(e: Event) -> dict:
 
 
 def decisions(after: int, limit: int) -> dict:
-    rows = DecisionLog.select().where(DecisionLog.id > after).order_by(DecisionLog.id).limit(limit)
+    """Decision-log rows with an id above ``after``, oldest first, up to the high-water
+    mark below which no row can still commit (store/locks.decision_log_high_water), so a
+    reader paging by id never passes a row that commits later."""
+    query = DecisionLog.select().where(DecisionLog.id > after)
+    settled = decision_log_high_water()
+    if settled is not None:
+        query = query.where(DecisionLog.id <= settled)
+    rows = query.order_by(DecisionLog.id).limit(limit)
     items = [{"id": d.id, "decision_id": d.decision_id, "at": iso(d.at), "principal": d.principal,
               "action": d.action, "resource": json.loads(d.resource), "decision": d.decision,
               "reasons": json.loads(d.reasons), "policy_version": d.policy_version,

@@ -32,6 +32,7 @@ import time
 from contextvars import ContextVar
 
 from audience_authz.store.db import insert_rows
+from audience_authz.store.locks import hold_decision_log
 from audience_authz.store.models import database
 
 log = logging.getLogger("audience_authz.decision_log")
@@ -121,6 +122,7 @@ class DecisionLogWriter:
                 database.connect()
             try:
                 with database.atomic():
+                    hold_decision_log()  # see store/locks.py: the feed reads only settled ids
                     _insert(rows)
             finally:
                 if opened:

@@ -14,7 +14,7 @@ from audience_authz import metrics
 from audience_authz.exceptions import Denied
 from audience_authz.store import effects as fx
 from audience_authz.store.db import transaction
-from audience_authz.store.locks import LockOrderConflict, final_attempt
+from audience_authz.store.locks import LockOrderConflict, final_attempt, hold_decision_log
 
 _RETRYABLE_PGCODES = {"40001", "40P01"}  # serialization failure, deadlock detected
 ATTEMPTS = 5
@@ -42,6 +42,7 @@ def run(work, *, snapshot: bool = False):
         last = final_attempt.set(attempt == ATTEMPTS)
         try:
             with fx.recording() as event_ids, transaction(snapshot):
+                hold_decision_log()  # its decision row numbered before a feed reader passes it
                 result = work()
             break
         except (pw.OperationalError, pw.IntegrityError, LockOrderConflict) as exc:

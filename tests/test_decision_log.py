@@ -71,3 +71,22 @@ def test_every_decision_of_a_multi_worker_server_is_stored_by_its_stop(database,
             conn.close()
     assert len(ids) == 120 and len(set(ids)) == 120
     assert set(ids) <= stored
+
+
+def test_a_decision_is_found_by_its_id_and_by_its_request_id(api):
+    w = world_factory(api)
+    rid = f"lookup-{uuid.uuid4().hex[:12]}"
+    body = {"principal": {"account_id": w.owner}, "action": "view", "resource": {"audience_id": w.A}}
+    first = api.ok(api.post("/v1/authorize", body, headers={"X-Request-Id": rid}))
+    second = api.ok(api.authorize(w.peer, "edit", w.A))
+    one = api.ok(api.get(f"/v1/decisions/{first['decision_id']}"))
+    assert (one["decision_id"], one["decision"], one["principal"], one["request_id"]) == \
+        (first["decision_id"], "allow", w.owner, rid)
+    assert api.ok(api.get(f"/v1/decisions/{second['decision_id']}"))["decision"] == "deny"
+    by_request = api.ok(api.get(f"/v1/decisions?request_id={rid}&limit=1000"))["decisions"]
+    assert [d["decision_id"] for d in by_request] == [first["decision_id"]]
+    missing = api.get(f"/v1/decisions/{uuid.uuid4().hex}")
+    assert (missing.status, missing.body["error"]["code"]) == (404, "unknown_decision")
+    for bad in ("not-hex", "A" * 32, "0" * 31):
+        assert api.get(f"/v1/decisions/{bad}").status == 400
+    assert api.get("/v1/decisions?request_id=" + "x" * 129).status == 400

@@ -44,7 +44,15 @@ def test_tailers_of_the_feeds_skip_nothing_and_repeat_nothing(database, tmp_path
             seen: dict[str, list[int]] = {"decisions": [], "events": []}
             cursors = {"decisions": 0, "events": 0}
 
+            failures: list[str] = []
+
             def tail(feed: str) -> None:
+                try:
+                    follow(feed)
+                except Exception as exc:  # noqa: BLE001 - reported by the test below
+                    failures.append(f"{feed}: {exc!r}")
+
+            def follow(feed: str) -> None:
                 reader = Api(live.base_url, TOKEN)
                 while True:
                     finished = done.is_set()
@@ -75,6 +83,7 @@ def test_tailers_of_the_feeds_skip_nothing_and_repeat_nothing(database, tmp_path
             for t in tailers:
                 t.join(120)
                 assert not t.is_alive()
+            assert failures == []
             stored = {"decisions": _table_ids(database, url, tmp_path / "cursor.db", "decision_log"),
                       "events": _table_ids(database, url, tmp_path / "cursor.db", "event")}
         assert len(stored["decisions"]) >= len(jobs) and len(stored["events"]) >= len(jobs) // 8

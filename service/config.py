@@ -57,6 +57,9 @@ class Settings(BaseSettings):
                                             " the longest wait for each read of a body or write of an answer (then 408"
                                             " or close); a slow client holds no thread meanwhile (http/server.py)")
     decision_log_flush_s: PositiveFloat = Field(0.05, description="seconds before batched decision-log rows are written")
+    decision_log: Literal["batched", "durable"] = Field(
+        "batched", description="batched: authorize answers before its decision row is written (one commit for many);"
+                               " durable: the row is committed before the answer leaves")
     drain_seconds: NonNegativeFloat = Field(
         5.0, description="on SIGTERM, seconds /readyz answers 503 draining while the server still serves, "
                          "before it stops accepting (0: stop at once)")

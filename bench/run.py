@@ -19,7 +19,10 @@ Measures, and writes to ``--out`` (bench-results.json) with a readable table on 
   each (ping_*), the Cerbos PDP given the attributes (cerbos_*), both batch forms
   (batch_*, cerbos_batch_*), and the ratios http_rps_vs_cerbos, batch_vs_cerbos;
 * scale_ratio_<size>_vs_1k: p50 decision on the main store over the same on a 1k store;
-* stop_sharing_10k_s: stopping one audience applied in 10,000 recipient ad groups.
+* stop_sharing_10k_s: stopping one audience applied in 10,000 recipient ad groups;
+* inproc_decision_durable_us, durable_vs_batched: a full decision in process with its
+  decision-log row committed before it returns (``AUDIENCE_AUTHZ_DECISION_LOG=durable``),
+  and its p50 over the batched default's on the same requests (details.decision_log_modes).
 
 It also cross-checks decisions: every measured request is decided by the service and by
 Cedar (from entities read with the benchmark's own SQL), every check of Cerbos's HTTP runs
@@ -179,6 +182,23 @@ def decision_latency(authz, warm, measured) -> list[float]:
     out = timed(authz.check, measured)
     writer.flush()
     return out
+
+
+def decision_log_modes(authz, requests) -> dict:
+    """p50 of a full decision with its row batched (the default) and committed before the
+    answer (``AUDIENCE_AUTHZ_DECISION_LOG=durable``), alternating so load hits both alike."""
+    from audience_authz.engine.decision_log import writer
+
+    runs = {"batched": [], "durable": []}
+    half = max(1, len(requests) // 4)
+    try:
+        for chunk in (requests[:half], requests[half:2 * half]):
+            for mode in runs:
+                writer.durable = mode == "durable"
+                runs[mode] += decision_latency(authz, chunk[:20], chunk)
+    finally:
+        writer.durable = False
+    return {mode: percentiles(seconds) for mode, seconds in runs.items()}
 
 
 def scale_rounds(stores: list[tuple[str, Path, object]], n: int, rounds: int) -> dict:
@@ -726,6 +746,8 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
     authz = bind(main_store)
     measured = workload.draw(main_store, sizes, n_requests, seed=5)
     policy, _ = policy_only(authz, measured)
+    log("the decision log: batched against durable, in process")
+    log_modes = decision_log_modes(authz, measured)
 
     log("cedarpy, and the cross-check of every request")
     loads["cedar"] = load_average()
@@ -773,6 +795,8 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
         "wsgi_list_apply_ms": round(wsgi["list_apply"]["p50"] / 1000, 2) if "list_apply" in wsgi else None,
         "wsgi_authorize_vs_ping": round(wsgi["authorize"]["p50"] / wsgi["ping"]["p50"], 3),
         "stop_sharing_10k_s": stop["median_s"],
+        "inproc_decision_durable_us": log_modes["durable"]["p50"],
+        "durable_vs_batched": round(log_modes["durable"]["p50"] / log_modes["batched"]["p50"], 3),
         "stop_sharing_ad_groups": stop["ad_groups"],
     }
     if http:
@@ -782,7 +806,7 @@ def main(scale, out, store_dir, rebuild, n_requests, rounds, with_http, http_sec
         "targets": verdicts(figures, scale_key),
         "details": {"decision_by_store": scale, "policy_only": policy, "cedarpy": {
             k: v for k, v in cedar.items() if k != "cross_check"}, "naive_casbin": naive,
-            "stop_sharing": stop, "wsgi": wsgi, "http": http},
+            "stop_sharing": stop, "wsgi": wsgi, "http": http, "decision_log_modes": log_modes},
         "cross_check": {"cedar": cedar["cross_check"], "http": http["cross_check"] if http else None,
                         "cerbos": http["cerbos"]["cross_check"] if http and "cerbos" in http else None},
         "load_average": loads,

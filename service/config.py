@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     analysis_max_condition: PositiveInt = Field(4000, description="characters of one policy.csv line of a candidate"
                                                 " that an analysis takes (422 analysis_too_costly past it)")
     decision_log_flush_s: PositiveFloat = Field(0.05, description="seconds before batched decision-log rows are written")
+    decision_log: Literal["batched", "durable"] = Field(
+        "batched", description="batched: authorize answers before its decision row is written (one commit for many);"
+                               " durable: the row is committed before the answer leaves")
     drain_seconds: NonNegativeFloat = Field(
         5.0, description="on SIGTERM, seconds /readyz answers 503 draining while the server still serves, "
                          "before it stops accepting (0: stop at once)")

@@ -22,10 +22,10 @@ from audience_authz.actions.entities import (
                                               upsert_account,
                                               upsert_business_center,
 )
-from audience_authz.actions.feeds import decisions, events, latest_event_id
+from audience_authz.actions.feeds import decision, decisions, events, latest_event_id
 from audience_authz.actions.sharing import list_shares, share, share_log, stop_sharing
 
-__all__ = ["KEEP", "accept_terms", "create_audience", "create_lookalike", "decisions", "delete_audience",
+__all__ = ["KEEP", "accept_terms", "create_audience", "create_lookalike", "decision", "decisions", "delete_audience",
            "edit_audience", "events", "get_account", "get_ad_group", "get_audience", "get_business_center",
            "latest_event_id", "list_audiences", "list_shares", "refresh_lookalike", "share",
            "share_log", "stop_sharing", "upsert_account", "upsert_ad_group", "upsert_business_center"]

@@ -14,7 +14,8 @@ import json
 from peewee import fn
 
 from audience_authz.actions.views import iso
-from audience_authz.exceptions import ApiError
+from audience_authz.exceptions import ApiError, NotFound
+from audience_authz.store.locks import decision_log_high_water
 from audience_authz.store.models import DecisionLog, Event
 
 
@@ -48,11 +49,33 @@ def event_view(e: Event) -> dict:
             "decision_id": e.decision_id, "at": iso(e.at), "payload": json.loads(e.payload)}
 
 
-def decisions(after: int, limit: int) -> dict:
-    rows = DecisionLog.select().where(DecisionLog.id > after).order_by(DecisionLog.id).limit(limit)
-    items = [{"id": d.id, "decision_id": d.decision_id, "at": iso(d.at), "principal": d.principal,
-              "action": d.action, "resource": json.loads(d.resource), "decision": d.decision,
-              "reasons": json.loads(d.reasons), "policy_version": d.policy_version,
-              "relation": d.relation, "rule_line": d.rule_line, "request_id": d.request_id,
-              "facts": json.loads(d.facts) if d.facts else {}} for d in rows]
+def decisions(after: int, limit: int, *, request_id: str | None = None) -> dict:
+    """Decision-log rows with an id above ``after``, oldest first (only those of the request
+    ``request_id`` when given), up to the high-water mark below which no row can still
+    commit (store/locks.decision_log_high_water), so a reader paging by id never passes a
+    row that commits later."""
+    query = DecisionLog.select().where(DecisionLog.id > after)
+    if request_id is not None:
+        query = query.where(DecisionLog.request_id == request_id)
+    settled = decision_log_high_water()
+    if settled is not None:
+        query = query.where(DecisionLog.id <= settled)
+    items = [decision_view(d) for d in query.order_by(DecisionLog.id).limit(limit)]
     return {"decisions": items, "next_after": items[-1]["id"] if items else after}
+
+
+def decision(decision_id: str) -> dict:
+    """One decision by the id its answer carried; 404 while it is not stored (a batched
+    row of another process is written within a few flush intervals)."""
+    row = DecisionLog.get_or_none(DecisionLog.decision_id == decision_id)
+    if row is None:
+        raise NotFound("decision", decision_id)
+    return decision_view(row)
+
+
+def decision_view(d: DecisionLog) -> dict:
+    return {"id": d.id, "decision_id": d.decision_id, "at": iso(d.at), "principal": d.principal,
+            "action": d.action, "resource": json.loads(d.resource), "decision": d.decision,
+            "reasons": json.loads(d.reasons), "policy_version": d.policy_version,
+            "relation": d.relation, "rule_line": d.rule_line, "request_id": d.request_id,
+            "facts": json.loads(d.facts) if d.facts else {}}

@@ -13,6 +13,10 @@ Every decision gets its row. Where it is written depends on where it is made:
   trivial request. Requests, not the background thread, do the writing under load: a
   second thread inserting while the requests run would contend with them for the GIL.
 
+With the setting ``decision_log=durable`` an authorize row is instead committed, in its
+own transaction, before the answer leaves: a decision id returned is always findable, at
+the cost of one commit per decision (docs/operations.md says which to choose).
+
 The trade-off of the batched path: an answer may leave before its row is stored (by at
 most a few intervals), and rows still in the buffer are lost if the process is killed with
 SIGKILL (a crash). A normal exit (SIGTERM, gunicorn's worker exit, interpreter exit)
@@ -32,6 +36,7 @@ import time
 from contextvars import ContextVar
 
 from audience_authz.store.db import insert_rows
+from audience_authz.store.locks import hold_decision_log
 from audience_authz.store.models import database
 
 log = logging.getLogger("audience_authz.decision_log")
@@ -56,8 +61,9 @@ def begin_request(rid: str | None) -> list[str]:
 
 
 class DecisionLogWriter:
-    def __init__(self, interval: float = FLUSH_INTERVAL_S):
+    def __init__(self, interval: float = FLUSH_INTERVAL_S, durable: bool = False):
         self.interval = interval
+        self.durable = durable  # every row committed before write() returns (the setting decision_log)
         self._after_fork()
 
     def _after_fork(self) -> None:
@@ -77,6 +83,9 @@ class DecisionLogWriter:
             made.append(row[0])
         if database.in_transaction():
             _insert([row])
+            return
+        if self.durable:
+            _commit([row])
             return
         now = time.monotonic()
         with self._lock:
@@ -116,15 +125,7 @@ class DecisionLogWriter:
         if not rows:
             return 0
         try:
-            opened = database.is_closed()
-            if opened:
-                database.connect()
-            try:
-                with database.atomic():
-                    _insert(rows)
-            finally:
-                if opened:
-                    database.close()
+            _commit(rows)
         except BaseException:
             with self._lock:
                 self._rows[:0] = rows
@@ -156,6 +157,20 @@ class DecisionLogWriter:
             log.info("decision log: %d buffered rows written at exit", written)
         except Exception:  # noqa: BLE001
             log.exception("decision log: %d rows could not be written at exit", self.pending())
+
+
+def _commit(rows: list[tuple]) -> None:
+    """Insert rows in a transaction of their own (a connection opened for it if need be)."""
+    opened = database.is_closed()
+    if opened:
+        database.connect()
+    try:
+        with database.atomic():
+            hold_decision_log()  # see store/locks.py: the feed reads only settled ids
+            _insert(rows)
+    finally:
+        if opened:
+            database.close()
 
 
 def _insert(rows: list[tuple]) -> None:

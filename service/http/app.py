@@ -79,6 +79,7 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     db.init(settings.database, pool_size=settings.db_pool_size, pool_timeout=settings.db_pool_timeout,
             sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms)
     decision_log.writer.interval = settings.decision_log_flush_s
+    decision_log.writer.durable = settings.decision_log == "durable"
     # the policy, kept on the last good version of the files (policytools/reload.py)
     app.extensions["authz"] = reload.start(app, settings.policy_dir, policy_snapshots, policy_poll,
                                            settings.shadow_policy_dir)

@@ -24,6 +24,8 @@ from audience_authz.http.schemas import (
     AuthorizeBody,
     BatchBody,
     BusinessCenterBody,
+    DecisionIdPath,
+    DecisionQuery,
     EventQuery,
     IdPage,
     IdPath,
@@ -331,7 +333,14 @@ class _EventStream:
 
 @api.get("/decisions", operation_id="listDecisions", tags=[FEEDS], summary="The decision log, in order",
          responses={200: R.DecisionPage})
-def get_decisions(query: Page):
+def get_decisions(query: DecisionQuery):
     decision_log.writer.flush()  # this process's batched rows first, so a reader sees its own
-    return actions.decisions(query.after, query.limit)
+    return actions.decisions(query.after, query.limit, request_id=query.request_id)
+
+
+@api.get("/decisions/<decision_id>", operation_id="getDecision", tags=[FEEDS], summary="One decision of the log",
+         responses={200: R.DecisionView})
+def get_decision(path: DecisionIdPath):
+    decision_log.writer.flush()  # this process's batched rows first
+    return actions.decision(path.decision_id)
 

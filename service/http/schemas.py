@@ -106,6 +106,16 @@ class EventFilter(BaseModel):
     type: list[EventType] = Field(default_factory=list, description="only these types (repeat the parameter)")
 
 
+class DecisionQuery(Page):
+    request_id: Id | None = Field(None, description="only the decisions made while serving the request with this"
+                                  " X-Request-Id")
+
+
+class DecisionIdPath(Strict):
+    decision_id: Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{32}$")] = Field(
+        description="a decision id as answered: 32 lowercase hex digits")
+
+
 class EventQuery(Page, EventFilter):
     wait: int = Field(0, ge=0, le=MAX_WAIT_S, description="long poll: when no event is there yet, wait up to"
                       " this many seconds for one before answering an empty page")

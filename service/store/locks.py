@@ -14,7 +14,7 @@ import contextvars
 from audience_authz.store.db import is_postgres, writing
 from audience_authz.store.models import database
 
-_AD_GROUP, _EVENT_FEED, _SCOPE = 1, 2, 3  # namespaces of the two-key advisory locks
+_AD_GROUP, _EVENT_FEED, _SCOPE, _DECISION_LOG = 1, 2, 3, 4  # namespaces of the two-key advisory locks
 # False while ``actions.run`` has attempts left: a lock-order conflict is then retried
 # rather than resolved by locking out of order (which PostgreSQL's deadlock check backs up)
 final_attempt: contextvars.ContextVar[bool] = contextvars.ContextVar("final_attempt", default=True)
@@ -23,6 +23,29 @@ final_attempt: contextvars.ContextVar[bool] = contextvars.ContextVar("final_atte
 class LockOrderConflict(Exception):
     """A transaction found, under a row's lock, that it needs locks it could only take out
     of order now (a deadlock risk): ``actions.run`` runs it again, when it knows them."""
+
+
+def hold_decision_log() -> None:
+    """The first lock of every transaction that may add decision-log rows (an action, a
+    batched flush): shared, so writers never wait for one another, only for a reader
+    taking ``decision_log_high_water`` (and it for them). Taken first, before any other
+    lock, so a writer queued behind a waiting reader holds nothing another writer needs."""
+    if is_postgres():
+        database.execute_sql("SELECT pg_advisory_xact_lock_shared(%s, 0)", [_DECISION_LOG])
+
+
+def decision_log_high_water() -> int | None:
+    """The largest decision-log id below which no row can still appear, on PostgreSQL
+    (None elsewhere: SQLite's one writer holds its lock from taking an id to the commit).
+    An id is taken when a row is inserted, and the transaction may commit long after, so a
+    reader paging by id could pass a smaller id that commits later (skipping it for ever).
+    Under the exclusive form of ``hold_decision_log`` no writer is between taking an id
+    and ending, so the largest committed id read there has every smaller id settled."""
+    if not is_postgres():
+        return None
+    with database.atomic():
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s, 0)", [_DECISION_LOG])
+        return database.execute_sql("SELECT COALESCE(MAX(id), 0) FROM decision_log").fetchone()[0]
 
 
 def take_late(ids) -> None:

@@ -118,7 +118,7 @@ class DecisionLog(BaseModel):
     relation = pw.CharField(max_length=16)
     facts = pw.TextField()  # JSON: what the decision was made on, for replay and audit
     rule_line = pw.IntegerField(null=True)  # the policy.csv line that decided
-    request_id = pw.CharField(max_length=128, null=True)  # X-Request-Id of the call (migration 0005)
+    request_id = pw.CharField(max_length=128, null=True, index=True)  # X-Request-Id of the call (migrations 0005, 0006)
 
     class Meta:
         # one account's decisions, newest first, without a scan (the console's filter)

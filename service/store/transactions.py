@@ -15,7 +15,7 @@ from audience_authz.exceptions import Denied
 from audience_authz.store import effects as fx
 from audience_authz.store import idempotency
 from audience_authz.store.db import transaction
-from audience_authz.store.locks import LockOrderConflict, final_attempt
+from audience_authz.store.locks import LockOrderConflict, final_attempt, hold_decision_log
 
 _RETRYABLE_PGCODES = {"40001", "40P01"}  # serialization failure, deadlock detected
 ATTEMPTS = 5
@@ -46,6 +46,7 @@ def run(work, *, snapshot: bool = False):
         last = final_attempt.set(attempt == ATTEMPTS)
         try:
             with fx.recording() as event_ids, transaction(snapshot):
+                hold_decision_log()  # its decision row numbered before a feed reader passes it
                 if not snapshot:
                     idempotency.begin()
                 result = work()

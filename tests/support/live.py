@@ -54,7 +54,7 @@ class LiveServer:
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self.log,
                                         stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # a loaded 2-core machine has taken over 60 s to start 2 workers
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
@@ -63,6 +63,7 @@ class LiveServer:
                     return self
             except requests.RequestException:  # not listening yet, or too busy to answer
                 time.sleep(0.1)
+        self.stop()  # not left running (and loading the machine) after the test fails
         raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
 
     def stop(self):

@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     drain_seconds: NonNegativeFloat = Field(
         5.0, description="on SIGTERM, seconds /readyz answers 503 draining while the server still serves, "
                          "before it stops accepting (0: stop at once)")
+    otlp_endpoint: str = Field("", description="OTLP/HTTP collector to send trace spans to, e.g. http://collector:4318"
+                               " (/v1/traces is added); empty: tracing off, no spans, no header")
+    otel_service_name: str = Field("audience-authz", description="service.name of the spans sent")
+    trace_sample_ratio: float = Field(1.0, ge=0.0, le=1.0, description="share of the traces begun here that are"
+                                      " recorded (0 to 1); a caller's traceparent decides for its own trace")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="level of the JSON logs on stderr")
     prometheus_multiproc_dir: str = Field(

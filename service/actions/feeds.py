@@ -54,5 +54,6 @@ def decisions(after: int, limit: int) -> dict:
               "action": d.action, "resource": json.loads(d.resource), "decision": d.decision,
               "reasons": json.loads(d.reasons), "policy_version": d.policy_version,
               "relation": d.relation, "rule_line": d.rule_line, "request_id": d.request_id,
+              "trace_id": d.trace_id,
               "facts": json.loads(d.facts) if d.facts else {}} for d in rows]
     return {"decisions": items, "next_after": items[-1]["id"] if items else after}

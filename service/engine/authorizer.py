@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import orjson
 import uuid_utils
 
-from audience_authz import metrics
+from audience_authz import metrics, spans
 from audience_authz.contract import APPLIED_TO_AD_GROUPS
 from audience_authz.engine import context, decision_log
 from audience_authz.engine.facts import Gathered, Request, gather
@@ -60,13 +60,27 @@ class Authorizer:
 
     def check(self, req: Request, *, plan_effects: bool = True, log: bool = True,
               explain: bool = False, ad_group_override=None) -> Outcome:
+        """One decision; traced (under a traced request) as a span with the facts, the
+        policy and the effects planned as its children."""
+        with spans.child("authz.decision", {"authz.action": req.action}) as span:
+            outcome = self._check(req, plan_effects, log, explain, ad_group_override)
+            if span is not None:
+                span.set_attributes({"authz.decision": outcome.decision.decision, "authz.reason": outcome.decision.reason
+                                     or "", "authz.decision_id": outcome.decision_id,
+                                     "authz.policy_version": outcome.policy_version,
+                                     "authz.effects": len(outcome.effects)})
+            return outcome
+
+    def _check(self, req: Request, plan_effects: bool, log: bool, explain: bool, ad_group_override) -> Outcome:
         policy = self.policy  # one policy for the whole decision, even across a reload
         budget.charge(1)
         # the caller's facts first: a bad one is the caller's 400, not a failing policy
         supplied = context.supplied(policy, req.context if req.context is not None else context.current())
         try:
-            gathered = gather(policy, req, ad_group_override, supplied)
-            decision = policy.decide(gathered.relation, req.action, gathered.facts)
+            with spans.child("authz.facts"):
+                gathered = gather(policy, req, ad_group_override, supplied)
+            with spans.child("authz.policy", {"authz.relation": gathered.relation}):
+                decision = policy.decide(gathered.relation, req.action, gathered.facts)
         except Exception as exc:
             if not metrics.is_database_error(exc):  # the policy cannot decide: /readyz says so
                 self.failing = {"policy_version": policy.version, "action": req.action,
@@ -85,7 +99,8 @@ class Authorizer:
                 reason["account_id"] = req.target_account_id
             outcome.reasons = [reason]
         elif plan_effects and decision.effects:
-            outcome.effects = fx.plan(req, decision, gathered)
+            with spans.child("authz.effects"):
+                outcome.effects = fx.plan(req, decision, gathered)
         if not decision.allowed and decision.reason == APPLIED_TO_AD_GROUPS:
             attached = fx.attached_ad_groups(req.audience_id, req.principal, limit=AD_GROUPS_NAMED + 1)
             outcome.reasons[0]["ad_group_ids"] = attached[:AD_GROUPS_NAMED]

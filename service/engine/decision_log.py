@@ -31,6 +31,7 @@ import threading
 import time
 from contextvars import ContextVar
 
+from audience_authz import spans
 from audience_authz.store.db import insert_rows
 from audience_authz.store.models import database
 
@@ -39,7 +40,7 @@ FLUSH_INTERVAL_S = 0.05  # the default of the setting decision_log_flush_s
 FLUSH_ROWS = 500
 MAX_BUFFERED = 20_000
 COLUMNS = ("decision_id", "at", "principal", "action", "resource", "decision", "reasons",
-           "policy_version", "relation", "facts", "rule_line", "request_id")
+           "policy_version", "relation", "facts", "rule_line", "request_id", "trace_id")
 
 # Correlation (set by the HTTP layer for each request): the request id stored with each
 # decision, and the decision ids made while serving it (for the access line).
@@ -69,9 +70,9 @@ class DecisionLogWriter:
         self._thread: threading.Thread | None = None
 
     def write(self, row: tuple) -> None:
-        """Log one decision (a tuple in ``COLUMNS`` order, without the request id, which
-        comes from the request being served)."""
-        row = (*row, request_id.get())
+        """Log one decision (a tuple in ``COLUMNS`` order, without the request id and the
+        trace id, which come from the request being served)."""
+        row = (*row, request_id.get(), spans.trace_id())
         made = decision_ids.get()
         if made is not None:
             made.append(row[0])

@@ -28,6 +28,7 @@ from audience_authz.http import (
     policy_routes,
     routes,
     server,
+    tracing,
 )
 from audience_authz.http.responses import ErrorBody, Health, Readiness
 from audience_authz.policytools import reload
@@ -97,6 +98,7 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     _register_connection(app)
     _register_health(app)
     logs.register(app)
+    tracing.register(app, settings)  # after the request id is set: the request span names it
     metrics.register(app, app.extensions["authz"].policy)
     docs.register(app)
     openapi.finish(app)

@@ -119,6 +119,7 @@ class DecisionLog(BaseModel):
     facts = pw.TextField()  # JSON: what the decision was made on, for replay and audit
     rule_line = pw.IntegerField(null=True)  # the policy.csv line that decided
     request_id = pw.CharField(max_length=128, null=True)  # X-Request-Id of the call (migration 0005)
+    trace_id = pw.CharField(max_length=32, null=True)  # W3C trace id of a traced call (migration 0006)
 
     class Meta:
         # one account's decisions, newest first, without a scan (the console's filter)

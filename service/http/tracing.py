@@ -18,6 +18,7 @@ on with ``opentelemetry.propagate.inject`` on its headers.
 from __future__ import annotations
 
 import logging
+from importlib import metadata
 
 from flask import Flask, g, request, request_finished, request_started, request_tearing_down
 from opentelemetry import context, trace
@@ -60,10 +61,10 @@ def install(app: Flask, settings: Settings, exporter, *, batch: bool = True):
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-    from audience_authz import __version__
-
+    resource = Resource.create({"service.name": settings.otel_service_name,
+                                "service.version": metadata.version("audience-authz")})
     provider = TracerProvider(
-        resource=Resource.create({"service.name": settings.otel_service_name, "service.version": __version__}),
+        resource=resource,
         sampler=ParentBased(TraceIdRatioBased(settings.trace_sample_ratio)))
     # batched: the export happens on the processor's thread (after a fork, it starts anew)
     provider.add_span_processor(BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter))

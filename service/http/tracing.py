@@ -24,6 +24,7 @@ from flask import Flask, g, request, request_finished, request_started, request_
 from opentelemetry import context, trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from audience_authz import spans
 from audience_authz.config import Settings
 
 TRACERESPONSE_HEADER = "traceresponse"
@@ -78,6 +79,7 @@ def connect(app: Flask, provider) -> None:
     traces the session's app for a while connects and disconnects)."""
     disconnect(app)
     app.extensions["tracing"] = _Hooks(app, provider.get_tracer("audience_authz.http"))
+    spans.activate(True)
 
 
 def disconnect(app: Flask) -> None:
@@ -85,6 +87,7 @@ def disconnect(app: Flask) -> None:
     hooks = app.extensions.pop("tracing", None)
     if hooks is not None:
         hooks.disconnect()
+        spans.activate(False)
 
 
 class _Hooks:

@@ -78,6 +78,8 @@ def _trace_statements(db) -> None:
     system = "postgresql" if isinstance(db, PostgresqlDatabase) else "sqlite"
 
     def traced(sql, params=None):
+        if not spans.active:  # untraced: one flag, the hot path's statements pay no more
+            return execute_sql(sql, params)
         with spans.child(_span_name(sql), {"db.system": system, "db.statement": sql[:STATEMENT_CHARS]}):
             return execute_sql(sql, params)
 

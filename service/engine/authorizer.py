@@ -79,6 +79,8 @@ class Authorizer:
         try:
             with spans.child("authz.facts"):
                 gathered = gather(policy, req, ad_group_override, supplied)
+                if req.action == "share" and req.target_account_id is None:  # with some account
+                    gathered = dataclasses.replace(gathered, facts=with_some_target(gathered.facts))
             with spans.child("authz.policy", {"authz.relation": gathered.relation}):
                 decision = policy.decide(gathered.relation, req.action, gathered.facts)
         except Exception as exc:
@@ -112,6 +114,15 @@ class Authorizer:
             log_decision(outcome)
             metrics.decision(req.action, decision.decision, decision.reason)
         return outcome
+
+
+def with_some_target(facts):
+    """``share`` asked without a target means: may this account share this audience with
+    some account? It is asked of a would-be target in the same Business Center that has no
+    share yet, the question the account's audience list asks for its ``share`` action
+    (actions/views.py); the policy decides it like any other."""
+    return dataclasses.replace(facts, target_specified=True, target_known=True, target_in_bc=True,
+                               target_is_self=False, same_bc=True, target_has_share=False)
 
 
 def decision_id() -> str:

@@ -41,16 +41,26 @@ def register(app: Flask, settings: Settings) -> None:
     """Trace this app's requests when an OTLP endpoint is configured; else do nothing."""
     if not settings.otlp_endpoint:
         return
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    except ImportError as exc:
-        raise TracingUnavailable("AUDIENCE_AUTHZ_OTLP_ENDPOINT is set but the OpenTelemetry SDK is not installed:"
-                                 " pip install 'audience-authz[tracing]'") from exc
+    check_available(settings)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
     endpoint = settings.otlp_endpoint.rstrip("/")
     if not endpoint.endswith(EXPORT_PATH):
         endpoint += EXPORT_PATH
     install(app, settings, OTLPSpanExporter(endpoint=endpoint))
     log.info("tracing: spans exported to %s", endpoint)
+
+
+def check_available(settings: Settings) -> None:
+    """Refuse tracing configured without the SDK (``serve`` asks before it forks)."""
+    if not settings.otlp_endpoint:
+        return
+    try:
+        import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError:
+        raise TracingUnavailable("AUDIENCE_AUTHZ_OTLP_ENDPOINT is set but the OpenTelemetry SDK is not installed:"
+                                 " pip install 'audience-authz[tracing]'") from None
 
 
 def install(app: Flask, settings: Settings, exporter, *, batch: bool = True):

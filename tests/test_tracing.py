@@ -78,6 +78,19 @@ def test_off_by_default_no_header_no_trace_id(api):
     assert row["trace_id"] is None
 
 
+def test_untraced_no_span_is_recorded_even_with_a_provider(service, provider):
+    """Tracing disconnected (as off): a request with a traceparent records nothing, not even
+    the decision's or the statements' spans, though an SDK provider is the global one."""
+    _, exporter = provider
+    exporter.clear()
+    api = service.client()
+    w = world_factory(api)
+    _, _, traceparent = _traceparent()
+    r = api.post("/v1/authorize", _delete_check(w), headers={"traceparent": traceparent})
+    assert r.status == 200 and _header(r, "traceresponse") is None
+    assert exporter.get_finished_spans() == ()
+
+
 def test_a_traced_request_continues_the_callers_trace(service, traced, caplog):
     api = service.client()
     w = world_factory(api)

@@ -85,6 +85,12 @@ def serve(host, port, database_url, policy_dir, workers, threads, dev, policy_po
 
     logs.configure(chosen.log_level)
     check_pycasbin()  # before anything is made: this pycasbin may decide nothing
+    from audience_authz.http import tracing
+
+    try:
+        tracing.check_available(chosen)  # configured tracing needs the [tracing] extra
+    except tracing.TracingUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
     if not chosen.token_list:
         token = generated_token()
         chosen = chosen.model_copy(update={"tokens": token})

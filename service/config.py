@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     idempotency_retention_s: PositiveFloat = Field(
         86400.0, description="seconds an action's Idempotency-Key and its first answer are kept: the same call"
                              " made again within it is answered again, not applied again")
+    otlp_endpoint: str = Field("", description="OTLP/HTTP collector to send trace spans to, e.g. http://collector:4318"
+                               " (/v1/traces is added); empty: tracing off, no spans, no header")
+    otel_service_name: str = Field("audience-authz", description="service.name of the spans sent")
+    trace_sample_ratio: float = Field(1.0, ge=0.0, le=1.0, description="share of the traces begun here that are"
+                                      " recorded (0 to 1); a caller's traceparent decides for its own trace")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
         "INFO", description="level of the JSON logs on stderr")
     prometheus_multiproc_dir: str = Field(

@@ -45,6 +45,10 @@ def test_a_batch_past_the_cost_cap_answers_422_at_once(kind, tmp_path):
         assert costly.status == 422 and costly.body["error"]["code"] == "request_too_costly", costly.body
         assert str(CAP) in costly.body["error"]["message"]
         assert time.monotonic() - started < 5
+        # without its effects, a check is one unit: what 8 of them filled, 400 do not
+        decision_only = api.post("/v1/authorize/batch", {"checks": [{**_stop_check("A"), "include_effects": False}] * 400})
+        assert decision_only.status == 200, decision_only.body
+        assert {(r["decision"], len(r["effects"])) for r in decision_only.body["results"]} == {("allow", 0)}
         # cheap checks are one unit each
         view = {"principal": {"account_id": "recipient"}, "action": "view", "resource": {"audience_id": "A"}}
         assert api.post("/v1/authorize/batch", {"checks": [view] * 400}).status == 200

@@ -167,6 +167,16 @@ def test_postgresql_without_its_extra_is_a_clear_error(built):
                                        "installed: pip install 'audience-authz[postgresql]' (or psycopg2-binary)")
 
 
+def test_tracing_without_its_extra_is_a_clear_error(built, tmp_path):
+    assert run([built["server"] / "python", "-c", "import opentelemetry.sdk"], cwd=built["outside"], env=clean_env(),
+               check=False).returncode == 1  # the base install has the API only; the SDK is [tracing]
+    done = cli(built, "serve", "--database", f"sqlite:///{tmp_path / 'authz.db'}", check=False,
+               AUDIENCE_AUTHZ_OTLP_ENDPOINT="http://127.0.0.1:4318")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().endswith("Error: AUDIENCE_AUTHZ_OTLP_ENDPOINT is set but the OpenTelemetry SDK is not"
+                                        " installed: pip install 'audience-authz[tracing]'"), done.stderr
+
+
 def _wait_healthy(base_url: str, server: subprocess.Popen, log: Path) -> dict:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -78,4 +78,4 @@ def decision_view(d: DecisionLog) -> dict:
             "action": d.action, "resource": json.loads(d.resource), "decision": d.decision,
             "reasons": json.loads(d.reasons), "policy_version": d.policy_version,
             "relation": d.relation, "rule_line": d.rule_line, "request_id": d.request_id,
-            "facts": json.loads(d.facts) if d.facts else {}}
+            "trace_id": d.trace_id, "facts": json.loads(d.facts) if d.facts else {}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from audience_authz.engine.authorizer import Authorizer
+from audience_authz.engine.authorizer import Authorizer, with_some_target
 from audience_authz.store.models import Account, AdGroup, AdGroupAudience, Audience
 from audience_authz.vocabulary import MATRIX_ACTIONS
 
@@ -40,8 +40,7 @@ def allowed_actions(authz: Authorizer, gathered) -> list[str]:
     policy = authz.policy
     facts = gathered.facts
     hypothetical = {
-        "share": dataclasses.replace(facts, target_specified=True, target_known=True, target_in_bc=True,
-                                     target_is_self=False, same_bc=True, target_has_share=False),
+        "share": with_some_target(facts),
         "apply": dataclasses.replace(facts, ad_group_specified=False),
         "stop_sharing": dataclasses.replace(facts, target_specified=False),
     }

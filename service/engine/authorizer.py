@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import orjson
 import uuid_utils
 
-from audience_authz import metrics
+from audience_authz import metrics, spans
 from audience_authz.contract import APPLIED_TO_AD_GROUPS
 from audience_authz.engine import context, decision_log
 from audience_authz.engine.facts import Gathered, Request, gather
@@ -60,13 +60,29 @@ class Authorizer:
 
     def check(self, req: Request, *, plan_effects: bool = True, log: bool = True,
               explain: bool = False, ad_group_override=None) -> Outcome:
+        """One decision; traced (under a traced request) as a span with the facts, the
+        policy and the effects planned as its children."""
+        with spans.child("authz.decision", {"authz.action": req.action}) as span:
+            outcome = self._check(req, plan_effects, log, explain, ad_group_override)
+            if span is not None:
+                span.set_attributes({"authz.decision": outcome.decision.decision, "authz.reason": outcome.decision.reason
+                                     or "", "authz.decision_id": outcome.decision_id,
+                                     "authz.policy_version": outcome.policy_version,
+                                     "authz.effects": len(outcome.effects)})
+            return outcome
+
+    def _check(self, req: Request, plan_effects: bool, log: bool, explain: bool, ad_group_override) -> Outcome:
         policy = self.policy  # one policy for the whole decision, even across a reload
         budget.charge(1)
         # the caller's facts first: a bad one is the caller's 400, not a failing policy
         supplied = context.supplied(policy, req.context if req.context is not None else context.current())
         try:
-            gathered = gather(policy, req, ad_group_override, supplied)
-            decision = policy.decide(gathered.relation, req.action, gathered.facts)
+            with spans.child("authz.facts"):
+                gathered = gather(policy, req, ad_group_override, supplied)
+                if req.action == "share" and req.target_account_id is None:  # with some account
+                    gathered = dataclasses.replace(gathered, facts=with_some_target(gathered.facts))
+            with spans.child("authz.policy", {"authz.relation": gathered.relation}):
+                decision = policy.decide(gathered.relation, req.action, gathered.facts)
         except Exception as exc:
             if not metrics.is_database_error(exc):  # the policy cannot decide: /readyz says so
                 self.failing = {"policy_version": policy.version, "action": req.action,
@@ -85,7 +101,8 @@ class Authorizer:
                 reason["account_id"] = req.target_account_id
             outcome.reasons = [reason]
         elif plan_effects and decision.effects:
-            outcome.effects = fx.plan(req, decision, gathered)
+            with spans.child("authz.effects"):
+                outcome.effects = fx.plan(req, decision, gathered)
         if not decision.allowed and decision.reason == APPLIED_TO_AD_GROUPS:
             attached = fx.attached_ad_groups(req.audience_id, req.principal, limit=AD_GROUPS_NAMED + 1)
             outcome.reasons[0]["ad_group_ids"] = attached[:AD_GROUPS_NAMED]
@@ -97,6 +114,15 @@ class Authorizer:
             log_decision(outcome)
             metrics.decision(req.action, decision.decision, decision.reason)
         return outcome
+
+
+def with_some_target(facts):
+    """``share`` asked without a target means: may this account share this audience with
+    some account? It is asked of a would-be target in the same Business Center that has no
+    share yet, the question the account's audience list asks for its ``share`` action
+    (actions/views.py); the policy decides it like any other."""
+    return dataclasses.replace(facts, target_specified=True, target_known=True, target_in_bc=True,
+                               target_is_self=False, same_bc=True, target_has_share=False)
 
 
 def decision_id() -> str:

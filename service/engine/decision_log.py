@@ -35,6 +35,7 @@ import threading
 import time
 from contextvars import ContextVar
 
+from audience_authz import spans
 from audience_authz.store.db import insert_rows
 from audience_authz.store.locks import hold_decision_log
 from audience_authz.store.models import database
@@ -44,7 +45,7 @@ FLUSH_INTERVAL_S = 0.05  # the default of the setting decision_log_flush_s
 FLUSH_ROWS = 500
 MAX_BUFFERED = 20_000
 COLUMNS = ("decision_id", "at", "principal", "action", "resource", "decision", "reasons",
-           "policy_version", "relation", "facts", "rule_line", "request_id")
+           "policy_version", "relation", "facts", "rule_line", "request_id", "trace_id")
 
 # Correlation (set by the HTTP layer for each request): the request id stored with each
 # decision, and the decision ids made while serving it (for the access line).
@@ -75,9 +76,9 @@ class DecisionLogWriter:
         self._thread: threading.Thread | None = None
 
     def write(self, row: tuple) -> None:
-        """Log one decision (a tuple in ``COLUMNS`` order, without the request id, which
-        comes from the request being served)."""
-        row = (*row, request_id.get())
+        """Log one decision (a tuple in ``COLUMNS`` order, without the request id and the
+        trace id, which come from the request being served)."""
+        row = (*row, request_id.get(), spans.trace_id())
         made = decision_ids.get()
         if made is not None:
             made.append(row[0])

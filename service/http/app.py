@@ -28,6 +28,7 @@ from audience_authz.http import (
     policy_routes,
     routes,
     server,
+    tracing,
 )
 from audience_authz.http import idempotency as idempotency_keys
 from audience_authz.http.responses import ErrorBody, Health, Readiness
@@ -105,6 +106,7 @@ def create_app(settings: config.Settings | None = None, *, policy_snapshots=None
     _register_connection(app)
     _register_health(app)
     logs.register(app)
+    tracing.register(app, settings)  # after the request id is set: the request span names it
     metrics.register(app, app.extensions["authz"].policy)
     docs.register(app)
     openapi.finish(app)

@@ -3,8 +3,9 @@
 The request id comes from the caller's ``X-Request-Id`` (when it is a sane token) or is
 made here; it is returned in the response's ``X-Request-Id`` and stamped on every log line
 written while the request runs. Each request ends with one access line (method, path,
-status, duration, request id, acting account, and the ids of the decisions made for it,
-which the decision log stores with the request id), never with the token or the body.
+status, duration, request id, acting account, the ids of the decisions made for it,
+which the decision log stores with the request id, and the trace id when the request is
+traced: http/tracing.py), never with the token or the body.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import uuid
 
 from flask import Flask, g, has_request_context, request, request_started
 
+from audience_authz import spans
 from audience_authz.engine import decision_log
 
 REQUEST_ID_HEADER = "X-Request-Id"
@@ -96,5 +98,6 @@ def register(app: Flask) -> None:
             "duration_ms": duration_ms, "account": (request.headers.get("X-Account-Id") or "")[:128] or None,
             "remote_addr": request.remote_addr,
             **({"decision_ids": list(g.decision_ids)} if g.get("decision_ids") else {}),
+            **({"trace_id": trace_id} if (trace_id := spans.trace_id()) else {}),
         })
         return response

@@ -444,6 +444,8 @@ class DecisionView(BaseModel):
     relation: str
     rule_line: int | None
     request_id: str | None = Field(description="the X-Request-Id of the call that was decided (null without one)")
+    trace_id: str | None = Field(None, description="the W3C trace id of the call, when it was traced (null otherwise;"
+                                 " docs/operations.md, Tracing)")
     facts: dict = Field(default_factory=dict, description="the facts decided on: gathered, and sent by the caller")
 
 

@@ -217,7 +217,7 @@ def _decide(check: AuthorizeBody) -> dict:
     req = Request(check.principal.account_id, check.action, check.resource.audience_id,
                   target_account_id=check.context.target_account_id,
                   ad_group_id=check.context.ad_group_id, context=check.context.facts)
-    return authz().check(req, explain=check.explain).answer()
+    return authz().check(req, explain=check.explain, plan_effects=check.include_effects).answer()
 
 
 def _cost_cap():

@@ -260,6 +260,8 @@ class AuthorizeBody(Strict):
     resource: Resource
     context: Context = Field(default_factory=Context)
     explain: bool = Field(False, description="add the matched policy line and the facts used")
+    include_effects: bool = Field(True, description="false: the decision only; no effects are planned (effects []"
+                                  " and effect_counts {}), and the check costs one unit of the request's cost cap")
 
 
 class BatchBody(Strict):

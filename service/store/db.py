@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 from peewee import PostgresqlDatabase
 from playhouse.db_url import connect
 
+from audience_authz import spans
 from audience_authz.store import migrations
 from audience_authz.store.models import TABLES, database
 
@@ -59,10 +60,34 @@ def init(url: str, create: bool = True, *, pool_size: int = DEFAULT_POOL_SIZE,
                      max_connections=64, stale_timeout=3600)
     else:
         raise DatabaseUrlError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://...")
+    _trace_statements(db)
     database.initialize(db)
     if create:
         migrations.ensure_current(db, TABLES)
     return db
+
+
+STATEMENT_CHARS = 2000  # of a statement's text on its span (the text, never the parameters)
+
+
+def _trace_statements(db) -> None:
+    """Each SQL statement of a traced request gets a span of its own (spans.child: nothing
+    when untraced). Every query of the models and every raw statement goes through
+    ``execute_sql``; ``insert_rows`` opens its own span."""
+    execute_sql = db.execute_sql
+    system = "postgresql" if isinstance(db, PostgresqlDatabase) else "sqlite"
+
+    def traced(sql, params=None):
+        if not spans.active:  # untraced: one flag, the hot path's statements pay no more
+            return execute_sql(sql, params)
+        with spans.child(_span_name(sql), {"db.system": system, "db.statement": sql[:STATEMENT_CHARS]}):
+            return execute_sql(sql, params)
+
+    db.execute_sql = traced
+
+
+def _span_name(sql: str) -> str:
+    return "SQL " + sql.lstrip().split(None, 1)[0].upper() if sql.strip() else "SQL"
 
 
 def sqlite_path(url: str) -> str | None:
@@ -129,6 +154,13 @@ def insert_rows(table: str, columns: tuple[str, ...], rows: list[tuple], *,
     insert itself for thousands of rows. With ``returning_ids``, the new rows' ids."""
     if not rows:
         return []
+    with spans.child("SQL INSERT", {"db.system": "postgresql" if is_postgres() else "sqlite",
+                                    "db.statement": f"INSERT INTO {table} ({', '.join(columns)})",
+                                    "db.rows": len(rows)}):
+        return _insert_rows(table, columns, rows, returning_ids)
+
+
+def _insert_rows(table: str, columns: tuple[str, ...], rows: list[tuple], returning_ids: bool) -> list[int]:
     cols = ", ".join(columns)
     if is_postgres():
         from psycopg2.extras import execute_values

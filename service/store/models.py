@@ -118,7 +118,8 @@ class DecisionLog(BaseModel):
     relation = pw.CharField(max_length=16)
     facts = pw.TextField()  # JSON: what the decision was made on, for replay and audit
     rule_line = pw.IntegerField(null=True)  # the policy.csv line that decided
-    request_id = pw.CharField(max_length=128, null=True, index=True)  # X-Request-Id of the call (migrations 0005, 0006)
+    request_id = pw.CharField(max_length=128, null=True, index=True)  # X-Request-Id of the call (migrations 0005, 0007)
+    trace_id = pw.CharField(max_length=32, null=True)  # W3C trace id of a traced call (migration 0008)
 
     class Meta:
         # one account's decisions, newest first, without a scan (the console's filter)

@@ -417,6 +417,7 @@ class DecisionEntry:
     relation: str | None = None
     rule_line: int | None = None
     request_id: str | None = None  # the X-Request-Id of the call that was decided
+    trace_id: str | None = None  # the W3C trace id of the call, when the service traced it
     facts: dict[str, Any] = field(default_factory=dict)  # decided on: gathered, and sent by the caller
 
 

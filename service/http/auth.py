@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import threading
 import time
 
 from flask import g, request
@@ -202,7 +203,10 @@ class FailureThrottle:
     def __init__(self, per_address: str, overall: str):
         self.limits = [(parse(text), by) for text, by in ((per_address, "address"), (overall, "all"))
                        if text.strip().lower() not in ("", "off", "none", "0")]
+        # MemoryStorage (its expiry timer frees the windows of addresses gone quiet): hits under
+        # a lock, as two threads starting its timer at once fail (alisaifee/limits#352)
         self.window = MovingWindowRateLimiter(MemoryStorage())
+        self.lock = threading.Lock()
 
     def _keys(self):
         address = request.remote_addr or "unknown"
@@ -219,8 +223,9 @@ class FailureThrottle:
         return max(waits) if waits else None
 
     def failed(self) -> None:
-        for limit, key in self._keys():
-            self.window.hit(limit, *key)
+        with self.lock:  # failures only: never on a valid request's path
+            for limit, key in self._keys():
+                self.window.hit(limit, *key)
 
     @staticmethod
     def refusal(wait: int):

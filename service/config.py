@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     check_tokens: str = Field("", description="comma-separated tokens that may only read and decide")
     admin_tokens: str = Field("", description="comma-separated tokens that may also upsert accounts and Business Centers")
     rate_limit: str = Field("10000/second", description="requests per token, e.g. 100/second; off disables it")
+    auth_failure_limit: str = Field("30/minute", description="failed authentications (wrong bearer token or console"
+                                    " login) per client address before 429 too_many_failed_authentications; off disables it")
+    auth_failure_global_limit: str = Field("600/minute", description="failed authentications over all addresses"
+                                           " before every further attempt is refused 429; off disables it")
     max_body: PositiveInt = Field(1024 * 1024, description="largest request body in bytes (413 past it)")
     max_response: PositiveInt = Field(8 * 1024 * 1024, description="largest answer in bytes: a page past it is cut"
                                       " short, an action's answer keeps its summary and drops its lists")
@@ -95,6 +99,11 @@ class Settings(BaseSettings):
         default_factory=lambda: SecretStr(secrets.token_urlsafe(32)),
         description="key that signs the /console session cookies and CSRF tokens; default: one made at start-up"
                     " (shared by the workers of one `serve`; sessions end when the server restarts)")
+
+    console_session_hours: PositiveFloat = Field(8.0, description="absolute lifetime of a console session from its"
+                                                 " login, in hours (never extended by use)")
+    console_secure_cookie: bool = Field(False, description="mark the console's session cookie Secure (set it when"
+                                        " the console is served over HTTPS)")
 
     @property
     def token_list(self) -> list[str]:

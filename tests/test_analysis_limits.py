@@ -107,12 +107,12 @@ ANSWERS = {"200", "422 analysis_too_costly", "429 analysis_busy"}
 @pytest.mark.full
 @pytest.mark.parametrize("kind", DATABASES)
 def test_concurrent_analyses_through_the_api_and_the_console_give_only_answers_or_limits(kind, tmp_path):
-    """Analyses back to back from three API clients and two console check sessions (one of
-    them uploading an oversized candidate) for AUDIENCE_AUTHZ_STRESS_SECONDS (`make stress`:
+    """Analyses back to back from three API clients and two console sessions (one of them
+    uploading an oversized candidate; a check session may not analyse: test_console_access) for AUDIENCE_AUTHZ_STRESS_SECONDS (`make stress`:
     60): every answer is a result or a documented limit, no worker dies, no line of the log
     is anything but JSON."""
     seconds = size("seconds", 5)
-    with private_server(kind, tmp_path, env={"AUDIENCE_AUTHZ_CHECK_TOKENS": "check-token"}) as (_url, live, api):
+    with private_server(kind, tmp_path) as (_url, live, api):
         workers = worker_pids(live)
         model = _model(live)
         counts: dict[str, int] = {}
@@ -130,7 +130,7 @@ def test_concurrent_analyses_through_the_api_and_the_console_give_only_answers_o
                 count("200" if r.status_code == 200 else f"{r.status_code} {r.json()['error']['code']}")
 
         def console_client(policy_csv: str):
-            session = _console(live.base_url, "check-token")
+            session = _console(live.base_url, TOKEN)
             while not stop.is_set():
                 page = session.get(live.base_url + "/console/candidate")
                 csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)

@@ -315,14 +315,15 @@ def test_check_scoped_session_cannot_reload(page, live):
     token = page.locator("#reload-form input[name=csrf_token]").get_attribute("value")
     answer = page.request.post("/console/reload", form={"csrf_token": token})
     assert answer.status == 403
-    assert "read-only" in answer.text()
+    assert "may not" in answer.text()
     probe = page.request.post("/console/candidate", form={"csrf_token": token, "directory": "/etc"})
-    assert probe.status == 403  # nor read a directory of the server (uploads it may analyse)
+    assert probe.status == 403  # nor analyse a candidate (as POST /v1/policy/diff: full only)
+    expect(page.locator("#analyse")).to_be_disabled()
     expect(page.locator("#set-shadow")).to_have_count(0)  # nor set or stop a shadow
     expect(page.locator("#shadow-read-only")).to_be_visible()
     for path, form in (("/console/shadow", {"directory": str(FIXTURE_POLICY)}), ("/console/shadow/stop", {})):
         refused = page.request.post(path, form={"csrf_token": token, **form})
-        assert refused.status == 403 and "read-only" in refused.text(), path
+        assert refused.status == 403 and "may not" in refused.text(), path
     assert Api(live.base_url, FULL).ok(Api(live.base_url, FULL).get("/v1/policy/shadow"))["active"] is False
     forged = page.request.post("/console/reload", form={"csrf_token": "forged"})
     assert forged.status == 400  # and no form goes through without its CSRF token

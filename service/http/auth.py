@@ -1,15 +1,11 @@
 """Who may call what: bearer tokens, their scopes, and a per-token rate limit.
 
-Tokens come from the settings (comma-separated environment variables), one per scope:
-
-| variable | scope | may call |
-| --- | --- | --- |
-| ``AUDIENCE_AUTHZ_TOKENS`` | ``full`` | every endpoint |
-| ``AUDIENCE_AUTHZ_ADMIN_TOKENS`` | ``admin`` | what ``check`` may, and ``PUT`` of Business Centers and accounts |
-| ``AUDIENCE_AUTHZ_CHECK_TOKENS`` | ``check`` | every ``GET`` and ``POST /v1/authorize``, ``/v1/authorize/batch`` |
-
-A token outside its scope gets ``403 {"error": {"code": "insufficient_scope"}}``; an
-endpoint not listed here (e.g. one added later) needs ``full``. Tokens are compared as
+Tokens come from the settings (comma-separated environment variables), one per scope
+(``AUDIENCE_AUTHZ_TOKENS`` full, ``AUDIENCE_AUTHZ_ADMIN_TOKENS`` admin,
+``AUDIENCE_AUTHZ_CHECK_TOKENS`` check). What each scope may do is the one table of
+``http/capabilities.py``, which the console reads too. A token outside its scope gets
+``403 {"error": {"code": "insufficient_scope"}}``; an endpoint the table does not name
+(e.g. one added later) needs ``full``. Tokens are compared as
 SHA-256 digests with ``hmac.compare_digest`` against every known token (same work
 whichever matches, nothing learnt from lengths), and never logged: the rate limiter and
 the logs only ever see a digest prefix. This is authentication of the calling service;
@@ -19,7 +15,15 @@ The rate limit (``AUDIENCE_AUTHZ_RATE_LIMIT``, a limits string such as ``100/sec
 ``6000 per minute``; ``off`` disables it) counts requests per token in each worker
 process (in-memory storage), and answers ``429 {"error": {"code": "rate_limited"}}`` with
 ``Retry-After``. A batch counts as many requests as it has checks. The default is generous
-enough that tests and benchmarks never meet it.
+enough that tests and benchmarks never meet it. The console's decisions count against the
+same bucket of the token its session was opened with (``spend``).
+
+Failed authentication (a wrong bearer token, a wrong console login) is throttled per
+client address and over all addresses (``AUDIENCE_AUTHZ_AUTH_FAILURE_LIMIT`` and
+``AUDIENCE_AUTHZ_AUTH_FAILURE_GLOBAL_LIMIT``): past either, every attempt from there is
+answered ``429 {"error": {"code": "too_many_failed_authentications"}}`` with
+``Retry-After`` before its token is even looked at, so guessing costs time. A request
+without any ``Authorization`` header guesses nothing and is not counted.
 """
 
 from __future__ import annotations
@@ -27,20 +31,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import threading
 import time
 
 from flask import g, request
 from limits import parse
 from limits.storage import MemoryStorage
-from limits.strategies import FixedWindowRateLimiter
+from limits.strategies import FixedWindowRateLimiter, MovingWindowRateLimiter
 
+from audience_authz.http import capabilities
 from audience_authz.http.errors import error_response
-
-# (method, route) pairs beyond every GET that each limited scope may call
-_CHECK_ROUTES = {("POST", "/v1/authorize"), ("POST", "/v1/authorize/batch")}
-_ADMIN_ROUTES = _CHECK_ROUTES | {("PUT", "/v1/business-centers/<id>"), ("PUT", "/v1/accounts/<id>")}
-_SCOPE_ROUTES = {"check": _CHECK_ROUTES, "admin": _ADMIN_ROUTES}
-_READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 class _CounterStorage(MemoryStorage):
@@ -87,9 +87,9 @@ def scope_of(known: dict[bytes, str], token: str) -> str | None:
 def permits(scope: str, method: str, route: str | None) -> bool:
     """May a token of ``scope`` call ``method route``? (route None: no such endpoint, the
     router answers 404/405 itself)."""
-    if scope == "full" or route is None or method in _READ_METHODS:
+    if route is None:
         return True
-    return (method, route) in _SCOPE_ROUTES.get(scope, ())
+    return capabilities.allows(scope, capabilities.of_route(method, route))
 
 
 def presented(known: dict[bytes, str]) -> tuple[bytes, str | None]:
@@ -114,13 +114,20 @@ def register(app, settings, is_open) -> None:
     rate-limit. Call before any other before_request hook that needs an authenticated caller."""
     known = scoped_tokens(settings.scoped_tokens())
     app.extensions["auth_tokens"] = known
+    failures = FailureThrottle(settings.auth_failure_limit, settings.auth_failure_global_limit)
+    app.extensions["auth_failures"] = failures
 
     @app.before_request
     def authenticate():
         if is_open(request.path):
             return None
+        guessing = "Authorization" in request.headers
+        if guessing and (wait := failures.blocked()):
+            return failures.refusal(wait)
         digest, scope = presented(known)
         if scope is None:
+            if guessing:
+                failures.failed()
             response = error_response(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
             response.headers["WWW-Authenticate"] = "Bearer"
             return response
@@ -158,6 +165,7 @@ def _rate_limit(app, text: str, is_open) -> None:
         return
     limit = parse(text)
     window = FixedWindowRateLimiter(_CounterStorage())
+    app.extensions["rate_limit"] = (window, limit, text)
 
     @app.before_request
     def rate_limited():
@@ -171,4 +179,57 @@ def _rate_limit(app, text: str, is_open) -> None:
         counted = f"; a batch counts each of its {cost} checks" if cost > 1 else ""
         response = error_response(429, "rate_limited", f"over the rate limit of this token ({text}){counted}")
         response.headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
+        return response
+
+
+def spend(app, key: str, cost: int = 1) -> int | None:
+    """Count ``cost`` requests against the bucket of the token whose digest prefix is
+    ``key`` (what the console's decisions do); the seconds to wait when over the limit,
+    else None."""
+    found = app.extensions.get("rate_limit")
+    if found is None:
+        return None
+    window, limit, _ = found
+    if window.hit(limit, key, cost=cost):
+        return None
+    reset_at, _ = window.get_window_stats(limit, key)
+    return max(1, math.ceil(reset_at - time.time()))
+
+
+class FailureThrottle:
+    """Failed authentications counted per client address and over all of them (a moving
+    window of the ``limits`` library); only failures are counted."""
+
+    def __init__(self, per_address: str, overall: str):
+        self.limits = [(parse(text), by) for text, by in ((per_address, "address"), (overall, "all"))
+                       if text.strip().lower() not in ("", "off", "none", "0")]
+        # MemoryStorage (its expiry timer frees the windows of addresses gone quiet): hits under
+        # a lock, as two threads starting its timer at once fail (alisaifee/limits#352)
+        self.window = MovingWindowRateLimiter(MemoryStorage())
+        self.lock = threading.Lock()
+
+    def _keys(self):
+        address = request.remote_addr or "unknown"
+        for limit, by in self.limits:
+            yield limit, ("auth-failure", address if by == "address" else "*")
+
+    def blocked(self) -> int | None:
+        """Seconds to wait when this client (or everyone) is past a limit, else None."""
+        waits = []
+        for limit, key in self._keys():
+            if not self.window.test(limit, *key):
+                reset_at, _ = self.window.get_window_stats(limit, *key)
+                waits.append(max(1, math.ceil(reset_at - time.time())))
+        return max(waits) if waits else None
+
+    def failed(self) -> None:
+        with self.lock:  # failures only: never on a valid request's path
+            for limit, key in self._keys():
+                self.window.hit(limit, *key)
+
+    @staticmethod
+    def refusal(wait: int):
+        response = error_response(429, "too_many_failed_authentications",
+                                  f"too many failed authentications from here; try again in {wait} s")
+        response.headers["Retry-After"] = str(wait)
         return response

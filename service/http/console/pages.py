@@ -27,6 +27,7 @@ from audience_authz.http.policy_routes import _shadow_summary as shadow_summary
 from audience_authz.http.schemas import AuthorizeBody
 from audience_authz.policytools import diff as policydiff
 from audience_authz.policytools import impact, sandbox
+from audience_authz.store import budget
 from audience_authz.vocabulary import ACTIONS, AUDIENCE_ACTIONS, POLICY_FILES
 
 REPLAY_DEFAULT, REPLAY_MAX = 1000, 100_000
@@ -48,7 +49,9 @@ def ticks(text: str) -> Markup:
 
 @bp.errorhandler(HTTPException)
 def http_error(exc: HTTPException):
-    return render_template("error.html", title=exc.name, message=exc.description), exc.code or 500
+    retry = getattr(exc, "retry_after", None)
+    headers = {"Retry-After": str(retry)} if retry else {}
+    return render_template("error.html", title=exc.name, message=exc.description), exc.code or 500, headers
 
 
 @bp.before_request
@@ -118,10 +121,17 @@ def try_decision():
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             error = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
-        else:  # as POST /v1/authorize with "explain": true does (and logged as it is)
-            outcome = _authz().check(Request(body.principal.account_id, body.action, body.resource.audience_id,
-                                             target_account_id=body.context.target_account_id,
-                                             ad_group_id=body.context.ad_group_id), explain=True)
+        else:  # as POST /v1/authorize with "explain": true does (and logged as it is), its limits too
+            access.require("decide")
+            access.spend()
+            try:
+                with budget.limited(current_app.config["SETTINGS"].max_request_cost):
+                    outcome = _authz().check(Request(body.principal.account_id, body.action,
+                                                     body.resource.audience_id,
+                                                     target_account_id=body.context.target_account_id,
+                                                     ad_group_id=body.context.ad_group_id), explain=True)
+            except budget.TooCostly as exc:
+                abort(422, exc.message)
             result = outcome.answer()
     policy = _authz().policy
     view = policyview.of(policy)
@@ -230,13 +240,12 @@ def candidate():
     last = min(max(request.values.get("last", REPLAY_DEFAULT, type=int) or REPLAY_DEFAULT, 1), REPLAY_MAX)
     analysis = None
     if request.method == "POST":
+        access.require("analyse_candidate")  # as POST /v1/policy/diff, files or a directory
         uploads = [f for f in request.files.getlist("files") if f.filename]
         if uploads:
             analysis = _analyse_uploads(uploads, last)
             directory = ""
-        else:  # a path on the server: what POST /v1/policy/diff allows a full token only
-            if not access.may_write():
-                abort(403, "a check-scoped session may analyse uploaded files, not read a directory of the server")
+        else:
             analysis = _analyse(directory, last)
     status = 400 if analysis and ("error" in analysis or "problems" in analysis) else 200
     status = analysis.get("status", status) if analysis else status
@@ -314,7 +323,7 @@ def _analyse(directory: str, last: int) -> dict:
 
 @bp.post("/reload")
 def reload():
-    access.require_write()
+    access.require("reload_policy")
     result = current_app.extensions["policy_reloader"].reload("console")
     return _candidate_page(reload=result.body())
 
@@ -323,7 +332,7 @@ def reload():
 def shadow():
     """Decide every live request with a candidate too (as PUT /v1/policy/shadow): a
     directory on the server, or uploaded files replacing those of the serving policy."""
-    access.require_write()
+    access.require("shadow_policy")
     reloader = current_app.extensions["policy_reloader"]
     uploads = [f for f in request.files.getlist("files") if f.filename]
     directory = (request.values.get("directory") or "").strip()
@@ -344,7 +353,7 @@ def shadow():
 
 @bp.post("/shadow/stop")
 def stop_shadow():
-    access.require_write()
+    access.require("shadow_policy")
     current_app.extensions["policy_reloader"].clear_shadow()
     return _candidate_page()
 

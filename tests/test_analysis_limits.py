@@ -108,9 +108,9 @@ ANSWERS = {"200", "422 analysis_too_costly", "429 analysis_busy"}
 @pytest.mark.parametrize("kind", DATABASES)
 def test_concurrent_analyses_through_the_api_and_the_console_give_only_answers_or_limits(kind, tmp_path):
     """Analyses back to back from three API clients and two console sessions (one of them
-    uploading an oversized candidate; a check session may not analyse: test_console_access) for AUDIENCE_AUTHZ_STRESS_SECONDS (`make stress`:
-    60): every answer is a result or a documented limit, no worker dies, no line of the log
-    is anything but JSON."""
+    uploading an oversized candidate; a check session may not analyse: test_console_access)
+    for AUDIENCE_AUTHZ_STRESS_SECONDS (`make stress`: 60): every answer is a result or a
+    documented limit, no worker dies, no line of the log is anything but JSON."""
     seconds = size("seconds", 5)
     with private_server(kind, tmp_path) as (_url, live, api):
         workers = worker_pids(live)

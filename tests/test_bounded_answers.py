@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.support.api import one_share
 from tests.support.ops import json_lines
 from tests.support.reliability import DATABASES, private_server, server_log
 
@@ -41,12 +42,7 @@ def _access_lines(live, path: str) -> list[dict]:
 def test_stop_sharing_with_many_long_id_ad_groups_commits_and_answers_within_the_limit(kind, tmp_path):
     env = {"AUDIENCE_AUTHZ_MAX_RESPONSE": str(LIMIT)}
     with private_server(kind, tmp_path, env=env) as (url, live, api):
-        api.ok(api.put("/v1/business-centers/bc", {"name": "bc"}))
-        for account in ("owner", "recipient"):
-            api.ok(api.put(f"/v1/accounts/{account}", {"name": account, "business_center_id": "bc"}))
-        api.ok(api.post("/v1/accounts/owner/terms-acceptance", account="owner"))
-        api.ok(api.post("/v1/audiences", {"id": "A", "name": "A", "source": "customer_file"}, account="owner"), 201)
-        api.ok(api.post("/v1/audiences/A/shares", {"account_ids": ["recipient"]}, account="owner"), 201)
+        one_share(api)
         groups = [_long_id("g", i) for i in range(GROUPS)]
         for group in groups:  # the recipient controls the size of the answer
             api.ok(api.put(f"/v1/ad-groups/{group}", {"name": "g", "include": ["A"]}, account="recipient"))

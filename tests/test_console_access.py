@@ -19,6 +19,7 @@ from audience_authz.config import shipped_policy_dir
 from audience_authz.http import capabilities
 from tests.conftest import TOKEN
 from tests.support import Api
+from tests.support.api import one_share
 from tests.support.reliability import DATABASES, private_server
 from tests.support.reliability import TOKEN as LIVE_TOKEN
 
@@ -93,12 +94,7 @@ def test_the_docs_hold_the_one_table():
 
 
 def _share_scenario(api) -> None:
-    api.ok(api.put("/v1/business-centers/bc", {"name": "bc"}))
-    for account in ("owner", "recipient"):
-        api.ok(api.put(f"/v1/accounts/{account}", {"name": account, "business_center_id": "bc"}))
-    api.ok(api.post("/v1/accounts/owner/terms-acceptance", account="owner"))
-    api.ok(api.post("/v1/audiences", {"id": "A", "name": "A", "source": "customer_file"}, account="owner"), 201)
-    api.ok(api.post("/v1/audiences/A/shares", {"account_ids": ["recipient"]}, account="owner"), 201)
+    one_share(api)
 
 
 @pytest.mark.full

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from tests.support.api import one_share
 from tests.support.reliability import DATABASES, private_server
 
 pytestmark = pytest.mark.full  # server processes: the full tier
@@ -21,12 +22,7 @@ def _stop_check(audience: str) -> dict:
 
 
 def _scenario(api) -> None:
-    api.ok(api.put("/v1/business-centers/bc", {"name": "bc"}))
-    for account in ("owner", "recipient"):
-        api.ok(api.put(f"/v1/accounts/{account}", {"name": account, "business_center_id": "bc"}))
-    api.ok(api.post("/v1/accounts/owner/terms-acceptance", account="owner"))
-    api.ok(api.post("/v1/audiences", {"id": "A", "name": "A", "source": "customer_file"}, account="owner"), 201)
-    api.ok(api.post("/v1/audiences/A/shares", {"account_ids": ["recipient"]}, account="owner"), 201)
+    one_share(api)
     for i in range(GROUPS):
         api.ok(api.put(f"/v1/ad-groups/g{i}", {"name": "g", "include": ["A"]}, account="recipient"))
 

@@ -111,6 +111,17 @@ class World:
         return self.id(name)
 
 
+def one_share(api: BaseApi) -> None:
+    """The smallest sharing scenario: Business Center bc, its accounts owner (terms accepted)
+    and recipient, and owner's audience A shared with recipient."""
+    api.ok(api.put("/v1/business-centers/bc", {"name": "bc"}))
+    for account in ("owner", "recipient"):
+        api.ok(api.put(f"/v1/accounts/{account}", {"name": account, "business_center_id": "bc"}))
+    api.ok(api.post("/v1/accounts/owner/terms-acceptance", account="owner"))
+    api.ok(api.post("/v1/audiences", {"id": "A", "name": "A", "source": "customer_file"}, account="owner"), 201)
+    api.ok(api.post("/v1/audiences/A/shares", {"account_ids": ["recipient"]}, account="owner"), 201)
+
+
 def world_factory(api: BaseApi, *, terms: bool = True, share_with_recipient: bool = True) -> World:
     """BCs bc (owner's) and bc2 (another), accounts owner, recipient, peer (same BC),
     other (bc2), nobc (no BC); audiences A, B, C of owner shared with recipient; none applied."""

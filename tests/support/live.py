@@ -32,8 +32,9 @@ class LiveServer:
     """``audience-authz serve`` in a subprocess, on a free port, until the block ends."""
 
     def __init__(self, database_url: str, token: str = "test-token", policy_dir: str | None = None,
-                 extra_args: list[str] | None = None, env: dict | None = None):
+                 extra_args: list[str] | None = None, env: dict | None = None, startup_s: float = 30):
         self.database_url = database_url
+        self.startup_s = startup_s  # seconds it may take to answer /healthz
         self.token = token
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -50,7 +51,7 @@ class LiveServer:
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self.log,
                                         stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.startup_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")

@@ -55,6 +55,8 @@ def stream_messages(url: str, stream: str) -> list[dict]:
             except NotFoundError:
                 return []
             out = []
+            if info.state.last_seq == 0:  # empty: first_seq is 0, and there is no message 0
+                return out
             for seq in range(info.state.first_seq, info.state.last_seq + 1):
                 msg = await js.get_msg(stream, seq=seq)
                 out.append({"seq": msg.seq, "subject": msg.subject, "msg_id": (msg.headers or {}).get("Nats-Msg-Id"),

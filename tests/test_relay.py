@@ -184,3 +184,20 @@ def test_relays_and_server_killed_at_random_points(kind, tmp_path, nats, names):
             live.stop()
         print(f"\nRELAY KILLS {kind} (seed {seed}): {kills}; {len(events)} events, {writers.answered} answered")
         assert_exactly_the_feed(messages, events, prefix)
+
+
+def test_a_relay_that_cannot_reach_nats_says_so_and_exits(tmp_path):
+    """Fail loudly, not wait silently: a wrong --nats is an error within seconds."""
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    subprocess.run([sys.executable, "-m", "audience_authz", "migrate", "--database", url], cwd=ROOT, check=True,
+                   capture_output=True)
+    run = subprocess.run([sys.executable, "-m", "audience_authz", "relay", "--database", url,
+                          "--nats", f"nats://127.0.0.1:{free_port()}"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 1
+    assert "cannot reach NATS JetStream" in run.stderr

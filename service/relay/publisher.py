@@ -10,9 +10,12 @@ broker ends. A Kafka publisher would do the same with a transactional producer.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from dataclasses import dataclass
 from typing import Protocol
+
+log = logging.getLogger("audience_authz.relay")
 
 # a NATS subject token holds no '.', '*', '>' or whitespace: an account id (letters, digits
 # and _ . : - in the API) keeps its characters but '.', which is %2E (any other would be %XX)
@@ -44,6 +47,9 @@ class BrokerError(Exception):
 
 
 class Publisher(Protocol):
+    async def _connection_error(self, exc: Exception) -> None:
+        log.warning("NATS connection: %s: %s", type(exc).__name__, exc)
+
     async def position(self) -> int:
         """The id of the last event the broker holds (0: none)."""
 
@@ -102,8 +108,10 @@ class JetStreamPublisher:
         from nats.js.api import StreamConfig
         from nats.js.errors import NotFoundError
 
-        self.nc = await nats.connect(self.url, connect_timeout=self.timeout_s, max_reconnect_attempts=-1,
-                                     allow_reconnect=True)
+        # a few reconnects, then the connection closes and the next round connects anew: a
+        # relay that cannot reach NATS fails (and says so) instead of waiting silently
+        self.nc = await nats.connect(self.url, connect_timeout=self.timeout_s, max_reconnect_attempts=5,
+                                     reconnect_time_wait=1, error_cb=self._connection_error)
         self.js = self.nc.jetstream(timeout=self.timeout_s)
         try:
             await self.js.stream_info(self.stream)
@@ -112,12 +120,18 @@ class JetStreamPublisher:
                 name=self.stream, subjects=[f"{self.prefix}.>"], max_age=self.max_age_s or None,
                 duplicate_window=self.duplicate_window_s))
 
+    async def _connection_error(self, exc: Exception) -> None:
+        log.warning("NATS connection: %s: %s", type(exc).__name__, exc)
+
     async def position(self) -> int:
         with self._broker():
             return await self._position()
 
     async def _position(self) -> int:
         from nats.js.errors import NotFoundError
+
+        if self.nc is None or self.nc.is_closed:  # given up reconnecting: a new connection
+            await self._connect()
 
         info = await self.js.stream_info(self.stream)
         self.last_seq = info.state.last_seq

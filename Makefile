@@ -27,7 +27,7 @@ chromium:
 $(VENV)/.installed: pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,postgresql]'
+	$(BIN)/pip install --quiet -e '.[test,postgresql,nats]'
 	$(BIN)/pip install --quiet -e ./client  # the client-only distribution (audience_authz_client)
 	touch $@
 

@@ -230,6 +230,56 @@ def migrate(database_url, check):
     click.echo(f"applied {len(done)} migration(s): {', '.join(done)}; schema up to date")
 
 
+@main.command()
+@click.option("--database", "database_url", default=None, help=DATABASE_HELP)
+@click.option("--nats", "nats_url", default=None, help="the NATS server (default: AUDIENCE_AUTHZ_RELAY_NATS,"
+              " else nats://127.0.0.1:4222)")
+@click.option("--stream", default=None, help="the JetStream stream (default: AUDIENCE_AUTHZ_RELAY_STREAM)")
+@click.option("--subject-prefix", default=None, help="subjects are <prefix>.<event type>.<account>"
+              " (default: AUDIENCE_AUTHZ_RELAY_SUBJECT_PREFIX)")
+@click.option("--metrics-port", default=None, type=click.IntRange(0, 65535),
+              help="serve the relay's Prometheus metrics at :PORT/metrics (default: AUDIENCE_AUTHZ_RELAY_METRICS_PORT;"
+                   " 0: none)")
+def relay(database_url, nats_url, stream, subject_prefix, metrics_port):
+    """Publish the committed events to NATS JetStream, exactly once and in commit order
+    (docs/events.md). Run as many as you like; SIGTERM or Ctrl-C stops it between rounds."""
+    import asyncio
+    import signal
+
+    from audience_authz.relay.loop import relay as run_relay
+    from audience_authz.relay.publisher import BrokerError, JetStreamPublisher
+    from audience_authz.store import db
+
+    options = settings(database=database_url, relay_nats=nats_url, relay_stream=stream,
+                       relay_subject_prefix=subject_prefix, relay_metrics_port=metrics_port)
+    logging.basicConfig(level=options.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _init_database(options.database, create=False, must_exist=True)
+    if options.relay_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(options.relay_metrics_port, addr="127.0.0.1")
+    publisher = JetStreamPublisher(options.relay_nats, options.relay_stream, options.relay_subject_prefix)
+
+    async def main_loop():
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+        try:
+            await publisher.connect()
+        except BrokerError as exc:
+            raise click.ClickException(f"cannot reach NATS JetStream at {options.relay_nats}: {exc}") from None
+        try:
+            await run_relay(publisher, batch=options.relay_batch, poll_s=options.relay_poll_s, stop=stop)
+        finally:
+            await publisher.close()
+
+    try:
+        asyncio.run(main_loop())
+    finally:
+        db.close()
+
+
 @main.group()
 def policy():
     """Policy authoring tools: check, test, verify, matrix, diff."""

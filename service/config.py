@@ -79,6 +79,14 @@ class Settings(BaseSettings):
     decision_log: Literal["batched", "durable"] = Field(
         "batched", description="batched: authorize answers before its decision row is written (one commit for many);"
                                " durable: the row is committed before the answer leaves")
+    relay_nats: str = Field("nats://127.0.0.1:4222", description="the NATS server of `relay` (relay --nats)")
+    relay_stream: str = Field("AUDIENCE_AUTHZ_EVENTS", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                              description="the JetStream stream the relay publishes events to (made if missing)")
+    relay_subject_prefix: str = Field("audience_authz.events", pattern=r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$",
+                                      description="events are published as <prefix>.<event type>.<account>")
+    relay_batch: PositiveInt = Field(500, le=10_000, description="most events the relay reads per round")
+    relay_poll_s: PositiveFloat = Field(0.2, description="seconds the relay waits when no event is left to publish")
+    relay_metrics_port: int = Field(0, ge=0, le=65535, description="port of the relay's /metrics (0: none)")
     drain_seconds: NonNegativeFloat = Field(
         5.0, description="on SIGTERM, seconds /readyz answers 503 draining while the server still serves, "
                          "before it stops accepting (0: stop at once)")

@@ -12,8 +12,8 @@ SERVICE = ROOT / "service"  # installed as the import package audience_authz
 PACKAGE = "audience_authz"
 ARCHITECTURE = ROOT / "ARCHITECTURE.md"
 # The layers, lowest first: a module may import from its own layer and those below it.
-# actions and policytools stand side by side on the engine.
-RANK = {"base": 0, "store": 1, "engine": 2, "actions": 3, "policytools": 3, "http": 4, "entry": 5}
+# actions, policytools and relay stand side by side on the engine.
+RANK = {"base": 0, "store": 1, "engine": 2, "actions": 3, "policytools": 3, "relay": 3, "http": 4, "entry": 5}
 # the numbered files of a migrations folder are named by the folder's row
 MIGRATION = re.compile(r"^store/migrations/\d{4}_\w+\.py$")
 ROW = re.compile(r"^\|\s*`service/([^`]+)`\s*\|\s*([a-z]+)\s*\|", re.MULTILINE)

@@ -35,8 +35,9 @@ class LiveServer:
     """``audience-authz serve`` in a subprocess, on a free port, until the block ends."""
 
     def __init__(self, database_url: str, token: str = "test-token", policy_dir: str | None = None,
-                 extra_args: list[str] | None = None, env: dict | None = None):
+                 extra_args: list[str] | None = None, env: dict | None = None, startup_s: float = 90):
         self.database_url = database_url
+        self.startup_s = startup_s  # seconds to answer /healthz (a loaded 2-core machine took over 60 s for 2 workers)
         self.token = token
         self.policy_dir = policy_dir
         self.port = free_port()
@@ -54,7 +55,7 @@ class LiveServer:
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=self.log,
                                         stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90  # a loaded 2-core machine has taken over 60 s to start 2 workers
+        deadline = time.monotonic() + self.startup_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")

@@ -60,7 +60,10 @@ class _Sandbox:
         import pebble
 
         with self._lock:
-            if self._pool is None or self._pid != os.getpid():  # a fork (gunicorn's worker) makes its own
+            # a fork (gunicorn's worker) makes its own; a pool whose own threads died is replaced
+            if self._pool is None or self._pid != os.getpid() or not self._pool.active:
+                if self._pool is not None and self._pid == os.getpid():
+                    self._pool.stop()
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload([])  # the fork server stays light: nothing of the server's
                 self._pool = pebble.ProcessPool(max_workers=self.limits.workers, max_tasks=50,
@@ -81,7 +84,13 @@ class _Sandbox:
             self._publish()
         outcome = "error"
         try:
-            result = self.pool().submit(fn, self.limits.timeout_s, *args, **kwargs).result()
+            try:
+                future = self.pool().submit(fn, self.limits.timeout_s, *args, **kwargs)
+            except RuntimeError:  # the pool broke between the check and the call: a new one
+                future = self.pool().submit(fn, self.limits.timeout_s, *args, **kwargs)
+            # pebble ends the analysis at timeout_s; the wait is bounded too, should the pool
+            # itself fail to answer (the thread that asked is a decision thread)
+            result = future.result(timeout=self.limits.timeout_s + 10)
             outcome = "ok"
             return result
         except concurrent.futures.TimeoutError:
@@ -102,6 +111,12 @@ class _Sandbox:
                 self.pending -= 1
                 self._publish()
             metrics.analysis_finished(outcome)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.stop()
+            self._pool = None
 
     def _publish(self) -> None:
         metrics.ANALYSES.labels("running").set(min(self.pending, self.limits.workers))
@@ -147,6 +162,10 @@ _sandbox: _Sandbox | None = None
 def configure(limits: Limits) -> None:
     """Run this process's analyses in the sandbox, with ``limits`` (a server calls it)."""
     global _sandbox
+    if _sandbox is not None and _sandbox.limits == limits:
+        return  # another app of this process (tests): the same pool serves it
+    if _sandbox is not None:
+        _sandbox.close()
     _sandbox = _Sandbox(limits)
 
 

@@ -168,6 +168,7 @@ def test_scoped_tokens_reach_only_their_endpoints(kind, tmp_path):
             ("POST", "/v1/authorize/batch"): ("/v1/authorize/batch", {"checks": [{
                 "principal": {"account_id": w.recipient}, "action": "view", "resource": {"audience_id": w.A}}]}),
             ("GET", "/v1/events"): ("/v1/events", None), ("GET", "/v1/decisions"): ("/v1/decisions", None),
+            ("GET", "/v1/decisions/{decision_id}"): ("/v1/decisions/" + "0" * 32, None),
             ("GET", "/v1/events/latest"): ("/v1/events/latest", None),
             # a cursor past the end answers at once (400) instead of streaming for ever
             ("GET", "/v1/events/stream"): ("/v1/events/stream?after=999999999999", None),

@@ -625,6 +625,8 @@ def figure_rows(results: dict) -> list[tuple[str, str, str]]:
     f = results["figures"]
     return [
         ("inproc_decision_us", "µs", "full decision in process, p50"),
+        ("inproc_decision_durable_us", "µs", "the same with AUDIENCE_AUTHZ_DECISION_LOG=durable (row committed first), p50"),
+        ("durable_vs_batched", "", "inproc_decision_durable / inproc_decision (batched, the default)"),
         ("policy_only_us", "µs", "Policy.decide alone, p50"),
         ("facts_query_us", "µs", "the facts statement alone (facts.gather), p50"),
         ("facts_query_1k_us", "µs", "the same on the 1k store"),

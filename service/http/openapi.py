@@ -53,6 +53,11 @@ def finish(app) -> dict:
             action = method in _ACTION_METHODS and not path.startswith(_NOT_ACTIONS)
             if action:
                 operation["parameters"].append(dict(_IDEMPOTENCY_KEY_PARAMETER))
+                if "422" not in operation["responses"] and "400" in operation["responses"]:
+                    # the key used before with another request: an error body like a 400's
+                    operation["responses"]["422"] = {
+                        "description": "idempotency_key_reused: the Idempotency-Key was used with another request",
+                        "content": operation["responses"]["400"].get("content", {})}
             for status, response in operation["responses"].items():
                 headers = response.setdefault("headers", {})
                 headers["X-Request-Id"] = {"$ref": "#/components/headers/X-Request-Id"}

@@ -31,6 +31,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 10 s: a process a test started is never left running."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class LiveServer:
     """``audience-authz serve`` in a subprocess, on a free port, until the block ends."""
 
@@ -68,13 +79,8 @@ class LiveServer:
         raise RuntimeError(f"server did not start: {self.log_path.read_text()[-3000:]}")
 
     def stop(self):
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            stop_process(self.process)
         if self.log_path:
             self.log.close()
 

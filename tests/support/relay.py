@@ -17,6 +17,8 @@ from urllib.parse import urlparse
 
 import pytest
 
+from tests.support.live import stop_process
+
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_NATS = "nats://127.0.0.1:4222"
 
@@ -105,13 +107,8 @@ class Relay:
         self.log.close()
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process:
+            stop_process(self.process)
         if not self.log.closed:
             self.log.close()
 

@@ -339,7 +339,7 @@ def get_decisions(query: DecisionQuery):
 
 
 @api.get("/decisions/<decision_id>", operation_id="getDecision", tags=[FEEDS], summary="One decision of the log",
-         responses={200: R.DecisionView})
+         responses={200: R.DecisionView, 404: R.ErrorBody})
 def get_decision(path: DecisionIdPath):
     decision_log.writer.flush()  # this process's batched rows first
     return actions.decision(path.decision_id)
